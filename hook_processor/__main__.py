@@ -1,0 +1,3 @@
+from hook_processor.cli import main
+
+main()

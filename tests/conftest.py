@@ -1,0 +1,58 @@
+"""Shared fixtures: a real moto S3 server on 127.0.0.1 and a clean environment."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hook_processor.s3server import EmbeddedS3, S3Server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the developer's own credentials and Hook settings out of every test."""
+    for name in list(os.environ):
+        upper = name.upper()
+        if upper.startswith(("AWS_", "HOOK_")) or upper in _OPTION_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    # botocore probes the EC2 metadata service when it finds no credentials: never here.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+_OPTION_NAMES = {
+    n.upper()
+    for n in (
+        "input_s3_endpoint_url input_s3_path input_s3_access_key input_s3_secret_key "
+        "source_s3_endpoint_url source_s3_path source_s3_access_key source_s3_secret_key "
+        "output_storage s3_endpoint_url s3_bucket s3_prefix s3_access_key s3_secret_key "
+        "output_s3_endpoint_url output_s3_path output_s3_access_key output_s3_secret_key"
+    ).split()
+}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One moto server (real HTTP on 127.0.0.1) for the whole test session."""
+    with EmbeddedS3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: S3Server):  # type: ignore[no-untyped-def]
+    """A boto3 client for the session's S3 server."""
+    return s3_server.client()
+
+
+@pytest.fixture
+def bucket(s3) -> str:  # type: ignore[no-untyped-def]
+    """A fresh, empty bucket with a unique name."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
