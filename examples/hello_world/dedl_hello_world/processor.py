@@ -1,0 +1,20 @@
+"""Upper-case the text of every input file, keeping its relative path.
+
+The Hook service's demonstrator expects a file ``example.data`` in the input folder; any number
+of files (in sub-folders too) works the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hook_processor import Context
+
+
+def process(input_dir: Path, output_dir: Path, context: Context) -> None:
+    for source in sorted(p for p in input_dir.rglob("*") if p.is_file()):
+        relative = source.relative_to(input_dir)
+        target = output_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text(encoding="utf-8").upper(), encoding="utf-8")
+        context.logger.info("upper-cased %s", relative)

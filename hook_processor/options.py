@@ -1,0 +1,452 @@
+"""The option contract: the standard Hook options, the platform's HOOK_* settings, the order.
+
+Options reach a processor from three sources, highest first:
+
+1. ``--option NAME=VALUE`` on the command line;
+2. ``--options-file FILE``: the order body a user POSTs to ``BatchOrder/OData.CSC.Order``
+   (``WorkflowOptions`` is a list of ``{"Name", "Value"}``) or a plain ``{name: value}`` object;
+3. the environment, names case-insensitive (``input_s3_path`` or ``INPUT_S3_PATH``).
+
+Sources 1 and 2 are merged into the settings' init values; the environment is read by a
+pydantic-settings source bound to the mapping the caller passes (``os.environ`` in the service,
+an explicit dict in tests and in the in-process harness). Everything is validated before any I/O,
+and every problem is reported at once, one line per option, without ever echoing a value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from hook_processor.errors import OptionsError
+
+# Options the platform injects into stored orders; not user-set, accepted silently.
+PLATFORM_INJECTED = frozenset({"brand", "platform", "version"})
+
+_environment: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("environment")
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading the mapping bound by :func:`_bound_env`."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            name.lower(): value
+            for name, value in _environment.get({}).items()
+            if not (self.env_ignore_empty and value == "")
+        }
+
+
+@contextlib.contextmanager
+def _bound_env(env: Mapping[str, str]) -> Iterator[None]:
+    token = _environment.set(env)
+    try:
+        yield
+    finally:
+        _environment.reset(token)
+
+
+class _SettingsBase(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        return (init_settings, _MappingEnvSource(settings_cls))
+
+
+class Options(_SettingsBase):
+    """Base class of a processor's workflow-specific options.
+
+    Subclass it with typed fields; ``process`` receives an instance when it has a parameter
+    ``options`` annotated with the subclass. Field descriptions, defaults and ``Literal`` choices
+    become the WorkflowOptions that ``hook-processor describe`` prints.
+    """
+
+
+def _option(*aliases: str, description: str, default: Any = None, **kwargs: Any) -> Any:
+    return Field(
+        default,
+        validation_alias=AliasChoices(*aliases) if len(aliases) > 1 else aliases[0],
+        description=description,
+        **kwargs,
+    )
+
+
+class StandardOptions(_SettingsBase):
+    """The standard Hook input/output options (seed names first, live-service aliases after)."""
+
+    input_s3_endpoint_url: str | None = _option(
+        "input_s3_endpoint_url", "source_s3_endpoint_url",
+        description="S3 endpoint of the input, e.g. https://s3.central.data.destination-earth.eu",
+    )
+    input_s3_path: str | None = _option(
+        "input_s3_path", "source_s3_path",
+        description="Input location: s3://bucket/prefix/ (every object under it) or "
+        "s3://bucket/key (one object)",
+    )
+    input_s3_access_key: SecretStr | None = _option(
+        "input_s3_access_key", "source_s3_access_key", description="Access key of the input store"
+    )
+    input_s3_secret_key: SecretStr | None = _option(
+        "input_s3_secret_key", "source_s3_secret_key", description="Secret key of the input store"
+    )
+    output_storage: Literal["PRIVATE", "TEMPORARY"] = _option(
+        "output_storage", default="PRIVATE",
+        description="PRIVATE: your S3 bucket (s3_* options); TEMPORARY: the service's temporary "
+        "storage, a zip behind a download link valid 14 days",
+    )
+    s3_endpoint_url: str | None = _option(
+        "s3_endpoint_url", "output_s3_endpoint_url",
+        description="S3 endpoint of the PRIVATE output (default: the input endpoint)",
+    )
+    s3_bucket: str | None = _option("s3_bucket", description="Bucket of the PRIVATE output")
+    s3_prefix: str | None = _option("s3_prefix", description="Key prefix of the PRIVATE output")
+    output_s3_path: str | None = _option(
+        "output_s3_path", description="PRIVATE output as s3://bucket/prefix (sets s3_bucket and s3_prefix)"
+    )
+    s3_access_key: SecretStr | None = _option(
+        "s3_access_key", "output_s3_access_key", description="Access key of the PRIVATE output store"
+    )
+    s3_secret_key: SecretStr | None = _option(
+        "s3_secret_key", "output_s3_secret_key", description="Secret key of the PRIVATE output store"
+    )
+
+    @field_validator("output_storage", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+def option_aliases(model: type[BaseSettings], name: str) -> list[str]:
+    """Every name a field of ``model`` is accepted under, canonical name first."""
+    alias = model.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(a) for a in alias.choices]
+    return [str(alias or name)]
+
+
+_ALIAS_TO_STANDARD = {
+    alias: name for name in StandardOptions.model_fields for alias in option_aliases(StandardOptions, name)
+}
+SECRET_OPTIONS = frozenset(
+    alias
+    for name, field in StandardOptions.model_fields.items()
+    if field.annotation == SecretStr | None
+    for alias in option_aliases(StandardOptions, name)
+)
+
+
+class PlatformSettings(_SettingsBase):
+    """Settings of the platform that runs the container: ``HOOK_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="HOOK_", case_sensitive=False, extra="ignore")
+
+    work_dir: Path = Field(Path("hook-work"), description="Folder holding input/, output/, result.json")
+    result_path: Path | None = Field(None, description="Where the result JSON goes (default WORK_DIR/result.json)")
+    temporary_s3_endpoint_url: str | None = Field(None, description="Endpoint of the temporary storage")
+    temporary_s3_bucket: str | None = Field(None, description="Bucket of the temporary storage")
+    temporary_s3_access_key: SecretStr | None = Field(None, description="Access key of the temporary storage")
+    temporary_s3_secret_key: SecretStr | None = Field(None, description="Secret key of the temporary storage")
+    temporary_s3_prefix: str = Field("", description="Key prefix of the zips in the temporary storage")
+    download_link_seconds: int = Field(14 * 24 * 3600, gt=0, description="Validity of the download link")
+    concurrency: int = Field(16, ge=1, le=256, description="Transfers in flight at once")
+    part_size_mb: int = Field(8, ge=5, le=5120, description="Part size of multipart transfers, MiB")
+    s3_max_attempts: int = Field(5, ge=1, le=20, description="Attempts per S3 request (botocore standard retries)")
+    s3_checksum: Literal["when_supported", "when_required"] = Field(
+        "when_supported", description="Flexible checksums; when_required for stores that reject them"
+    )
+    s3_region: str | None = Field(None, description="Region for request signing (default us-east-1)")
+    log_format: Literal["text", "json"] = Field("text", description="Log lines for people or JSON lines")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
+    entrypoint: str | None = Field(None, description="module:function, overrides pyproject.toml")
+    project_dir: Path | None = Field(None, description="The processor project (default: current folder)")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderContext:
+    """Who ordered the run: from the order body or HOOK_ORDER_* variables."""
+
+    identifiers: tuple[str, ...] = ()
+    order_id: str | None = None
+    order_name: str | None = None
+    workflow_name: str | None = None
+    priority: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionSources:
+    """Where options come from; ``env`` is the whole environment of the run."""
+
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    file: Path | None = None
+    cli: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, validated."""
+
+    standard: StandardOptions
+    platform: PlatformSettings
+    order: OrderContext
+    workflow: Options | None
+    unknown_options: tuple[str, ...] = ()
+
+    @property
+    def input_location(self) -> tuple[str, str]:
+        from hook_processor.storage import parse_s3_url
+
+        assert self.standard.input_s3_path is not None
+        return parse_s3_url(self.standard.input_s3_path, option="input_s3_path")
+
+    @property
+    def output_location(self) -> tuple[str, str]:
+        """(bucket, prefix) of the PRIVATE output."""
+        assert self.standard.s3_bucket is not None
+        return self.standard.s3_bucket, (self.standard.s3_prefix or "").strip("/")
+
+    def secrets(self) -> list[str]:
+        """Every secret value of the run, for the log redactor."""
+        found = []
+        for model in (self.standard, self.platform, self.workflow):
+            if model is None:
+                continue
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    found.append(value.get_secret_value())
+        return found
+
+
+def parse_cli_options(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["NAME=VALUE", ...]`` -> dict; a pair without ``=`` is an OptionsError."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise OptionsError(f"--option expects NAME=VALUE, got {name.strip()!r} without '='")
+        parsed[name.strip()] = value
+    return parsed
+
+
+def read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read an options file: returns (options, order fields of an order body)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OptionsError(f"--options-file {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OptionsError(f"--options-file {path}: cannot read it ({exc.__class__.__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise OptionsError(
+            f"--options-file {path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    if not isinstance(data, dict):
+        raise OptionsError(
+            f"--options-file {path}: expected a JSON object (an order body with WorkflowOptions, "
+            "or {name: value})"
+        )
+    if "WorkflowOptions" not in data:
+        return data, {}
+    items = data["WorkflowOptions"]
+    options: dict[str, Any] = {}
+    if not isinstance(items, list) or not all(
+        isinstance(i, dict) and isinstance(i.get("Name"), str) and "Value" in i for i in items
+    ):
+        raise OptionsError(
+            f"--options-file {path}: WorkflowOptions must be a list of {{\"Name\": ..., \"Value\": ...}}"
+        )
+    for item in items:
+        options[item["Name"]] = item["Value"]
+    order = {k: data[k] for k in ("Id", "Name", "WorkflowName", "IdentifierList", "Priority") if k in data}
+    return options, order
+
+
+def _order_context(env: Mapping[str, str], order: Mapping[str, Any], problems: list[str]) -> OrderContext:
+    lowered = {k.lower(): v for k, v in env.items()}
+    identifiers: Any = order.get("IdentifierList")
+    if identifiers is None and lowered.get("hook_identifiers"):
+        try:
+            identifiers = json.loads(lowered["hook_identifiers"])
+        except json.JSONDecodeError:
+            identifiers = None
+            problems.append('HOOK_IDENTIFIERS: must be a JSON list of strings, e.g. ["Custom Hook"]')
+    if isinstance(identifiers, str):
+        identifiers = [identifiers]
+    if identifiers is not None and not (
+        isinstance(identifiers, list) and all(isinstance(i, (str, int)) for i in identifiers)
+    ):
+        problems.append("IdentifierList: must be a list of product identifiers (strings)")
+        identifiers = None
+    priority: Any = order.get("Priority", lowered.get("hook_priority"))
+    try:
+        priority = int(priority) if priority not in (None, "") else None
+    except (TypeError, ValueError):
+        problems.append("Priority / HOOK_PRIORITY: must be an integer")
+        priority = None
+    order_id = order.get("Id", lowered.get("hook_order_id"))
+    return OrderContext(
+        identifiers=tuple(str(i) for i in identifiers or ()),
+        order_id=str(order_id) if order_id not in (None, "") else None,
+        order_name=order.get("Name") or lowered.get("hook_order_name") or None,
+        workflow_name=order.get("WorkflowName") or lowered.get("hook_workflow_name") or None,
+        priority=priority,
+    )
+
+
+def _canonical(
+    raw: Mapping[str, Any], source: str, workflow_fields: set[str], problems: list[str], unknown: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split one source's options into (standard by canonical name, workflow-specific)."""
+    standard: dict[str, Any] = {}
+    workflow: dict[str, Any] = {}
+    seen_as: dict[str, str] = {}
+    for given, value in raw.items():
+        name = given.strip().lower()
+        if name in _ALIAS_TO_STANDARD:
+            canonical = _ALIAS_TO_STANDARD[name]
+            if canonical in standard and standard[canonical] != value:
+                problems.append(
+                    f"{given}: {source} also sets {seen_as[canonical]}, another name of the same "
+                    "option, to a different value; keep one"
+                )
+                continue
+            standard[canonical] = value
+            seen_as[canonical] = given
+        elif name in workflow_fields:
+            workflow[name] = value
+        elif name not in PLATFORM_INJECTED:
+            unknown.append(f"{given} ({source})")
+    return standard, workflow
+
+
+def _describe_errors(
+    exc: ValidationError, model: type[BaseSettings], problems: list[str]
+) -> None:
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = str(error["loc"][0]) if error["loc"] else ""
+        name = _ALIAS_TO_STANDARD.get(loc, loc) if model is StandardOptions else loc
+        names = option_aliases(model, name) if name in model.model_fields else [name]
+        shown = names[0] + (f" (or {', '.join(names[1:])})" if len(names) > 1 else "")
+        if model is PlatformSettings:
+            shown = "HOOK_" + names[0].upper()
+        problems.append(f"{shown}: {_hint(error, model.model_fields.get(name))}")
+
+
+def _hint(error: Mapping[str, Any], field: FieldInfo | None) -> str:
+    if error["type"] == "literal_error":
+        return f"{error['msg']} (case does not matter)"
+    message = str(error["msg"])
+    if field is not None and field.description and error["type"] == "missing":
+        return f"required: {field.description}"
+    return message
+
+
+def load_config(sources: OptionSources, workflow_model: type[Options] | None = None) -> RunConfig:
+    """Read and validate every option of a run; raise one OptionsError listing every problem."""
+    problems: list[str] = []
+    unknown: list[str] = []
+    workflow_fields = set(workflow_model.model_fields) if workflow_model else set()
+    file_options: dict[str, Any] = {}
+    order: dict[str, Any] = {}
+    if sources.file is not None:
+        file_options, order = read_options_file(sources.file)
+    file_std, file_wf = _canonical(file_options, "the options file", workflow_fields, problems, unknown)
+    cli_std, cli_wf = _canonical(sources.cli, "--option", workflow_fields, problems, unknown)
+    init_std = {**file_std, **cli_std}
+    with _bound_env(sources.env):
+        standard = _validated(StandardOptions, init_std, problems)
+        platform = _validated(PlatformSettings, {}, problems)
+        workflow = _validated(workflow_model, {**file_wf, **cli_wf}, problems) if workflow_model else None
+    context = _order_context(sources.env, order, problems)
+    if standard is not None:
+        _cross_check(standard, platform, problems)
+    if problems:
+        raise OptionsError(
+            "the options are not valid; nothing was transferred:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+    assert standard is not None and platform is not None
+    return RunConfig(
+        standard=standard, platform=platform, order=context, workflow=workflow,
+        unknown_options=tuple(unknown),
+    )
+
+
+def _validated(model: type[Any], init: dict[str, Any], problems: list[str]) -> Any:
+    try:
+        return model(**init)
+    except ValidationError as exc:
+        _describe_errors(exc, model, problems)
+        return None
+
+
+def _cross_check(
+    std: StandardOptions, platform: PlatformSettings | None, problems: list[str]
+) -> None:
+    """Rules that involve several options; fills derived values (output_s3_path -> bucket/prefix)."""
+    from hook_processor.storage import parse_s3_url
+
+    for name in ("input_s3_endpoint_url", "s3_endpoint_url"):
+        url = getattr(std, name)
+        if url is not None and not url.startswith(("http://", "https://")):
+            problems.append(f"{name}: must be an http:// or https:// URL")
+    if not std.input_s3_path:
+        problems.append(
+            "input_s3_path (or source_s3_path): required: the input location, s3://bucket/prefix/"
+        )
+    else:
+        try:
+            parse_s3_url(std.input_s3_path, option="input_s3_path")
+        except OptionsError as exc:
+            problems.append(str(exc))
+    if (std.input_s3_access_key is None) != (std.input_s3_secret_key is None):
+        problems.append(
+            "input_s3_access_key / input_s3_secret_key: give both or neither (neither: the default "
+            "AWS credential chain)"
+        )
+    if std.output_s3_path:
+        try:
+            bucket, prefix = parse_s3_url(std.output_s3_path, option="output_s3_path")
+        except OptionsError as exc:
+            problems.append(str(exc))
+        else:
+            if std.s3_bucket and std.s3_bucket != bucket:
+                problems.append("output_s3_path and s3_bucket name different buckets; give one of them")
+            std.s3_bucket = bucket
+            std.s3_prefix = std.s3_prefix or prefix
+    if std.s3_endpoint_url is None:
+        std.s3_endpoint_url = std.input_s3_endpoint_url
+    if std.output_storage == "PRIVATE":
+        if not std.s3_bucket:
+            problems.append(
+                "s3_bucket (or output_s3_path): required with output_storage=PRIVATE: the bucket "
+                "to publish into (or set output_storage=TEMPORARY)"
+            )
+        if std.s3_access_key is None or std.s3_secret_key is None:
+            problems.append(
+                "s3_access_key and s3_secret_key (or output_s3_access_key, output_s3_secret_key): "
+                "required with output_storage=PRIVATE: credentials that can write to the bucket"
+            )
+    elif platform is not None and not (
+        platform.temporary_s3_bucket and platform.temporary_s3_endpoint_url
+    ):
+        problems.append(
+            "output_storage=TEMPORARY needs the platform's temporary storage: set "
+            "HOOK_TEMPORARY_S3_ENDPOINT_URL and HOOK_TEMPORARY_S3_BUCKET (and its keys), or use "
+            "output_storage=PRIVATE with your own bucket"
+        )

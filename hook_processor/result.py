@@ -1,0 +1,99 @@
+"""The result of a run: the JSON file the platform (or the harness) reads.
+
+Field names follow the Hook API's PascalCase; ``Status`` uses its words (``completed``,
+``failed``; ``cancelled`` from the ICD's JobStatus). The format is ours: see the README.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hook_processor import __version__
+from hook_processor.errors import ExitCode
+
+COMPLETED_MESSAGE = "Processing finished successfully"  # the Hook API's own item message
+RESULT_FORMAT = 1
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Filled as the run goes; :meth:`to_json` is what lands in the result file."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL_ERROR
+    status_message: str = ""
+    workflow_name: str | None = None
+    order_id: str | None = None
+    order_name: str | None = None
+    identifiers: tuple[str, ...] = ()
+    output_storage: str | None = None
+    products: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    manifest: str | None = None
+    input_files: int = 0
+    input_bytes: int = 0
+    output_files: int = 0
+    output_bytes: int = 0
+    retries: int = 0
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    started: float = dataclasses.field(default_factory=time.time)
+    finished: float | None = None
+
+    @property
+    def status(self) -> str:
+        if self.exit_code == ExitCode.COMPLETED:
+            return "completed"
+        if self.exit_code == ExitCode.CANCELLED:
+            return "cancelled"
+        return "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "ResultFormat": RESULT_FORMAT,
+            "Status": self.status,
+            "StatusMessage": self.status_message,
+            "ExitCode": int(self.exit_code),
+            "WorkflowName": self.workflow_name,
+            "OrderId": self.order_id,
+            "OrderName": self.order_name,
+            "IdentifierList": list(self.identifiers),
+            "OutputStorage": self.output_storage,
+            "Products": self.products,
+            "Manifest": self.manifest,
+            "Input": {"Files": self.input_files, "Bytes": self.input_bytes},
+            "Output": {"Files": self.output_files, "Bytes": self.output_bytes},
+            "Retries": self.retries,
+            "Timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "StartedDate": _utc(self.started),
+            "CompletedDate": _utc(self.finished) if self.finished else None,
+            "HookProcessorVersion": __version__,
+        }
+        if self.output_storage == "TEMPORARY" and len(self.products) == 1:
+            # Mirror the Hook API's order item: ProcessedName, ProcessedSize, DownloadLink.
+            product = self.products[0]
+            data["ProcessedName"] = product["Name"]
+            data["ProcessedSize"] = product["Size"]
+            data["DownloadLink"] = product.get("DownloadLink")
+        return data
+
+
+def write_result(result: RunResult, path: Path) -> None:
+    """Write the result atomically (temp file + rename), so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".result-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(result.to_json(), handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,379 @@
+"""One run of a processor: options -> stage-in -> process() -> publish -> result.
+
+:func:`run` never raises for a failure it can classify: it logs one clear message, writes the
+result file and returns the :class:`RunResult` whose ``exit_code`` says what happened. Only the
+CLI turns that into a process exit. This module is on the container's start-up path: it must not
+import docker, jinja2, moto or test helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets as _random
+import shutil
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import hook_processor
+from hook_processor import _log
+from hook_processor.context import Context
+from hook_processor.errors import (
+    Cancelled,
+    ExitCode,
+    HookProcessorError,
+    OptionsError,
+    ProcessError,
+)
+from hook_processor.loader import Processor, ProjectConfig, load_processor, read_project
+from hook_processor.options import SECRET_OPTIONS, OptionSources, RunConfig, load_config
+from hook_processor.result import COMPLETED_MESSAGE, RunResult, write_result
+
+_PACKAGE_DIR = str(Path(hook_processor.__file__).resolve().parent)
+_MARKER = ".hook-processor-workdir"
+
+ProgressFactory = Callable[[str], Callable[[int], None] | None]
+
+
+@dataclasses.dataclass
+class _Phase:
+    """Which phase the run is in; the signal handler reads it."""
+
+    name: str = "start"
+
+
+def run(
+    sources: OptionSources,
+    *,
+    project_dir: Path | None = None,
+    cancel: threading.Event | None = None,
+    progress: ProgressFactory | None = None,
+    phase: _Phase | None = None,
+) -> RunResult:
+    """Run the processor of ``project_dir`` once; always returns a result (and writes it)."""
+    cancel = cancel or threading.Event()
+    phase = phase or _Phase()
+    env = sources.env
+    result = RunResult()
+    began = time.perf_counter()
+    run_log = _log.configure(
+        fmt=_env(env, "HOOK_LOG_FORMAT", "text").lower(),
+        level=_level(_env(env, "HOOK_LOG_LEVEL", "INFO")),
+        secrets=_raw_secrets(sources),
+    )
+    log = _log.get_logger()
+    result_path = _default_result_path(env)
+    try:
+        with _timed(result, "load"):
+            project, processor = _load(env, project_dir)
+            result.workflow_name = project.name if project else None
+            config = load_config(sources, processor.options_model)
+        run_log.add_secrets(config.secrets())
+        result_path = config.platform.result_path or config.platform.work_dir / "result.json"
+        order = config.order
+        result.workflow_name = order.workflow_name or result.workflow_name
+        result.order_id, result.order_name = order.order_id, order.order_name
+        result.identifiers = order.identifiers
+        result.output_storage = config.standard.output_storage
+        for name in config.unknown_options:
+            log.warning("ignored option %s: neither a standard option nor one the processor declares", name)
+        log.info(
+            "run of %s (%s) starts: output_storage=%s",
+            result.workflow_name or "processor", processor.reference, config.standard.output_storage,
+        )
+        _execute(config, processor, result, cancel, phase, progress)
+        result.exit_code = ExitCode.COMPLETED
+        result.status_message = COMPLETED_MESSAGE
+        log.info("completed: %s", _summary(result))
+    except HookProcessorError as exc:
+        result.exit_code = exc.exit_code
+        result.status_message = _status_message(exc)
+        _log_failure(log, exc)
+    except KeyboardInterrupt:
+        result.exit_code = ExitCode.CANCELLED
+        result.status_message = "cancelled: interrupted; nothing was published"
+        log.error(result.status_message)
+    except Exception as exc:  # a bug in hook-processor: keep the whole traceback
+        result.exit_code = ExitCode.INTERNAL_ERROR
+        result.status_message = f"internal error in hook-processor: {exc.__class__.__name__}: {exc}"
+        log.exception("internal error in hook-processor (please report it)")
+    finally:
+        result.timings["total"] = time.perf_counter() - began
+        result.finished = time.time()
+        result.status_message = run_log.redact(result.status_message)
+        try:
+            write_result(result, result_path)
+            log.info("result written to %s", result_path)
+        except OSError as exc:
+            log.error("could not write the result to %s: %s", result_path, exc)
+            if result.exit_code == ExitCode.COMPLETED:
+                result.exit_code = ExitCode.PUBLISH_FAILED
+        run_log.close()
+    return result
+
+
+def _execute(
+    config: RunConfig,
+    processor: Processor,
+    result: RunResult,
+    cancel: threading.Event,
+    phase: _Phase,
+    progress: ProgressFactory | None,
+) -> None:
+    from hook_processor import storage
+
+    platform, std = config.platform, config.standard
+    log = _log.get_logger()
+    input_dir, output_dir = _prepare_work_dir(platform.work_dir)
+    settings = storage.TransferSettings(
+        concurrency=platform.concurrency,
+        part_size=platform.part_size_mb * 1024 * 1024,
+        multipart_threshold=2 * platform.part_size_mb * 1024 * 1024,
+        max_attempts=platform.s3_max_attempts,
+        checksum=platform.s3_checksum,
+    )
+
+    phase.name = "stage_in"
+    with _timed(result, "stage_in"):
+        bucket, key = config.input_location
+        source = storage.S3Target(
+            std.input_s3_endpoint_url, std.input_s3_access_key, std.input_s3_secret_key, platform.s3_region
+        )
+        log.info("stage-in: %s from %s", std.input_s3_path, std.input_s3_endpoint_url or "default endpoint")
+        client = storage.make_client(source, settings)
+        stats = storage.stage_in(
+            client, bucket, key, input_dir, settings, cancel=cancel,
+            progress=progress("stage_in") if progress else None,
+        )
+        result.input_files, result.input_bytes, result.retries = stats.files, stats.bytes, stats.retries
+    log.info("stage-in: %d files, %s in %.2f s", stats.files, _size(stats.bytes), result.timings["stage_in"])
+
+    phase.name = "process"
+    with _timed(result, "process"):
+        _call_process(processor, config, input_dir, output_dir, cancel)
+    phase.name = "publish"
+    if cancel.is_set():
+        raise Cancelled("cancelled after process(); nothing was published")
+
+    with _timed(result, "publish"):
+        manifest_extra = {
+            "workflow_name": result.workflow_name,
+            "order_id": result.order_id,
+            "order_name": result.order_name,
+            "identifiers": list(result.identifiers),
+        }
+        publish_progress = progress("publish") if progress else None
+        if std.output_storage == "PRIVATE":
+            out_bucket, prefix = config.output_location
+            target = storage.S3Target(std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region)
+            out_client = client if target == source else storage.make_client(target, settings)
+            log.info("publish: output to s3://%s/%s", out_bucket, prefix)
+            outcome = storage.publish_private(
+                out_client, out_bucket, prefix, output_dir, settings,
+                manifest_extra=manifest_extra, cancel=cancel, progress=publish_progress,
+            )
+        else:
+            target = storage.S3Target(
+                platform.temporary_s3_endpoint_url, platform.temporary_s3_access_key,
+                platform.temporary_s3_secret_key, platform.s3_region,
+            )
+            assert platform.temporary_s3_bucket is not None
+            key = _temporary_key(platform.temporary_s3_prefix, result.order_id)
+            log.info("publish: output zipped to the temporary storage")
+            outcome = storage.publish_temporary(
+                storage.make_client(target, settings), platform.temporary_s3_bucket, key, output_dir,
+                settings, expires_in=platform.download_link_seconds, cancel=cancel,
+                progress=publish_progress,
+            )
+        result.products = [_product_json(p) for p in outcome.products]
+        result.manifest = outcome.manifest
+        result.output_files = sum(1 for _ in _files(output_dir))
+        result.output_bytes = outcome.stats.bytes
+        result.retries += outcome.stats.retries
+        log.info("publish: %d products, %s", len(outcome.products), _size(outcome.stats.bytes))
+
+
+def _call_process(
+    processor: Processor, config: RunConfig, input_dir: Path, output_dir: Path, cancel: threading.Event
+) -> None:
+    kwargs: dict[str, Any] = {}
+    if processor.options_model is not None:
+        kwargs["options"] = config.workflow
+    if processor.wants_context:
+        order = config.order
+        kwargs["context"] = Context(
+            identifiers=order.identifiers, order_id=order.order_id, order_name=order.order_name,
+            workflow_name=order.workflow_name, priority=order.priority,
+            work_dir=config.platform.work_dir.resolve(),
+            logger=_log.get_logger().getChild("process"),
+        )
+    _log.get_logger().info("process: calling %s", processor.reference)
+    try:
+        processor.function(input_dir, output_dir, **kwargs)
+    except Cancelled:
+        raise
+    except KeyboardInterrupt:
+        raise Cancelled("cancelled during process(); nothing was published") from None
+    except BaseException as exc:
+        if cancel.is_set():
+            raise Cancelled("cancelled during process(); nothing was published") from None
+        error = ProcessError(f"process() raised {exc.__class__.__name__}: {exc}")
+        error.author_traceback = author_traceback(exc)  # type: ignore[attr-defined]
+        raise error from exc
+
+
+def author_traceback(exc: BaseException) -> str:
+    """The traceback of the author's exception with hook-processor's own frames removed."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if not str(Path(f.filename).resolve()).startswith(_PACKAGE_DIR + os.sep)
+    ]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()
+
+
+def _load(env: Mapping[str, str], project_dir: Path | None) -> tuple[ProjectConfig | None, Processor]:
+    root = project_dir or Path(_env(env, "HOOK_PROJECT_DIR", "") or ".")
+    entrypoint = _env(env, "HOOK_ENTRYPOINT", "")
+    project = None
+    if entrypoint:
+        if (root / "pyproject.toml").is_file():
+            with contextlib.suppress(OptionsError):
+                project = read_project(root)
+    else:
+        project = read_project(root)
+        entrypoint = project.entrypoint
+    return project, load_processor(entrypoint, search_path=root.resolve())
+
+
+def _prepare_work_dir(work_dir: Path) -> tuple[Path, Path]:
+    """Fresh input/ and output/ folders; only folders this runtime created are ever emptied."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker = work_dir / _MARKER
+    dirs = (work_dir / "input", work_dir / "output")
+    for folder in dirs:
+        if folder.exists() and any(folder.iterdir()):
+            if not marker.exists():
+                raise OptionsError(
+                    f"HOOK_WORK_DIR {work_dir}: {folder.name}/ already holds files that "
+                    "hook-processor did not create; empty it or choose another HOOK_WORK_DIR"
+                )
+            shutil.rmtree(folder)
+    marker.touch()
+    for folder in dirs:
+        folder.mkdir(exist_ok=True)
+    return dirs
+
+
+@contextlib.contextmanager
+def _timed(result: RunResult, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.timings[name] = time.perf_counter() - start
+
+
+def install_signal_handlers(cancel: threading.Event, phase: _Phase) -> None:
+    """SIGTERM/SIGINT: stop the run, publish nothing. Main thread only (the CLI calls it)."""
+
+    def handle(signum: int, _frame: object) -> None:
+        cancel.set()
+        # Transfers notice the event and clean up themselves; the author's code is interrupted.
+        if phase.name == "process":
+            raise Cancelled(f"cancelled by {signal.Signals(signum).name} during process(); nothing was published")
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _log_failure(log: Any, exc: HookProcessorError) -> None:
+    if isinstance(exc, ProcessError):
+        log.error("%s\n%s", exc, getattr(exc, "author_traceback", ""))
+    else:
+        log.error("%s", exc)
+
+
+def _status_message(exc: HookProcessorError) -> str:
+    return str(exc).strip()
+
+
+def _temporary_key(prefix: str, order_id: str | None) -> str:
+    # The live service names its zips like 20240902_34079_v3wQnhFs.zip.
+    day = time.strftime("%Y%m%d", time.gmtime())
+    name = f"{day}_{order_id or 'local'}_{_random.token_urlsafe(6)}.zip"
+    return f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+
+
+def _product_json(product: Any) -> dict[str, Any]:
+    data = {"Name": product.name, "Size": product.size}
+    if product.location:
+        data["Location"] = product.location
+    if product.download_link:
+        data["DownloadLink"] = product.download_link
+    if product.sha256:
+        data["Sha256"] = product.sha256
+    return data
+
+
+def _files(root: Path) -> Iterator[Path]:
+    return (p for p in root.rglob("*") if p.is_file())
+
+
+def _env(env: Mapping[str, str], name: str, default: str) -> str:
+    for key, value in env.items():
+        if key.upper() == name:
+            return value
+    return default
+
+
+def _level(value: str) -> str:
+    value = value.strip().upper()
+    return value if value in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
+
+
+def _default_result_path(env: Mapping[str, str]) -> Path:
+    explicit = _env(env, "HOOK_RESULT_PATH", "")
+    if explicit:
+        return Path(explicit)
+    return Path(_env(env, "HOOK_WORK_DIR", "") or "hook-work") / "result.json"
+
+
+def _raw_secrets(sources: OptionSources) -> list[str]:
+    """Secret values as given, before validation, so that even an early failure cannot leak them."""
+    found = []
+    raw: dict[str, Any] = {k.lower(): v for k, v in sources.env.items()}
+    raw.update({k.lower(): v for k, v in sources.cli.items()})
+    for name, value in raw.items():
+        if (name in SECRET_OPTIONS or name.startswith("hook_temporary_s3_") and name.endswith("_key")) and isinstance(value, str):
+            found.append(value)
+    if sources.file is not None:
+        with contextlib.suppress(Exception):
+            from hook_processor.options import read_options_file
+
+            options, _ = read_options_file(sources.file)
+            found += [str(v) for k, v in options.items() if k.lower() in SECRET_OPTIONS and v]
+    return found
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _summary(result: RunResult) -> str:
+    return (
+        f"{result.input_files} files ({_size(result.input_bytes)}) in, "
+        f"{result.output_files} files ({_size(result.output_bytes)}) out"
+    )
