@@ -6,6 +6,8 @@ container's entrypoint) loads only the runtime.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import sys
 import threading
@@ -16,8 +18,39 @@ import click
 from hook_processor import __version__
 from hook_processor.errors import OptionsError, UserError
 
+# Commands other than exec live in their own modules, imported only when invoked (or listed),
+# so that the container's entrypoint never pays for the harness, docker or jinja2.
+_LAZY_COMMANDS = {
+    "run": "hook_processor._cli_run:run_command",
+    "new": "hook_processor._cli_project:new_command",
+    "describe": "hook_processor._cli_project:describe_command",
+    "build": "hook_processor._cli_build:build_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        available = [name for name in _LAZY_COMMANDS if self._lazy(name) is not None]
+        return sorted([*super().list_commands(ctx), *available])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._lazy(cmd_name)
+
+    @staticmethod
+    def _lazy(name: str) -> click.Command | None:
+        target = _LAZY_COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        if importlib.util.find_spec(module_name) is None:
+            return None  # not written yet in this version
+        return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="hook-processor")
 def main() -> None:
     """Write DestinE Data Lake Hook processors: one function, a runtime, a harness, an image."""
@@ -63,8 +96,11 @@ def exec_command(options_file: Path | None, options: tuple[str, ...], project: P
     sys.exit(int(result.exit_code))
 
 
-def _fail(exc: UserError) -> None:
-    """Our user-fixable errors become click's ``Error: ...`` on stderr."""
-    exc_ = click.ClickException(str(exc))
-    exc_.exit_code = int(exc.exit_code)
-    raise exc_ from None
+def fail(exc: UserError) -> click.ClickException:
+    """Turn one of our user-fixable errors into click's ``Error: ...`` with the error's exit code.
+
+    Used by every command module: ``except UserError as exc: raise fail(exc) from None``.
+    """
+    error = click.ClickException(str(exc))
+    error.exit_code = int(exc.exit_code)
+    return error
