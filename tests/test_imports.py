@@ -1,0 +1,43 @@
+"""The runtime's start-up path stays light: no docker, jinja2, moto or test helpers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HELLO_WORLD = Path(__file__).resolve().parent.parent / "examples" / "hello_world"
+
+HEAVY = ["docker", "jinja2", "moto", "werkzeug", "flask", "pytest", "_pytest"]
+OURS = ["hook_processor.harness", "hook_processor.s3server", "hook_processor.testing",
+        "hook_processor.scaffold", "hook_processor.container", "hook_processor.describe"]
+
+PROBE = """
+import json, sys
+from hook_processor.cli import main
+try:
+    main(["exec", "--project", sys.argv[1]])
+except SystemExit as exit:
+    code = exit.code
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {heavy} or m in {ours})
+print(json.dumps({{"code": code, "loaded": loaded}}))
+"""
+
+
+def test_exec_path_imports_no_heavy_module(tmp_path: Path) -> None:
+    # A full exec up to the first S3 request (to a closed port): runtime, storage and boto3 load.
+    probe = PROBE.format(heavy=set(HEAVY), ours=set(OURS))
+    completed = subprocess.run(
+        [sys.executable, "-c", probe, str(HELLO_WORLD)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin", "HOOK_WORK_DIR": str(tmp_path / "w"), "HOOK_S3_MAX_ATTEMPTS": "1",
+            "SOURCE_S3_ENDPOINT_URL": "http://127.0.0.1:9", "SOURCE_S3_PATH": "s3://in/x/",
+            "OUTPUT_S3_PATH": "s3://out/y", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "b",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+    )
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["code"] == 3, completed.stderr  # the staging failed: the path was walked
+    assert report["loaded"] == []
