@@ -1,0 +1,81 @@
+"""python -m bench run [...] | python -m bench report RESULTS.json [--markdown BENCHMARKS.md]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.datasets import NAMES
+from bench.servers import SERVERS
+from bench.tools import REPO_ROOT, TOOLS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    run = sub.add_parser("run", help="run the benchmark and write a results JSON")
+    run.add_argument("--rounds", type=int, default=3, help="rounds per tool (median; default 3)")
+    run.add_argument(
+        "--datasets", default=",".join(NAMES), help=f"comma list of {', '.join(NAMES)}"
+    )
+    run.add_argument(
+        "--servers", default=",".join(SERVERS), help=f"comma list of {', '.join(SERVERS)}"
+    )
+    run.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)}")
+    run.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="shrink every data set (e.g. 0.01 for a quick check; 1.0 = full size)",
+    )
+    run.add_argument("--out", help="results JSON (default bench/results/<date>-<host-kind>.json)")
+    run.add_argument(
+        "--data-dir",
+        default=str(REPO_ROOT / "bench" / "data"),
+        help="where data sets are generated and kept (default bench/data)",
+    )
+    run.add_argument(
+        "--work-dir",
+        default=None,
+        help="parent of the download folders and server storage (default: system temp)",
+    )
+    run.add_argument(
+        "--startup-rounds",
+        type=int,
+        default=None,
+        help="rounds of the exec start -> first request measurement (default --rounds; 0 = skip)",
+    )
+    run.add_argument(
+        "--no-verify-content",
+        dest="verify",
+        action="store_false",
+        help="check sizes only after downloads (default: md5 of every file)",
+    )
+    run.add_argument("--timeout", type=float, default=1800.0, help="seconds per tool run")
+
+    rep = sub.add_parser("report", help="write/update the results table in BENCHMARKS.md")
+    rep.add_argument("results", type=Path)
+    rep.add_argument("--markdown", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
+
+    args = parser.parse_args(argv)
+    if args.cmd == "run":
+        if args.rounds < 1:
+            parser.error("--rounds must be >= 1")
+        if not 0 < args.scale <= 1:
+            parser.error("--scale must be in (0, 1]")
+        if args.startup_rounds is None:
+            args.startup_rounds = args.rounds
+        from bench.runner import run as do_run
+
+        print(do_run(args))
+        return 0
+    from bench.report import update
+
+    print(update(args.results, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
