@@ -1,18 +1,34 @@
 """S3 transfers of the runtime: parallel stage-in, publication (PRIVATE / TEMPORARY), safe paths.
 
-INTERFACE STUB: the implementation is being written; the signatures below are the contract the
-runtime codes against.
+* :func:`stage_in` lists once, refuses hostile keys before writing anything, downloads on a pool
+  of ``settings.concurrency`` threads (large objects as ranged GETs pinned with ``If-Match``) into
+  temporary files renamed into place after a size check.
+* :func:`publish_private` uploads output_dir file by file (large files as multipart uploads),
+  verifies each, then writes ``<prefix>/_manifest.json`` LAST with ``If-None-Match: *``. A
+  prefix that already has a manifest is refused: two runs are never mixed.
+* :func:`publish_temporary` streams output_dir as one zip straight into a multipart upload and
+  returns a presigned download link.
+
+Internals live in ``_transfer.py`` (pool, errors), ``_download.py`` and ``_upload.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
+import json
+import re
 import threading
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
+
+from hook_processor import _transfer
+from hook_processor.errors import OptionsError, PublishError, StagingError
 
 MANIFEST_NAME = "_manifest.json"
 DOWNLOAD_LINK_SECONDS = 14 * 24 * 3600
@@ -64,13 +80,74 @@ class PublishOutcome:
     manifest: str | None = None  # s3:// URL of the manifest (PRIVATE)
 
 
+_S3_FORM = "s3://bucket/prefix"
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
 def parse_s3_url(url: str, *, option: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key); raises OptionsError naming ``option``."""
-    raise NotImplementedError
+    """``s3://bucket/key`` -> (bucket, key); raises OptionsError naming ``option``.
+
+    ``s3://bucket`` and ``s3://bucket/`` give ``(bucket, "")``. The value itself is never
+    repeated in the message (a mistyped option could hold a secret).
+    """
+
+    def bad(why: str) -> OptionsError:
+        return OptionsError(
+            f"{option}: expected an S3 URL of the form {_S3_FORM} (for example "
+            f"s3://my-bucket/input/), but {why}"
+        )
+
+    if not isinstance(url, str) or url[:5].lower() != "s3://":
+        raise bad("the value does not start with s3://")
+    bucket, _, key = url[5:].partition("/")
+    if not bucket:
+        raise bad("the bucket name is missing")
+    if not _BUCKET.fullmatch(bucket):
+        raise bad(
+            "the bucket name is not valid (letters, digits, '.', '-' and '_' only, "
+            "starting with a letter or digit)"
+        )
+    return bucket, key
 
 
 def make_client(target: S3Target, settings: TransferSettings) -> Any:
-    raise NotImplementedError
+    """One boto3 S3 client sized for ``settings.concurrency`` threads, path-style addressing."""
+    import boto3  # lazy: importing boto3 costs ~0.15 s of start-up
+    from botocore.config import Config
+
+    from hook_processor import __version__
+
+    if (target.access_key is None) != (target.secret_key is None):
+        raise OptionsError(
+            "S3 credentials: give both the access key and the secret key, or neither"
+        )
+    region = target.region or "us-east-1"
+    config = Config(
+        region_name=region,
+        max_pool_connections=max(1, settings.concurrency) + 4,
+        retries={"mode": "standard", "max_attempts": settings.max_attempts},
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        request_checksum_calculation=settings.checksum,
+        response_checksum_validation=settings.checksum,
+        s3={"addressing_style": "path"},
+        user_agent_extra=f"hook-processor/{__version__}",
+    )
+    try:
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=target.endpoint_url or None,
+            region_name=region,
+            aws_access_key_id=(
+                target.access_key.get_secret_value() if target.access_key is not None else None
+            ),
+            aws_secret_access_key=(
+                target.secret_key.get_secret_value() if target.secret_key is not None else None
+            ),
+            config=config,
+        )
+    except ValueError as err:  # botocore: "Invalid endpoint: ..."
+        raise OptionsError(f"S3 endpoint {target.endpoint_url!r} is not usable: {err}") from err
 
 
 def stage_in(
@@ -83,7 +160,43 @@ def stage_in(
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> TransferStats:
-    raise NotImplementedError
+    """Download ``s3://bucket/key_or_prefix`` into ``dest``.
+
+    ``""`` or a value ending in ``/`` is a prefix (every object under it). Otherwise a folder if
+    objects exist under ``key_or_prefix + "/"``, else the one object of that exact key (staged as
+    ``dest/<basename>``). Raises StagingError (nothing found, hostile key, S3 or disk failure) or
+    Cancelled; either way no temporary file and no partial file is left behind.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from hook_processor import _download
+
+    job = _transfer.Job(
+        client,
+        bucket,
+        settings,
+        error=StagingError,
+        phase="staging the input",
+        cancel=cancel,
+        progress=progress,
+    )
+    try:
+        listing = _download.list_objects(job, key_or_prefix)
+    except (ClientError, BotoCoreError) as err:
+        raise job.fail(f"could not list {job.url(key_or_prefix)}", err) from err
+    remotes = _download.plan(job, listing, key_or_prefix)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise job.fail(f"could not create the input folder {dest}", err) from err
+    temps = _download.TempFiles(dest)
+    try:
+        job.run(_download.units(job, remotes, temps))
+    finally:
+        temps.cleanup()
+    return TransferStats(
+        files=len(remotes), bytes=sum(r.size for r in remotes), retries=job.retries
+    )
 
 
 def publish_private(
@@ -97,7 +210,91 @@ def publish_private(
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> PublishOutcome:
-    raise NotImplementedError
+    """Upload every file of ``src`` to ``s3://bucket/prefix/<relative path>``, manifest last.
+
+    Refuses a prefix that already holds a manifest (a previous run's), before uploading
+    anything. A failed or cancelled run aborts its multipart uploads and writes no manifest.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from hook_processor import _upload
+
+    job = _transfer.Job(
+        client,
+        bucket,
+        settings,
+        error=PublishError,
+        phase="publishing the output",
+        cancel=cancel,
+        progress=progress,
+    )
+    prefix = prefix.rstrip("/")
+    files = _upload.walk(src)
+    if any(f.rel == MANIFEST_NAME for f in files):
+        raise PublishError(
+            f"the output folder {src} contains {MANIFEST_NAME}, a name hook-processor reserves "
+            "for the manifest it writes; rename that file"
+        )
+    manifest_key = f"{prefix}/{MANIFEST_NAME}" if prefix else MANIFEST_NAME
+    job.check()
+    try:
+        exists = _upload.head_exists(job, manifest_key)
+    except (ClientError, BotoCoreError) as err:
+        raise job.fail(f"could not check for {job.url(manifest_key)}", err) from err
+    if exists:
+        raise PublishError(
+            f"{job.url(manifest_key)} already exists: a previous run published to "
+            f"{job.url(prefix)}; choose another s3_prefix or delete that run's objects first "
+            "(hook-processor never mixes the outputs of two runs)"
+        )
+    results: dict[str, _upload.Uploaded] = {}
+    units, multiparts = _upload.private_units(job, src, files, prefix, results)
+    try:
+        job.run(units)
+    except BaseException:
+        for mp in multiparts:
+            mp.abort(job)
+        raise
+    job.check()
+    manifest = {
+        "hook_processor_version": _version(),
+        "created": _now(),
+        "files": [
+            {"key": u.key, "size": u.size, "sha256": u.sha256}
+            for u in (results[f.rel] for f in files)
+        ],
+        **manifest_extra,
+    }
+    body = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
+    try:
+        job.call(
+            client.put_object,
+            Bucket=bucket,
+            Key=manifest_key,
+            Body=body,
+            IfNoneMatch="*",
+            ContentType="application/json",
+        )
+    except ClientError as err:
+        if _transfer.http_status(err) in (409, 412):
+            raise PublishError(
+                f"{job.url(manifest_key)} was written by another run while this one uploaded; "
+                "choose another s3_prefix"
+            ) from err
+        raise job.fail(f"could not write {job.url(manifest_key)}", err) from err
+    except BotoCoreError as err:
+        raise job.fail(f"could not write {job.url(manifest_key)}", err) from err
+    products = [
+        Product(
+            f.rel,
+            results[f.rel].size,
+            location=job.url(results[f.rel].key),
+            sha256=results[f.rel].sha256,
+        )
+        for f in files
+    ]
+    stats = TransferStats(files=len(files), bytes=sum(f.size for f in files), retries=job.retries)
+    return PublishOutcome(products, stats, manifest=job.url(manifest_key))
 
 
 def publish_temporary(
@@ -111,4 +308,73 @@ def publish_temporary(
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> PublishOutcome:
-    raise NotImplementedError
+    """Stream ``src`` as one zip to ``s3://bucket/key`` and return a presigned download link.
+
+    The zip is never written to local disk; at most a few parts are held in memory. On failure
+    or cancel the multipart upload is aborted.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from hook_processor import _upload
+
+    job = _transfer.Job(
+        client,
+        bucket,
+        settings,
+        error=PublishError,
+        phase="publishing the output",
+        cancel=cancel,
+        progress=progress,
+    )
+    files = _upload.walk(src)
+    inflight = max(1, min(settings.concurrency, 4))
+    sink = _upload.MultipartSink(job, key, _transfer.part_size_for(0, settings.part_size), inflight)
+    archive: zipfile.ZipFile | None = None
+    try:
+        archive = zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False)  # type: ignore[arg-type]
+        for f in files:
+            job.check()
+            try:
+                archive.write(f.path, arcname=f.rel)
+            except OSError as err:
+                raise PublishError(
+                    f"could not add {src / f.rel} to the zip: {_transfer.describe(err)}"
+                ) from err
+        archive.close()
+        sink.finish()
+        _upload._verify_size(job, key, sink.size)
+    except BaseException as err:
+        sink.abort()
+        if archive is not None:
+            with contextlib.suppress(Exception):  # best effort
+                archive.close()  # writes into the discarding sink; keeps __del__ quiet
+        if isinstance(err, ClientError | BotoCoreError):
+            raise job.fail(f"could not upload the zip to {job.url(key)}", err) from err
+        if isinstance(err, _transfer.Aborted):
+            raise job.error(f"the upload of {job.url(key)} stopped") from err
+        raise
+    try:
+        link = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+        )
+    except (ClientError, BotoCoreError) as err:
+        raise job.fail(f"could not create a download link for {job.url(key)}", err) from err
+    product = Product(
+        name=key.rsplit("/", 1)[-1],
+        size=sink.size,
+        location=job.url(key),
+        download_link=link,
+        sha256=sink.sha256.hexdigest(),
+    )
+    stats = TransferStats(files=len(files), bytes=sink.size, retries=job.retries)
+    return PublishOutcome([product], stats)
+
+
+def _version() -> str:
+    from hook_processor import __version__ as version
+
+    return version
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,279 @@
+"""Stage-in internals: plan local paths from one listing, then download them safely.
+
+Safety rules (see :func:`plan`): a key is refused, before anything is written, when its path
+relative to the staged prefix has an empty, ``.`` or ``..`` segment or a leading ``/``, or when
+it is both a file and the folder of another key. Every file is written under a temporary name in
+its final folder, its size checked against the listing, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from hook_processor._transfer import CHUNK, STREAM_ERRORS, Job, ranges
+from hook_processor.errors import StagingError
+
+TEMP_MARK = ".hookpart-"
+
+
+@dataclasses.dataclass(frozen=True)
+class Remote:
+    """One object of the listing and where it goes."""
+
+    key: str
+    size: int
+    etag: str
+    rel: str  # relative posix path under dest
+
+
+def list_objects(job: Job, prefix: str) -> list[dict[str, Any]]:
+    """Every object whose key starts with ``prefix``: one paginated ListObjectsV2."""
+    objects: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        job.check()
+        params: dict[str, Any] = {"Bucket": job.bucket, "Prefix": prefix}
+        if token:
+            params["ContinuationToken"] = token
+        page = job.call(job.client.list_objects_v2, **params)
+        objects.extend(page.get("Contents", ()))
+        token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        if not token:
+            return objects
+
+
+def plan(job: Job, listing: Iterable[dict[str, Any]], key_or_prefix: str) -> list[Remote]:
+    """Decide what the listing means (prefix, folder or one object) and check every path."""
+    objects = [o for o in listing if not o["Key"].endswith("/")]  # folder markers
+    if key_or_prefix == "" or key_or_prefix.endswith("/"):
+        base = key_or_prefix
+        chosen = [o for o in objects if o["Key"].startswith(base)]
+        rels = [o["Key"][len(base) :] for o in chosen]
+    else:
+        base = key_or_prefix + "/"
+        chosen = [o for o in objects if o["Key"].startswith(base)]
+        rels = [o["Key"][len(base) :] for o in chosen]
+        if not chosen:  # not a folder: one object, or nothing (siblings never count)
+            chosen = [o for o in objects if o["Key"] == key_or_prefix]
+            rels = [key_or_prefix.rsplit("/", 1)[-1] for _ in chosen]
+    if not chosen:
+        raise StagingError(
+            f"nothing found at {job.url(key_or_prefix)} (endpoint {job.endpoint}): no object with "
+            "that key and no objects under it; check the bucket and the path"
+        )
+    remotes = [
+        Remote(o["Key"], int(o.get("Size", 0)), str(o.get("ETag", "")), rel)
+        for o, rel in zip(chosen, rels, strict=True)
+    ]
+    for r in remotes:
+        _check_rel(job, r, base)
+    _check_conflicts(job, remotes)
+    return remotes
+
+
+def _check_rel(job: Job, remote: Remote, base: str) -> None:
+    segments = remote.rel.split("/")
+    if any(s in ("", ".", "..") for s in segments) or "\0" in remote.rel:
+        raise StagingError(
+            f"refusing to stage the key {remote.key!r} of s3://{job.bucket}: its path relative to "
+            f"{job.url(base)!r} has an empty, '.' or '..' segment or a leading '/', so it could "
+            "land outside input_dir; rename or remove that object"
+        )
+
+
+def _check_conflicts(job: Job, remotes: list[Remote]) -> None:
+    files = {r.rel: r.key for r in remotes}
+    for r in remotes:
+        parts = r.rel.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in files:
+                raise StagingError(
+                    f"refusing to stage s3://{job.bucket}: the key {files[parent]!r} is a file "
+                    f"and also the folder of the key {r.key!r}; a local folder cannot be both"
+                )
+
+
+class TempFiles:
+    """Temporary files of one stage-in; whatever was not renamed into place is removed."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self._real_dest = os.path.realpath(dest)
+        self._open: dict[str, int | None] = {}
+        self._safe_dirs: set[str] = set()
+        self._lock = threading.Lock()
+
+    def create(self, final: Path) -> tuple[str, int]:
+        parent = final.parent
+        if str(parent) not in self._safe_dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            real = os.path.realpath(parent)
+            if real != self._real_dest and not real.startswith(self._real_dest + os.sep):
+                raise StagingError(
+                    f"refusing to write {final}: a folder on its way is a link out of {self.dest}"
+                )
+            self._safe_dirs.add(str(parent))
+        tmp = str(parent / f".{final.name[:100]}{TEMP_MARK}{secrets.token_hex(6)}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        with self._lock:
+            fd = os.open(tmp, flags, 0o666)
+            self._open[tmp] = fd
+        return tmp, fd
+
+    def commit(self, tmp: str, fd: int, final: Path, size: int, url: str) -> None:
+        """Check the size against the listing, close, rename into place."""
+        actual = os.fstat(fd).st_size
+        if actual != size:
+            raise StagingError(
+                f"{url}: wrote {actual} bytes but the listing said {size}; "
+                "the object changed during staging, run again"
+            )
+        with self._lock:
+            self._open[tmp] = None
+        os.close(fd)
+        os.replace(tmp, final)
+        with self._lock:
+            del self._open[tmp]
+
+    def cleanup(self) -> None:
+        with self._lock:
+            leftovers, self._open = self._open, {}
+        for tmp, fd in leftovers.items():
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: bool) -> None:
+    """GET ``length`` bytes (the whole object, or one range) into ``fd`` at ``offset``.
+
+    The body is streamed in CHUNK pieces; a stream broken after the 200 OK is retried
+    (botocore only retries the request itself) up to ``settings.max_attempts`` times.
+    """
+    params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key}
+    if ranged:
+        params["Range"] = f"bytes={offset}-{offset + length - 1}"
+        if remote.etag:
+            params["IfMatch"] = remote.etag  # never mix parts of two versions
+    attempts = max(1, job.settings.max_attempts)
+    for attempt in range(1, attempts + 1):
+        job.check()
+        response = job.call(job.client.get_object, **params)
+        body = response["Body"]
+        try:
+            if int(response.get("ContentLength", length)) != length:
+                raise StagingError(
+                    f"{job.url(remote.key)} is {response.get('ContentLength')} bytes now but "
+                    f"{remote.size} in the listing: it changed during staging, run again"
+                )
+            pos, got = offset, 0
+            while True:
+                job.check()
+                chunk = body.read(CHUNK)
+                if not chunk:
+                    break
+                _pwrite_all(fd, chunk, pos)
+                pos += len(chunk)
+                got += len(chunk)
+                job.arrived(len(chunk))
+        except STREAM_ERRORS:
+            if attempt == attempts:
+                raise
+            job.retried()
+            continue
+        finally:
+            body.close()
+        if got != length:
+            raise StagingError(
+                f"{job.url(remote.key)}: received {got} bytes, expected {length}; run again"
+            )
+        return
+
+
+class _BigFile:
+    """A large object fetched as parallel ranged GETs into one preallocated temporary file."""
+
+    def __init__(self, remote: Remote, final: Path, nparts: int) -> None:
+        self.remote = remote
+        self.final = final
+        self.remaining = nparts
+        self.lock = threading.Lock()
+        self.tmp: str | None = None
+        self.fd = -1
+
+    def open(self, temps: TempFiles) -> int:
+        with self.lock:
+            if self.tmp is None:
+                self.tmp, self.fd = temps.create(self.final)
+                _preallocate(self.fd, self.remote.size)
+            return self.fd
+
+    def part_done(self) -> bool:
+        with self.lock:
+            self.remaining -= 1
+            return self.remaining == 0
+
+
+def _preallocate(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)  # ENOSPC now rather than halfway
+    except (AttributeError, OSError):
+        os.ftruncate(fd, size)
+
+
+def units(job: Job, remotes: list[Remote], temps: TempFiles) -> list[Callable[[], None]]:
+    """One unit per small object, one per part of each object above the threshold."""
+    settings = job.settings
+    part_size = max(1, settings.part_size)
+    out: list[Callable[[], None]] = []
+    for remote in remotes:
+        final = temps.dest.joinpath(*remote.rel.split("/"))
+        what = f"could not download {job.url(remote.key)} to {final}"
+        if remote.size <= settings.multipart_threshold:
+            out.append(job.unit(what, _small(job, remote, final, temps)))
+            continue
+        big = _BigFile(remote, final, len(ranges(remote.size, part_size)))
+        for offset, length in ranges(remote.size, part_size):
+            out.append(job.unit(what, _part(job, big, offset, length, temps)))
+    return out
+
+
+def _small(job: Job, remote: Remote, final: Path, temps: TempFiles) -> Callable[[], None]:
+    def run() -> None:
+        job.check()
+        tmp, fd = temps.create(final)
+        fetch(job, remote, fd, 0, remote.size, ranged=False)
+        temps.commit(tmp, fd, final, remote.size, job.url(remote.key))
+
+    return run
+
+
+def _part(
+    job: Job, big: _BigFile, offset: int, length: int, temps: TempFiles
+) -> Callable[[], None]:
+    def run() -> None:
+        job.check()
+        fd = big.open(temps)
+        fetch(job, big.remote, fd, offset, length, ranged=True)
+        if big.part_done():
+            assert big.tmp is not None
+            temps.commit(big.tmp, fd, big.final, big.remote.size, job.url(big.remote.key))
+
+    return run

@@ -1,0 +1,185 @@
+"""Internals shared by stage-in and publication: one job's context, the worker pool, error text.
+
+A transfer is a flat list of *units* (one small file, one part of a large file, one hash) run on
+one ThreadPoolExecutor that shares one boto3 client. No unit ever waits for another unit, so the
+pool cannot deadlock; the unit that finishes a large file's last part finalises it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
+from hook_processor.errors import Cancelled, HookProcessorError, UserError
+
+if TYPE_CHECKING:
+    from hook_processor.storage import Progress, TransferSettings
+
+CHUNK = 1024 * 1024  # bytes read from a response body at a time
+MIN_PART = 5 * 1024 * 1024  # S3's smallest non-last multipart part
+MAX_PARTS = 10_000  # S3's largest part number
+
+# Errors raised while reading a body after a 200 OK: botocore does not retry those, we do.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    ReadTimeoutError,
+    ResponseStreamingError,
+    IncompleteReadError,
+    ConnectionClosedError,
+    ConnectionError,
+)
+
+
+class Aborted(Exception):
+    """Internal: another unit of the same job failed; stop quietly."""
+
+
+class Job:
+    """What every unit of one transfer shares: client, settings, counters, stop signals."""
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        settings: TransferSettings,
+        *,
+        error: type[UserError],
+        phase: str,
+        cancel: threading.Event | None,
+        progress: Progress | None,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.settings = settings
+        self.error = error
+        self.phase = phase
+        self.cancel = cancel
+        self.abort = threading.Event()
+        self.retries = 0
+        self._lock = threading.Lock()
+        self._progress = progress
+        self._progress_lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return str(getattr(getattr(self.client, "meta", None), "endpoint_url", "") or "S3")
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def check(self) -> None:
+        """A cancellation point: between files, parts and body chunks."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled(f"cancelled while {self.phase}")
+        if self.abort.is_set():
+            raise Aborted
+
+    def cancelled(self) -> Cancelled:
+        return Cancelled(f"cancelled while {self.phase}")
+
+    def retried(self, n: int = 1) -> None:
+        if n:
+            with self._lock:
+                self.retries += n
+
+    def arrived(self, nbytes: int) -> None:
+        if self._progress is not None and nbytes:
+            with self._progress_lock:  # callers need not be thread-safe
+                self._progress(nbytes)
+
+    def call(self, method: Callable[..., Any], **params: Any) -> Any:
+        """Call one S3 operation and count botocore's retries, failed calls included."""
+        try:
+            response = method(**params)
+        except ClientError as err:
+            self.retried(_retry_attempts(err.response))
+            raise
+        self.retried(_retry_attempts(response))
+        return response
+
+    def fail(self, what: str, err: BaseException) -> UserError:
+        """``what`` failed: a user-facing error with the endpoint and the underlying text."""
+        if isinstance(err, ClientError | BotoCoreError):
+            return self.error(f"{what} at {self.endpoint}: {describe(err)}")
+        return self.error(f"{what}: {describe(err)}")
+
+    def unit(self, what: str, body: Callable[[], None]) -> Callable[[], None]:
+        """Wrap ``body`` so that botocore and OS errors become this job's error naming ``what``."""
+
+        def run() -> None:
+            try:
+                body()
+            except (Aborted, HookProcessorError):
+                raise
+            except (ClientError, BotoCoreError, OSError, ValueError) as err:
+                raise self.fail(what, err) from err
+
+        return run
+
+    def run(self, units: list[Callable[[], None]]) -> None:
+        """Run ``units`` on ``settings.concurrency`` threads; stop all at the first failure."""
+        if not units:
+            self.check()
+            return
+        workers = max(1, min(self.settings.concurrency, len(units)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hook-s3") as pool:
+            futures = [pool.submit(u) for u in units]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.done() and not f.cancelled() and f.exception() for f in futures):
+                self.abort.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+        errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
+        if not errors:
+            return
+        if self.cancel is not None and self.cancel.is_set():
+            raise self.cancelled() from next(
+                (e for e in errors if not isinstance(e, Cancelled | Aborted)), None
+            )
+        real = [e for e in errors if not isinstance(e, Aborted)]
+        raise real[0] if real else self.error(f"{self.phase} stopped")
+
+
+def describe(err: BaseException) -> str:
+    """The underlying error's text: botocore messages and OS errors carry no credentials."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    return str(err) or type(err).__name__
+
+
+def error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(err: ClientError) -> int:
+    return int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _retry_attempts(response: Any) -> int:
+    try:
+        return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def part_size_for(size: int, part_size: int) -> int:
+    """The upload part size: at least S3's 5 MiB minimum, and few enough parts for ``size``."""
+    chosen = max(part_size, MIN_PART)
+    while -(-size // chosen) > MAX_PARTS:
+        chosen *= 2
+    return chosen
+
+
+def ranges(size: int, part_size: int) -> list[tuple[int, int]]:
+    """``(offset, length)`` of each part of an object of ``size`` bytes."""
+    return [(off, min(part_size, size - off)) for off in range(0, size, part_size)]

@@ -1,0 +1,404 @@
+"""Publication internals: walk output_dir safely, upload files (PRIVATE), stream a zip (TEMPORARY).
+
+Symbolic links: one that resolves inside the output folder is followed (its content is uploaded
+under the link's own path); one that points outside it, dangles or loops is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from hook_processor._transfer import CHUNK, MAX_PARTS, Job, part_size_for, ranges
+from hook_processor.errors import PublishError
+
+
+@dataclasses.dataclass(frozen=True)
+class Local:
+    """One file to publish."""
+
+    rel: str  # relative posix path: the S3 key under the prefix, the zip entry name
+    path: str  # the real path to read (a followed link's target)
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Uploaded:
+    key: str
+    size: int
+    sha256: str
+
+
+def walk(src: Path) -> list[Local]:
+    """Every file under ``src``, sorted by relative path, links checked (see module doc)."""
+    root = os.path.realpath(src)
+    if not os.path.isdir(root):
+        raise PublishError(f"the output folder {src} does not exist or is not a folder")
+    out: list[Local] = []
+    _walk(src, root, root, "", frozenset({root}), out)
+    out.sort(key=lambda f: f.rel)
+    return out
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk(
+    src: Path, root: str, directory: str, rel: str, ancestors: frozenset[str], out: list[Local]
+) -> None:
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        raise PublishError(f"could not read the folder {src / rel}: {err.strerror}") from err
+    for entry in entries:
+        rel_path = rel + entry.name
+        shown = src / rel_path
+        try:
+            rel_path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PublishError(
+                f"refusing to publish {shown!s}: its name is not valid UTF-8, so it cannot be "
+                "an S3 key; rename it"
+            ) from None
+        if entry.is_symlink():
+            try:
+                target = os.path.realpath(entry.path, strict=True)
+            except OSError:
+                raise PublishError(
+                    f"refusing to publish {shown}: it is a symbolic link that dangles or loops"
+                ) from None
+            if not _inside(target, root):
+                raise PublishError(
+                    f"refusing to publish {shown}: it is a symbolic link to {target}, outside "
+                    f"the output folder {src}; copy the file into the output folder instead"
+                )
+            if os.path.isdir(target):
+                if target in ancestors:
+                    raise PublishError(
+                        f"refusing to publish {shown}: it is a symbolic link to its own parent "
+                        "folder (a loop)"
+                    )
+                _walk(src, root, target, rel_path + "/", ancestors | {target}, out)
+            elif os.path.isfile(target):
+                out.append(Local(rel_path, target, os.stat(target).st_size))
+            else:
+                raise PublishError(f"refusing to publish {shown}: not a regular file")
+        elif entry.is_dir(follow_symlinks=False):
+            _walk(src, root, entry.path, rel_path + "/", ancestors | {entry.path}, out)
+        elif entry.is_file(follow_symlinks=False):
+            out.append(Local(rel_path, entry.path, entry.stat(follow_symlinks=False).st_size))
+        else:
+            raise PublishError(f"refusing to publish {shown}: not a regular file")
+
+
+def _read_exact(path: str, offset: int, length: int, shown: str, *, whole: bool = False) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(length + 1 if whole else length)  # whole: a grown file is noticed too
+    if len(data) != length:
+        raise PublishError(f"{shown} changed while it was being published; run again")
+    return data
+
+
+class _Multipart:
+    """One large file: parts in parallel plus a hash unit; the last one to finish completes it."""
+
+    def __init__(self, local: Local, key: str, part_size: int) -> None:
+        self.local = local
+        self.key = key
+        self.parts = ranges(local.size, part_size)
+        self.remaining = len(self.parts) + 1  # + the sha256 unit
+        self.lock = threading.Lock()
+        self.upload_id: str | None = None
+        self.etags: dict[int, str] = {}
+        self.sha256 = ""
+        self.completed = False
+
+    def start(self, job: Job) -> str:
+        with self.lock:
+            if self.upload_id is None:
+                job.check()
+                response = job.call(
+                    job.client.create_multipart_upload, Bucket=job.bucket, Key=self.key
+                )
+                self.upload_id = str(response["UploadId"])
+            return self.upload_id
+
+    def one_done(self) -> bool:
+        with self.lock:
+            self.remaining -= 1
+            return self.remaining == 0
+
+    def abort(self, job: Job) -> None:
+        if self.upload_id is not None and not self.completed:
+            with contextlib.suppress(Exception):  # best effort
+                job.client.abort_multipart_upload(
+                    Bucket=job.bucket, Key=self.key, UploadId=self.upload_id
+                )
+
+
+def _verify_size(job: Job, key: str, size: int) -> None:
+    head = job.call(job.client.head_object, Bucket=job.bucket, Key=key)
+    if int(head.get("ContentLength", -1)) != size:
+        raise PublishError(
+            f"{job.url(key)} holds {head.get('ContentLength')} bytes after upload, expected "
+            f"{size}; run again"
+        )
+
+
+def private_units(
+    job: Job, src: Path, files: list[Local], prefix: str, results: dict[str, Uploaded]
+) -> tuple[list[Callable[[], None]], list[_Multipart]]:
+    """Units that upload ``files`` under ``prefix``; results land in ``results`` by rel path."""
+    settings = job.settings
+    units: list[Callable[[], None]] = []
+    multiparts: list[_Multipart] = []
+    for local in files:
+        key = f"{prefix}/{local.rel}" if prefix else local.rel
+        shown = str(src / local.rel)
+        what = f"could not upload {shown} to {job.url(key)}"
+        if local.size <= settings.multipart_threshold:
+            units.append(job.unit(what, _put(job, local, key, shown, results)))
+            continue
+        mp = _Multipart(local, key, part_size_for(local.size, settings.part_size))
+        multiparts.append(mp)
+        units.append(job.unit(what, _hash(job, mp, shown, results)))
+        for number, (offset, length) in enumerate(mp.parts, start=1):
+            units.append(job.unit(what, _part(job, mp, number, offset, length, shown, results)))
+    return units, multiparts
+
+
+def _put(
+    job: Job, local: Local, key: str, shown: str, results: dict[str, Uploaded]
+) -> Callable[[], None]:
+    def run() -> None:
+        job.check()
+        data = _read_exact(local.path, 0, local.size, shown, whole=True)
+        sha256 = hashlib.sha256(data).hexdigest()
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        response = job.call(job.client.put_object, Bucket=job.bucket, Key=key, Body=data)
+        # A plain PUT's ETag is the MD5 of the bytes (except with SSE-KMS): a match is our
+        # verification for free; otherwise one HEAD checks the size.
+        if str(response.get("ETag", "")).strip('"') != md5:
+            _verify_size(job, key, local.size)
+        job.arrived(local.size)
+        results[local.rel] = Uploaded(key, local.size, sha256)
+
+    return run
+
+
+def _hash(job: Job, mp: _Multipart, shown: str, results: dict[str, Uploaded]) -> Callable[[], None]:
+    def run() -> None:
+        digest, total = hashlib.sha256(), 0
+        with open(mp.local.path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                job.check()
+                digest.update(chunk)
+                total += len(chunk)
+        if total != mp.local.size:
+            raise PublishError(f"{shown} changed while it was being published; run again")
+        mp.sha256 = digest.hexdigest()
+        if mp.one_done():
+            _complete(job, mp, results)
+
+    return run
+
+
+def _part(
+    job: Job,
+    mp: _Multipart,
+    number: int,
+    offset: int,
+    length: int,
+    shown: str,
+    results: dict[str, Uploaded],
+) -> Callable[[], None]:
+    def run() -> None:
+        job.check()
+        upload_id = mp.start(job)
+        data = _read_exact(mp.local.path, offset, length, shown)
+        response = job.call(
+            job.client.upload_part,
+            Bucket=job.bucket,
+            Key=mp.key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        with mp.lock:
+            mp.etags[number] = str(response["ETag"])
+        job.arrived(length)
+        if mp.one_done():
+            _complete(job, mp, results)
+
+    return run
+
+
+def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
+    job.check()
+    assert mp.upload_id is not None
+    parts = [{"PartNumber": n, "ETag": mp.etags[n]} for n in sorted(mp.etags)]
+    job.call(
+        job.client.complete_multipart_upload,
+        Bucket=job.bucket,
+        Key=mp.key,
+        UploadId=mp.upload_id,
+        MultipartUpload={"Parts": parts},
+    )
+    mp.completed = True
+    _verify_size(job, mp.key, mp.local.size)
+    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.sha256)
+
+
+def head_exists(job: Job, key: str) -> bool:
+    """Does ``key`` exist? (404 -> False; any other error propagates.)"""
+    try:
+        job.call(job.client.head_object, Bucket=job.bucket, Key=key)
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+class MultipartSink:
+    """A write-only file-like that uploads what it is given as multipart parts.
+
+    At most ``inflight`` parts (each ``part_size`` bytes) are held in memory at once; nothing is
+    written to local disk. If everything fits in one part it is sent with a single PutObject.
+    """
+
+    def __init__(self, job: Job, key: str, part_size: int, inflight: int) -> None:
+        self.job = job
+        self.key = key
+        self.part_size = max(1, part_size)
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._next = 1
+        self._etags: dict[int, str] = {}
+        self._futures: list[Future[None]] = []
+        self._slots = threading.BoundedSemaphore(inflight)
+        self._pool = ThreadPoolExecutor(max_workers=inflight, thread_name_prefix="hook-zip")
+        self._discard = False
+        self._completed = False
+
+    # the file-like side, for zipfile (not seekable: it writes data descriptors)
+    def write(self, data: Any) -> int:
+        n = len(data)
+        if self._discard:
+            return n
+        self.job.check()
+        self._buf += data
+        self.size += n
+        self.sha256.update(data)
+        while len(self._buf) >= self.part_size:
+            chunk = bytes(self._buf[: self.part_size])
+            del self._buf[: self.part_size]
+            self._send(chunk)
+        return n
+
+    def tell(self) -> int:
+        return self.size
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, *args: Any) -> int:
+        raise io.UnsupportedOperation("seek")
+
+    def flush(self) -> None:
+        pass
+
+    # the upload side
+    def _send(self, chunk: bytes) -> None:
+        self._raise_failed()
+        if self._upload_id is None:
+            response = self.job.call(
+                self.job.client.create_multipart_upload, Bucket=self.job.bucket, Key=self.key
+            )
+            self._upload_id = str(response["UploadId"])
+        number = self._next
+        if number > MAX_PARTS:
+            raise PublishError(
+                f"the zip for {self.job.url(self.key)} needs more than {MAX_PARTS} parts of "
+                f"{self.part_size} bytes; raise the part size"
+            )
+        self._next += 1
+        while not self._slots.acquire(timeout=0.5):
+            self.job.check()
+            self._raise_failed()
+        future = self._pool.submit(self._upload, number, chunk, self._upload_id)
+        future.add_done_callback(lambda _f: self._slots.release())
+        self._futures.append(future)
+
+    def _upload(self, number: int, chunk: bytes, upload_id: str) -> None:
+        self.job.check()
+        response = self.job.call(
+            self.job.client.upload_part,
+            Bucket=self.job.bucket,
+            Key=self.key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=chunk,
+        )
+        self._etags[number] = str(response["ETag"])
+        self.job.arrived(len(chunk))
+
+    def _raise_failed(self) -> None:
+        for future in self._futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+
+    def finish(self) -> None:
+        """Upload what is left and complete the object."""
+        if self._upload_id is None:
+            body = bytes(self._buf)
+            self.job.check()
+            self.job.call(
+                self.job.client.put_object, Bucket=self.job.bucket, Key=self.key, Body=body
+            )
+            self.job.arrived(len(body))
+        else:
+            if self._buf:
+                self._send(bytes(self._buf))
+            self._buf.clear()
+            wait(self._futures)
+            self._raise_failed()
+            self.job.check()
+            parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
+            self.job.call(
+                self.job.client.complete_multipart_upload,
+                Bucket=self.job.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        self._completed = True
+        self._pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Stop, drop what is buffered, abort the multipart upload (best effort)."""
+        self._discard = True
+        self._buf.clear()
+        self.job.abort.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._upload_id is not None and not self._completed:
+            with contextlib.suppress(Exception):  # best effort
+                self.job.client.abort_multipart_upload(
+                    Bucket=self.job.bucket, Key=self.key, UploadId=self._upload_id
+                )
