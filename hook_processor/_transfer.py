@@ -132,12 +132,18 @@ class Job:
             self.check()
             return
         workers = max(1, min(self.settings.concurrency, len(units)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hook-s3") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hook-s3")
+        futures = []
+        try:
             futures = [pool.submit(u) for u in units]
             wait(futures, return_when=FIRST_EXCEPTION)
             if any(f.done() and not f.cancelled() and f.exception() for f in futures):
                 self.abort.set()
-                pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # KeyboardInterrupt in the waiting thread: stop the workers too
+            self.abort.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=self.abort.is_set())
         errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
         if not errors:
             return

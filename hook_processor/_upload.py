@@ -298,7 +298,7 @@ class MultipartSink:
         self._completed = False
 
     # the file-like side, for zipfile (not seekable: it writes data descriptors)
-    def write(self, data: Any) -> int:
+    def write(self, data: bytes, /) -> int:
         n = len(data)
         if self._discard:
             return n
@@ -323,6 +323,9 @@ class MultipartSink:
 
     def flush(self) -> None:
         pass
+
+    def close(self) -> None:
+        pass  # finish() or abort() ends the upload; zipfile never closes a file it was given
 
     # the upload side
     def _send(self, chunk: bytes) -> None:

@@ -331,7 +331,7 @@ def publish_temporary(
     sink = _upload.MultipartSink(job, key, _transfer.part_size_for(0, settings.part_size), inflight)
     archive: zipfile.ZipFile | None = None
     try:
-        archive = zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False)  # type: ignore[arg-type]
+        archive = zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False)
         for f in files:
             job.check()
             try:

@@ -407,6 +407,38 @@ def test_retries_are_counted(client: Any, s3: Any, bucket: str, tmp_path: Path) 
     assert stage_in(client, bucket, "r/", tmp_path, DEFAULT).retries == 1
 
 
+def test_stage_in_retries_a_stream_broken_after_the_200(
+    client: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    from botocore.exceptions import ResponseStreamingError
+
+    body = os.urandom(3 * MiB)
+    put_objects(s3, bucket, {"s/a.bin": body})
+    once = threading.Lock()
+
+    class Breaks:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def read(self, amt: int | None = None) -> bytes:
+            if self.real.tell() > 0:  # break after the first chunk
+                raise ResponseStreamingError(error="connection reset by peer")
+            return self.real.read(amt)
+
+        def close(self) -> None:
+            self.real.close()
+
+    def break_first(parsed: dict[str, Any], **_: Any) -> None:
+        if once.acquire(blocking=False):
+            parsed["Body"] = Breaks(parsed["Body"])
+
+    client.meta.events.register("after-call.s3.GetObject", break_first)
+    stats = stage_in(client, bucket, "s/", tmp_path, DEFAULT)
+    assert (tmp_path / "a.bin").read_bytes() == body
+    assert stats.retries == 1
+    assert leftovers(tmp_path) == []
+
+
 # --------------------------------------------------------------------------- publish_private
 
 
@@ -416,7 +448,8 @@ def test_publish_private_uploads_then_manifest_last(
     files = {name: name.encode() * 2 for name in ODD_NAMES} | {"empty": b"", "d/e/f.txt": b"f"}
     write_tree(tmp_path, files)
     (tmp_path / "link.txt").symlink_to(tmp_path / "d" / "e" / "f.txt")  # inside: followed
-    expected = files | {"link.txt": b"f"}
+    (tmp_path / "dlink").symlink_to(tmp_path / "d")  # a folder inside: followed too
+    expected = files | {"link.txt": b"f", "dlink/e/f.txt": b"f"}
     order: list[str] = []
     client.meta.events.register(
         "provide-client-params.s3.PutObject", lambda params, **_: order.append(params["Key"])
