@@ -125,7 +125,8 @@ def make_client(target: S3Target, settings: TransferSettings) -> Any:
     config = Config(
         region_name=region,
         max_pool_connections=max(1, settings.concurrency) + 4,
-        retries={"mode": "standard", "max_attempts": settings.max_attempts},
+        # total_max_attempts counts the first try too (botocore's max_attempts counts retries).
+        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         request_checksum_calculation=settings.checksum,
