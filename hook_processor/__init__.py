@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 __all__ = ["Context", "Options", "__version__"]
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
+def __getattr__(name: str) -> type:
     # Lazy, so that ``import hook_processor`` stays cheap for the runtime's start-up.
     if name == "Options":
         from hook_processor.options import Options

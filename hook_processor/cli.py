@@ -44,7 +44,8 @@ class _LazyGroup(click.Group):
         module_name, attribute = target.split(":")
         if importlib.util.find_spec(module_name) is None:
             return None  # not written yet in this version
-        return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
 
 
 @click.group(

@@ -100,6 +100,7 @@ def read_project(root: Path) -> ProjectConfig:
         raise OptionsError(
             f"{pyproject} [tool.hook-processor] is not valid:\n" + "\n".join(f"  - {p}" for p in problems)
         )
+    assert isinstance(name, str) and isinstance(entrypoint, str)
     return ProjectConfig(
         root=root.resolve(),
         name=name,

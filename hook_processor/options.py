@@ -59,7 +59,7 @@ class _SettingsBase(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):
         return (init_settings, _MappingEnvSource(settings_cls))
 
 

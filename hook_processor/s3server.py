@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +22,7 @@ class S3Server:
     secret_key: str
     region: str = "us-east-1"
 
-    def client(self, **config_kwargs):  # type: ignore[no-untyped-def]
+    def client(self, **config_kwargs: Any) -> Any:
         """A boto3 S3 client for this server (for tests and the harness)."""
         import boto3
         from botocore.config import Config
@@ -45,7 +46,7 @@ class EmbeddedS3:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._host = host
         self._port = port
-        self._server = None  # type: ignore[var-annotated]
+        self._server: Any = None
         self.started_in: float | None = None
 
     def start(self) -> S3Server:
