@@ -51,6 +51,7 @@ def list_objects(job: Job, prefix: str) -> list[dict[str, Any]]:
 
 def plan(job: Job, listing: Iterable[dict[str, Any]], key_or_prefix: str) -> list[Remote]:
     """Decide what the listing means (prefix, folder or one object) and check every path."""
+    listing = list(listing)
     objects = [o for o in listing if not o["Key"].endswith("/")]  # folder markers
     if key_or_prefix == "" or key_or_prefix.endswith("/"):
         base = key_or_prefix
@@ -63,6 +64,16 @@ def plan(job: Job, listing: Iterable[dict[str, Any]], key_or_prefix: str) -> lis
         if not chosen:  # not a folder: one object, or nothing (siblings never count)
             chosen = [o for o in objects if o["Key"] == key_or_prefix]
             rels = [key_or_prefix.rsplit("/", 1)[-1] for _ in chosen]
+    for o in listing:
+        # A folder marker (a key ending in "/") is empty by convention and is skipped. One that
+        # holds bytes cannot become a local file: refuse it rather than drop its data silently.
+        key = o["Key"]
+        if key.endswith("/") and key.startswith(base) and int(o.get("Size", 0)) > 0:
+            raise StagingError(
+                f"refusing to stage the key {key!r} of s3://{job.bucket}: it ends with '/' "
+                f"(a folder marker) but holds {o['Size']} bytes, which no local file can keep; "
+                "rename that object"
+            )
     if not chosen:
         raise StagingError(
             f"nothing found at {job.url(key_or_prefix)} (endpoint {job.endpoint}): no object with "

@@ -16,6 +16,7 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectionClosedError,
+    FlexibleChecksumError,
     IncompleteReadError,
     ReadTimeoutError,
     ResponseStreamingError,
@@ -31,7 +32,10 @@ MIN_PART = 5 * 1024 * 1024  # S3's smallest non-last multipart part
 MAX_PARTS = 10_000  # S3's largest part number
 
 # Errors raised while reading a body after a 200 OK: botocore does not retry those, we do.
+# FlexibleChecksumError is a body that arrived complete but corrupted (its CRC does not match the
+# checksum the server stored): a transit fault like a reset, so it is retried too, not kept.
 STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    FlexibleChecksumError,
     ReadTimeoutError,
     ResponseStreamingError,
     IncompleteReadError,
@@ -110,8 +114,24 @@ class Job:
     def fail(self, what: str, err: BaseException) -> UserError:
         """``what`` failed: a user-facing error with the endpoint and the underlying text."""
         if isinstance(err, ClientError | BotoCoreError):
-            return self.error(f"{what} at {self.endpoint}: {describe(err)}")
+            hint = self._checksum_hint(err)
+            return self.error(f"{what} at {self.endpoint}: {describe(err)}{hint}")
         return self.error(f"{what}: {describe(err)}")
+
+    def _checksum_hint(self, err: BaseException) -> str:
+        """Name the switch when a store may have rejected boto3's default flexible checksums.
+
+        Such stores answer 400 (InvalidArgument, XAmzContentSHA256Mismatch, ...) or 501
+        (NotImplemented), with codes that do not say "checksum"; the only fix is the switch.
+        """
+        if self.settings.checksum == "when_required" or not isinstance(err, ClientError):
+            return ""
+        if http_status(err) not in (400, 501):
+            return ""
+        return (
+            "; if this S3-compatible store does not support flexible checksums "
+            "(x-amz-checksum-* headers), set HOOK_S3_CHECKSUM=when_required"
+        )
 
     def unit(self, what: str, body: Callable[[], None]) -> Callable[[], None]:
         """Wrap ``body`` so that botocore and OS errors become this job's error naming ``what``."""
