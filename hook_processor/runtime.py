@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import hook_processor
 from hook_processor import _log
@@ -55,8 +55,13 @@ def run(
     cancel: threading.Event | None = None,
     progress: ProgressFactory | None = None,
     phase: _Phase | None = None,
+    log_stream: IO[str] | None = None,
 ) -> RunResult:
-    """Run the processor of ``project_dir`` once; always returns a result (and writes it)."""
+    """Run the processor of ``project_dir`` once; always returns a result (and writes it).
+
+    The run's log goes to ``log_stream`` (default: ``sys.stderr``); the in-process harness
+    passes a stream that also keeps a copy.
+    """
     cancel = cancel or threading.Event()
     phase = phase or _Phase()
     env = sources.env
@@ -66,6 +71,7 @@ def run(
         fmt=_env(env, "HOOK_LOG_FORMAT", "text").lower(),
         level=_level(_env(env, "HOOK_LOG_LEVEL", "INFO")),
         secrets=_raw_secrets(sources),
+        stream=log_stream,
     )
     log = _log.get_logger()
     result_path = _default_result_path(env)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hook_processor.s3server import EmbeddedS3, S3Server
+from hook_processor.s3server import S3Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
@@ -38,10 +37,9 @@ _OPTION_NAMES = {
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """One moto server (real HTTP on 127.0.0.1) for the whole test session."""
-    with EmbeddedS3() as server:
-        yield server
+def s3_server(hook_s3_server: S3Server) -> S3Server:
+    """One moto server (real HTTP on 127.0.0.1) for the whole session: the pytest plugin's."""
+    return hook_s3_server
 
 
 @pytest.fixture
