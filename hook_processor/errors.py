@@ -38,6 +38,14 @@ class OptionsError(UserError, ValueError):
     exit_code = ExitCode.BAD_OPTIONS
 
 
+class ContainerError(UserError):
+    """An image could not be built or run (no engine, a failing build step, a missing image).
+
+    Nothing was run, so it shares the exit code of a wrong project (2)."""
+
+    exit_code = ExitCode.BAD_OPTIONS
+
+
 class StagingError(UserError):
     """The input could not be fetched from S3 into input_dir."""
 

@@ -21,9 +21,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-import shutil
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +32,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PYTHON_IMAGE = "hook-processor/python-offline:bookworm"
 FALLBACK_PYTHON_IMAGE = "python:3.11-slim"
-BASE_IMAGE_TAG = "hook-processor/base:test"
 BUILD_TIMEOUT = 900  # seconds for the docker client (a cold pip install of the dependencies)
 
 
@@ -119,82 +115,47 @@ def ca_bundle_source() -> Path | None:
     return None
 
 
-def build_wheel(dest: Path) -> Path:
-    """hook_processor-*.whl from the repo (or HOOK_TEST_WHEEL)."""
-    prebuilt = os.environ.get("HOOK_TEST_WHEEL", "").strip()
-    if prebuilt:
-        wheel = Path(prebuilt)
-        assert wheel.is_file(), f"HOOK_TEST_WHEEL={prebuilt} does not exist"
-        return wheel
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(REPO_ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"cannot build the hook-processor wheel:\n{proc.stdout}\n{proc.stderr}")
-    wheels = sorted(dest.glob("hook_processor-*.whl"))
-    assert len(wheels) == 1, f"expected one wheel in {dest}, found {wheels}"
-    return wheels[0]
-
-
 @dataclass(frozen=True)
 class BaseImage:
     tag: str
     python_image: str
     ca_marker: str | None  # a line appended to the build's CA bundle; must never reach the image
     build_log: str
+    ca_bundle: Path | None = None  # the marked bundle: processor builds of the tests use it too
 
 
 @pytest.fixture(scope="session")
 def base_image(
     docker_client: Any, python_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> BaseImage:
-    """Dockerfile.base built once per session, the way `hook-processor build` builds it."""
-    import docker.errors
+    """The base image, built once per session by ``container.build_base`` (what `hook-processor
+    build` does), under its default tag; reused when an earlier session built the same wheel."""
+    from hook_processor import container
+    from hook_processor.errors import ContainerError
 
     work = tmp_path_factory.mktemp("base-image")
-    context = work / "context"
-    (context / "wheels").mkdir(parents=True)
-    shutil.copy2(REPO_ROOT / "Dockerfile.base", context / "Dockerfile.base")
-    wheel = build_wheel(work / "dist")
-    shutil.copy2(wheel, context / "wheels" / wheel.name)
+    wheel = Path(os.environ["HOOK_TEST_WHEEL"]) if os.environ.get("HOOK_TEST_WHEEL") else None
 
     # The bundle gets a unique comment line (PEM readers ignore text between certificates) so
     # the tests can prove that no byte of it reaches any layer of the final image.
     source = ca_bundle_source()
     marker = None
-    bundle = b""
+    bundle = None
     if source is not None:
         # Derived from the bundle, not random: an unchanged context keeps the build cache.
         marker = f"hook-processor-ca-marker-{hashlib.sha256(source.read_bytes()).hexdigest()[:32]}"
-        bundle = source.read_bytes().rstrip(b"\n") + f"\n# {marker}\n".encode()
-    (context / "ca-bundle.pem").write_bytes(bundle)
-
-    buildargs = {"PYTHON_IMAGE": python_image}
-    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
-        value = os.environ.get(name, "").strip()
-        if value.startswith(("http://", "https://")):
-            buildargs[name] = value
+        bundle = work / "ca-bundle.pem"
+        bundle.write_bytes(source.read_bytes().rstrip(b"\n") + f"\n# {marker}\n".encode())
 
     lines: list[str] = []
     try:
-        _, log = docker_client.images.build(
-            path=str(context),
-            dockerfile="Dockerfile.base",
-            tag=BASE_IMAGE_TAG,
-            buildargs=buildargs,
-            network_mode="host",
-            pull=False,
-            rm=True,
-            forcerm=True,
+        report = container.build_base(
+            python_image=python_image, ca_bundle=bundle, wheel=wheel, client=docker_client,
+            on_event=lambda event: lines.append(event.text),
         )
-        lines = [chunk.get("stream", "") for chunk in log]
-    except docker.errors.BuildError as exc:
-        text = "".join(chunk.get("stream", "") or chunk.get("error", "") for chunk in exc.build_log)
-        pytest.fail(f"docker build of Dockerfile.base failed: {exc.msg}\n{text[-6000:]}")
-    return BaseImage(BASE_IMAGE_TAG, python_image, marker, "".join(lines))
+    except ContainerError as exc:
+        pytest.fail(f"docker build of Dockerfile.base failed: {exc}\n" + "\n".join(lines[-60:]))
+    return BaseImage(report.tag, python_image, marker, "\n".join(lines), bundle)
 
 
 @dataclass(frozen=True)
