@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import io
 import json
 import signal
@@ -82,13 +83,23 @@ def register_mode(name: str, mode: Mode | str) -> None:
 
 
 def mode_names() -> list[str]:
-    return list(MODES)
+    """The modes available in this installation (a lazy mode whose module is missing is not)."""
+    return [name for name, target in MODES.items() if _available(target)]
+
+
+def _available(target: Mode | str) -> bool:
+    if not isinstance(target, str):
+        return True
+    try:
+        return importlib.util.find_spec(target.partition(":")[0]) is not None
+    except ImportError:
+        return False
 
 
 def resolve_mode(name: str) -> Mode:
     target = MODES.get(name)
-    if target is None:
-        raise OptionsError(f"--mode {name}: unknown mode; choose one of {', '.join(MODES)}")
+    if target is None or not _available(target):
+        raise OptionsError(f"--mode {name}: unknown mode; choose one of {', '.join(mode_names())}")
     if isinstance(target, str):
         module, _, attribute = target.partition(":")
         target = getattr(importlib.import_module(module), attribute)
