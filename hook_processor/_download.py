@@ -8,11 +8,14 @@ its final folder, its size checked against the listing, then renamed into place.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import hashlib
 import os
 import secrets
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -285,6 +288,60 @@ def _part(
         fetch(job, big.remote, fd, offset, length, ranged=True)
         if big.part_done():
             assert big.tmp is not None
+            _verify_whole(job, big.remote, big.tmp)
             temps.commit(big.tmp, fd, big.final, big.remote.size, job.url(big.remote.key))
 
     return run
+
+
+# Full-object checksums we can compute with the standard library (botocore names, digest).
+_WHOLE_CHECKSUMS: tuple[tuple[str, Callable[[], Any]], ...] = (
+    ("ChecksumCRC32", lambda: _Crc32()),
+    ("ChecksumSHA256", lambda: hashlib.sha256()),
+    ("ChecksumSHA1", lambda: hashlib.sha1(usedforsecurity=False)),
+)
+
+
+class _Crc32:
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(4, "big")
+
+
+def _verify_whole(job: Job, remote: Remote, tmp: str) -> None:
+    """Check a large object assembled from ranged GETs against its stored checksum.
+
+    A ranged GET comes without a checksum (S3 stores one for the whole object), so a byte
+    corrupted in transit would pass the size check. The object's full-object checksum (when it
+    has one of a kind we can compute: not a composite ``...-N`` of a multipart upload) is
+    compared with the assembled file before it is renamed into place; a mismatch fails the
+    staging (no partial file is kept) instead of keeping corrupt data.
+    """
+    if job.settings.checksum == "when_required":
+        return  # the store may not support checksums at all
+    params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key, "ChecksumMode": "ENABLED"}
+    if remote.etag:
+        params["IfMatch"] = remote.etag
+    head = job.call(job.client.head_object, **params)
+    if head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+        return
+    usable = [(f, make) for f, make in _WHOLE_CHECKSUMS if "-" not in str(head.get(f) or "-")]
+    if not usable:
+        return
+    field, make = usable[0]
+    expected = str(head[field])
+    digest = make()
+    with open(tmp, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            job.check()
+            digest.update(chunk)
+    if base64.b64encode(digest.digest()).decode() != expected:
+        raise StagingError(
+            f"{job.url(remote.key)}: the downloaded bytes do not match the object's stored "
+            f"{field.removeprefix('Checksum')} checksum (corrupted in transit); run again"
+        )
