@@ -10,6 +10,7 @@ from typing import IO
 
 import click
 
+from hook_processor._log import human_size
 from hook_processor.cli import fail
 from hook_processor.errors import UserError
 
@@ -89,23 +90,14 @@ def summary(report: object) -> str:
             f"hook-processor build: {report.tag}",
             f"  image       {report.image_id}",
             f"  tag         {report.tag}",
-            f"  size        {_size(report.size)}",
-            f"  over base   {_size(report.size_over_base)} over {report.base_image}"
-            f" ({_size(report.base_size)})",
+            f"  size        {human_size(report.size)}",
+            f"  over base   {human_size(report.size_over_base)} over {report.base_image}"
+            f" ({human_size(report.base_size)})",
             f"  stages      {stages}",
             "  run it      hook-processor run --mode container --input FILES --output DIR",
         ]
     )
 
-
-def _size(n: float) -> str:
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 class _BuildLog:

@@ -14,6 +14,7 @@ from typing import IO, Any
 import click
 
 from hook_processor import harness
+from hook_processor._log import human_size
 from hook_processor.cli import _option_pairs, fail
 from hook_processor.errors import UserError
 from hook_processor.s3server import S3Server
@@ -179,11 +180,11 @@ def _summary(outcome: harness.Outcome, own_store: bool) -> str:
     if timings:
         lines.append("  phases   " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     inp, out = result.get("Input") or {}, result.get("Output") or {}
-    lines.append(f"  input    {_count(inp.get('Files', 0))} ({_size(inp.get('Bytes', 0))})")
+    lines.append(f"  input    {_count(inp.get('Files', 0))} ({human_size(inp.get('Bytes', 0))})")
     storage = result.get("OutputStorage") or "?"
     if outcome.published:
         lines.append(
-            f"  output   {_count(out.get('Files', 0))} ({_size(out.get('Bytes', 0))}), {storage}"
+            f"  output   {_count(out.get('Files', 0))} ({human_size(out.get('Bytes', 0))}), {storage}"
         )
     state = "" if own_store else ", kept running" if outcome.server else " (embedded, stopped)"
     lines.append(f"  mode     {outcome.mode}")
@@ -249,13 +250,6 @@ def _count(n: int) -> str:
     return f"{n} file" + ("" if n == 1 else "s")
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
 
 class _TerminalProgress:
     """One self-erasing progress line per phase on a terminal, for transfers that last."""
@@ -277,7 +271,7 @@ class _TerminalProgress:
                     return
                 state["last"] = now
                 rate = state["bytes"] / max(now - began, 1e-6)
-                self.stream.write(f"\r\x1b[K  {phase}: {_size(state['bytes'])} ({_size(rate)}/s)")
+                self.stream.write(f"\r\x1b[K  {phase}: {human_size(state['bytes'])} ({human_size(rate)}/s)")
                 self.stream.flush()
                 self.shown = True
 

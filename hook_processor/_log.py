@@ -33,6 +33,16 @@ class _Redactor(logging.Filter):
         return True
 
 
+def human_size(n: float) -> str:
+    """Bytes for people, in decimal units: ``85 B``, ``1.2 MB``; negative sizes keep their sign."""
+    sign, value = ("-" if n < 0 else ""), abs(float(n))
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{sign}{value:.0f} {unit}" if unit == "B" else f"{sign}{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret:

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import hook_processor
 from hook_processor import _log
+from hook_processor._log import human_size
 from hook_processor.context import Context
 from hook_processor.errors import (
     Cancelled,
@@ -158,7 +159,7 @@ def _execute(
             progress=progress("stage_in") if progress else None,
         )
         result.input_files, result.input_bytes, result.retries = stats.files, stats.bytes, stats.retries
-    log.info("stage-in: %d files, %s in %.2f s", stats.files, _size(stats.bytes), result.timings["stage_in"])
+    log.info("stage-in: %d files, %s in %.2f s", stats.files, human_size(stats.bytes), result.timings["stage_in"])
 
     phase.name = "process"
     with _timed(result, "process"):
@@ -202,7 +203,7 @@ def _execute(
         result.output_files = sum(1 for _ in _files(output_dir))
         result.output_bytes = outcome.stats.bytes
         result.retries += outcome.stats.retries
-        log.info("publish: %d products, %s", len(outcome.products), _size(outcome.stats.bytes))
+        log.info("publish: %d products, %s", len(outcome.products), human_size(outcome.stats.bytes))
 
 
 def _call_process(
@@ -369,17 +370,9 @@ def _raw_secrets(sources: OptionSources) -> list[str]:
     return found
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
 
 def _summary(result: RunResult) -> str:
     return (
-        f"{result.input_files} files ({_size(result.input_bytes)}) in, "
-        f"{result.output_files} files ({_size(result.output_bytes)}) out"
+        f"{result.input_files} files ({human_size(result.input_bytes)}) in, "
+        f"{result.output_files} files ({human_size(result.output_bytes)}) out"
     )
