@@ -45,7 +45,7 @@ def list_objects(job: Job, prefix: str) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"Bucket": job.bucket, "Prefix": prefix}
         if token:
             params["ContinuationToken"] = token
-        page = job.call(job.client.list_objects_v2, **params)
+        page = job.call(job.data.list_objects_v2, **params)
         objects.extend(page.get("Contents", ()))
         token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
         if not token:
@@ -189,7 +189,7 @@ def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: b
     attempts = max(1, job.settings.max_attempts)
     for attempt in range(1, attempts + 1):
         job.check()
-        response = job.call(job.client.get_object, **params)
+        response = job.call(job.data.get_object, **params)
         body = response["Body"]
         try:
             if int(response.get("ContentLength", length)) != length:

@@ -63,6 +63,11 @@ class Job:
         progress: Progress | None,
     ) -> None:
         self.client = client
+        # ListObjectsV2 / GetObject / PutObject / UploadPart go through ``data``: the lean path
+        # of _fast.py when the client allows it, else the boto3 client itself.
+        from hook_processor import _fast
+
+        self.data: Any = _fast.for_client(client, settings) or client
         self.bucket = bucket
         self.settings = settings
         self.error = error

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from hook_processor import _fast
 from hook_processor._transfer import CHUNK, MAX_PARTS, Job, part_size_for, ranges
 from hook_processor.errors import PublishError
 
@@ -180,11 +182,54 @@ def private_units(
     return units, multiparts
 
 
+def _digest(path: str, size: int, shown: str) -> tuple[bytes | None, str, str, int]:
+    """One pass over a file: (its bytes if it fits in one CHUNK, sha256, md5, crc32).
+
+    Larger files are hashed in CHUNK pieces and later streamed from disk again (the page
+    cache), so memory stays at one CHUNK per worker whatever the file size.
+    """
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    crc, total, kept = 0, 0, None
+    with open(path, "rb", buffering=0) as fh:
+        while block := fh.read(CHUNK if size > CHUNK else size + 1):
+            if total == 0 and len(block) == size and size <= CHUNK:
+                kept = block
+            sha256.update(block)
+            md5.update(block)
+            crc = zlib.crc32(block, crc)
+            total += len(block)
+    if total != size:
+        raise PublishError(f"{shown} changed while it was being published; run again")
+    return (kept if size <= CHUNK else None), sha256.hexdigest(), md5.hexdigest(), crc
+
+
 def _put(
     job: Job, local: Local, key: str, shown: str, results: dict[str, Uploaded]
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
+        if isinstance(job.data, _fast.FastS3):
+            kept, sha256, md5, crc = _digest(local.path, local.size, shown)
+            body: bytes | _fast.FileRange = (
+                kept
+                if kept is not None
+                else _fast.FileRange(
+                    local.path,
+                    0,
+                    local.size,
+                    lambda: PublishError(
+                        f"{shown} changed while it was being published; run again"
+                    ),
+                )
+            )
+            response = job.call(
+                job.data.put_object, Bucket=job.bucket, Key=key, Body=body, sha256=sha256, crc32=crc
+            )
+            if str(response.get("ETag", "")).strip('"') != md5:
+                _verify_size(job, key, local.size)
+            job.arrived(local.size)
+            results[local.rel] = Uploaded(key, local.size, sha256)
+            return
         data = _read_exact(local.path, 0, local.size, shown, whole=True)
         sha256 = hashlib.sha256(data).hexdigest()
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -228,14 +273,23 @@ def _part(
     def run() -> None:
         job.check()
         upload_id = mp.start(job)
-        data = _read_exact(mp.local.path, offset, length, shown)
+        body: bytes | _fast.FileRange
+        if isinstance(job.data, _fast.FastS3):  # streamed from disk: one CHUNK in memory
+            body = _fast.FileRange(
+                mp.local.path,
+                offset,
+                length,
+                lambda: PublishError(f"{shown} changed while it was being published; run again"),
+            )
+        else:
+            body = _read_exact(mp.local.path, offset, length, shown)
         response = job.call(
-            job.client.upload_part,
+            job.data.upload_part,
             Bucket=job.bucket,
             Key=mp.key,
             UploadId=upload_id,
             PartNumber=number,
-            Body=data,
+            Body=body,
         )
         with mp.lock:
             mp.etags[number] = str(response["ETag"])

@@ -155,7 +155,7 @@ def make_client(target: S3Target, settings: TransferSettings) -> Any:
         user_agent_extra=f"hook-processor/{__version__}",
     )
     try:
-        return boto3.session.Session(botocore_session=_botocore_session()).client(
+        client = boto3.session.Session(botocore_session=_botocore_session()).client(
             "s3",
             endpoint_url=target.endpoint_url or None,
             region_name=region,
@@ -169,6 +169,13 @@ def make_client(target: S3Target, settings: TransferSettings) -> Any:
         )
     except ValueError as err:  # botocore: "Invalid endpoint: ..."
         raise OptionsError(f"S3 endpoint {target.endpoint_url!r} is not usable: {err}") from err
+    if target.endpoint_url:
+        # Data transfers may take the lean path of _fast.py (GET/PUT without botocore's
+        # per-request overhead) while nobody has hooked this client's events since now.
+        from hook_processor import _fast
+
+        setattr(client, _fast.MARK, _fast.handler_signature(client))
+    return client
 
 
 def stage_in(
