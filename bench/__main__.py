@@ -1,4 +1,4 @@
-"""python -m bench run [...] | python -m bench report RESULTS.json [--markdown BENCHMARKS.md]"""
+"""python -m bench run [...] | report RESULTS.json [--markdown BENCHMARKS.md] | engines [...]"""
 
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--timeout", type=float, default=1800.0, help="seconds per tool run")
 
+    eng = sub.add_parser(
+        "engines", help="boto3's client vs the lean data path, per request (bench/engines.py)"
+    )
+    eng.add_argument("--objects", type=int, default=1000, help="objects per operation")
+    eng.add_argument("--size", type=int, default=32 * 1024, help="bytes per object")
+    eng.add_argument("--rounds", type=int, default=3, help="rounds (median; default 3)")
+    eng.add_argument("--servers", default="rclone", help=f"comma list of {', '.join(SERVERS)}")
+    eng.add_argument("--work-dir", default=None, help="server storage (default: system temp)")
+    eng.add_argument("--out", help="results JSON (default: print only)")
+
     rep = sub.add_parser("report", help="write/update the results table in BENCHMARKS.md")
     rep.add_argument("results", type=Path)
     rep.add_argument("--markdown", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
@@ -70,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.runner import run as do_run
 
         print(do_run(args))
+        return 0
+    if args.cmd == "engines":
+        from bench.engines import run as run_engines
+
+        run_engines(args)
         return 0
     from bench.report import update
 
