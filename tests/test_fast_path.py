@@ -93,3 +93,26 @@ def test_lean_path_errors_are_botocore_errors_with_the_code(
     client = _make(s3_server)
     with pytest.raises(StagingError, match="NoSuchBucket"):
         stage_in(client, bucket + "-missing", "in/", tmp_path, SMALL_PARTS)
+
+
+def test_multipart_object_with_an_untyped_checksum_stages_in(
+    s3_server: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    # boto3's upload_file (multipart, default CRC32) to moto: HEAD answers a CRC32 without a
+    # ChecksumType or "-N" suffix that is not the whole object's; it must not fail the staging.
+    from boto3.s3.transfer import TransferConfig
+
+    big = os.urandom(12 * MiB + 5)
+    (tmp_path / "big.bin").write_bytes(big)
+    s3.upload_file(
+        str(tmp_path / "big.bin"),
+        bucket,
+        "mp/big.bin",
+        Config=TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB),
+    )
+    assert "-" in s3.head_object(Bucket=bucket, Key="mp/big.bin")["ETag"]
+    client = _make(s3_server)
+
+    stage_in(client, bucket, "mp/", tmp_path / "dest", SMALL_PARTS)
+
+    assert (tmp_path / "dest" / "big.bin").read_bytes() == big
