@@ -253,14 +253,21 @@ def _preallocate(fd: int, size: int) -> None:
 
 
 def units(job: Job, remotes: list[Remote], temps: TempFiles) -> list[Callable[[], None]]:
-    """One unit per small object, one per part of each object above the threshold."""
+    """One unit per small object, one per part of each object above the threshold.
+
+    A large object is cut into at least ``part_size`` parts but never more than ``concurrency``
+    of them: all its ranged GETs are in flight at once and none is spent beyond that (some
+    stores read the whole object for every ranged GET: moto took 66 s for 1 GiB in 8 MiB
+    ranges, BENCHMARKS.md). Memory does not depend on it: bodies are streamed in CHUNKs.
+    """
     settings = job.settings
-    part_size = max(1, settings.part_size)
+    workers = max(1, settings.concurrency)
     out: list[Callable[[], None]] = []
     for remote in remotes:
         final = temps.dest.joinpath(*remote.rel.split("/"))
         what = f"could not download {job.url(remote.key)} to {final}"
-        if remote.size <= settings.multipart_threshold:
+        part_size = max(1, settings.part_size, -(-remote.size // workers))
+        if remote.size <= settings.multipart_threshold or remote.size <= part_size:
             out.append(job.unit(what, _small(job, remote, final, temps)))
             continue
         big = _BigFile(remote, final, len(ranges(remote.size, part_size)))
