@@ -99,7 +99,6 @@ def summary(report: object) -> str:
     )
 
 
-
 class _BuildLog:
     """The build log on stderr: on a terminal one line per step and a self-erasing line for the
     step's latest output; otherwise every line, plain."""

@@ -183,9 +183,8 @@ def _summary(outcome: harness.Outcome, own_store: bool) -> str:
     lines.append(f"  input    {_count(inp.get('Files', 0))} ({human_size(inp.get('Bytes', 0))})")
     storage = result.get("OutputStorage") or "?"
     if outcome.published:
-        lines.append(
-            f"  output   {_count(out.get('Files', 0))} ({human_size(out.get('Bytes', 0))}), {storage}"
-        )
+        size = human_size(out.get("Bytes", 0))
+        lines.append(f"  output   {_count(out.get('Files', 0))} ({size}), {storage}")
     state = "" if own_store else ", kept running" if outcome.server else " (embedded, stopped)"
     lines.append(f"  mode     {outcome.mode}")
     lines.append(f"  S3       {outcome.endpoint_url}{state}")
@@ -250,7 +249,6 @@ def _count(n: int) -> str:
     return f"{n} file" + ("" if n == 1 else "s")
 
 
-
 class _TerminalProgress:
     """One self-erasing progress line per phase on a terminal, for transfers that last."""
 
@@ -271,7 +269,9 @@ class _TerminalProgress:
                     return
                 state["last"] = now
                 rate = state["bytes"] / max(now - began, 1e-6)
-                self.stream.write(f"\r\x1b[K  {phase}: {human_size(state['bytes'])} ({human_size(rate)}/s)")
+                self.stream.write(
+                    f"\r\x1b[K  {phase}: {human_size(state['bytes'])} ({human_size(rate)}/s)"
+                )
                 self.stream.flush()
                 self.shown = True
 

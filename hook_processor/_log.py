@@ -88,7 +88,10 @@ class RunLogging:
 
 
 def configure(
-    fmt: str = "text", level: str = "INFO", secrets: Iterable[str] = (), stream: IO[str] | None = None
+    fmt: str = "text",
+    level: str = "INFO",
+    secrets: Iterable[str] = (),
+    stream: IO[str] | None = None,
 ) -> RunLogging:
     """Attach one stderr handler to hook-processor's logger for the length of a run."""
     handler = logging.StreamHandler(stream or sys.stderr)

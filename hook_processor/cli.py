@@ -63,20 +63,28 @@ def _option_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
     try:
         return parse_cli_options(pairs)
     except OptionsError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--option "), param_hint="--option") from None
+        raise click.BadParameter(
+            str(exc).removeprefix("--option "), param_hint="--option"
+        ) from None
 
 
 @main.command("exec")
 @click.option(
-    "--options-file", type=click.Path(dir_okay=False, path_type=Path),
+    "--options-file",
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Order body as POSTed to BatchOrder/OData.CSC.Order, or a {name: value} JSON object.",
 )
 @click.option(
-    "--option", "-o", "options", multiple=True, metavar="NAME=VALUE",
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="NAME=VALUE",
     help="One option; overrides the options file and the environment. Repeatable.",
 )
 @click.option(
-    "--project", type=click.Path(file_okay=False, path_type=Path),
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
     help="The processor project (default: HOOK_PROJECT_DIR or the current folder).",
 )
 def exec_command(options_file: Path | None, options: tuple[str, ...], project: Path | None) -> None:

@@ -62,7 +62,9 @@ def read_project(root: Path) -> ProjectConfig:
     """Read ``root/pyproject.toml``'s ``[tool.hook-processor]`` table."""
     pyproject = root / "pyproject.toml"
     if not root.is_dir():
-        raise OptionsError(f"project folder {root} does not exist; give the folder of your processor")
+        raise OptionsError(
+            f"project folder {root} does not exist; give the folder of your processor"
+        )
     if not pyproject.is_file():
         raise OptionsError(
             f"{root} has no pyproject.toml; run hook-processor in a processor project "
@@ -98,7 +100,8 @@ def read_project(root: Path) -> ProjectConfig:
         problems.append(f"unknown keys {sorted(unknown)}; known: {', '.join(sorted(_KNOWN_KEYS))}")
     if problems:
         raise OptionsError(
-            f"{pyproject} [tool.hook-processor] is not valid:\n" + "\n".join(f"  - {p}" for p in problems)
+            f"{pyproject} [tool.hook-processor] is not valid:\n"
+            + "\n".join(f"  - {p}" for p in problems)
         )
     assert isinstance(name, str) and isinstance(entrypoint, str)
     return ProjectConfig(
@@ -156,9 +159,7 @@ def _checked(function: Callable[..., Any], reference: str) -> Processor:
     signature = inspect.signature(function)
     params = list(signature.parameters.values())
     problems = []
-    positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(positional) < 2:
         problems.append(f"it takes {len(positional)} positional parameters; expected {SIGNATURE}")
     extra = [p for p in params[2:] if p.name not in ("options", "context")]
@@ -180,7 +181,9 @@ def _checked(function: Callable[..., Any], reference: str) -> Processor:
     return Processor(function, options_model, "context" in signature.parameters, reference)
 
 
-def _options_model(function: Callable[..., Any], reference: str, problems: list[str]) -> type[Options] | None:
+def _options_model(
+    function: Callable[..., Any], reference: str, problems: list[str]
+) -> type[Options] | None:
     try:
         hints = typing.get_type_hints(function)
     except Exception as exc:

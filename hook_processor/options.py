@@ -85,11 +85,13 @@ class StandardOptions(_SettingsBase):
     """The standard Hook input/output options (seed names first, live-service aliases after)."""
 
     input_s3_endpoint_url: str | None = _option(
-        "input_s3_endpoint_url", "source_s3_endpoint_url",
+        "input_s3_endpoint_url",
+        "source_s3_endpoint_url",
         description="S3 endpoint of the input, e.g. https://s3.central.data.destination-earth.eu",
     )
     input_s3_path: str | None = _option(
-        "input_s3_path", "source_s3_path",
+        "input_s3_path",
+        "source_s3_path",
         description="Input location: s3://bucket/prefix/ (every object under it) or "
         "s3://bucket/key (one object)",
     )
@@ -100,24 +102,31 @@ class StandardOptions(_SettingsBase):
         "input_s3_secret_key", "source_s3_secret_key", description="Secret key of the input store"
     )
     output_storage: Literal["PRIVATE", "TEMPORARY"] = _option(
-        "output_storage", default="PRIVATE",
+        "output_storage",
+        default="PRIVATE",
         description="PRIVATE: your S3 bucket (s3_* options); TEMPORARY: the service's temporary "
         "storage, a zip behind a download link valid 14 days",
     )
     s3_endpoint_url: str | None = _option(
-        "s3_endpoint_url", "output_s3_endpoint_url",
+        "s3_endpoint_url",
+        "output_s3_endpoint_url",
         description="S3 endpoint of the PRIVATE output (default: the input endpoint)",
     )
     s3_bucket: str | None = _option("s3_bucket", description="Bucket of the PRIVATE output")
     s3_prefix: str | None = _option("s3_prefix", description="Key prefix of the PRIVATE output")
     output_s3_path: str | None = _option(
-        "output_s3_path", description="PRIVATE output as s3://bucket/prefix (sets s3_bucket and s3_prefix)"
+        "output_s3_path",
+        description="PRIVATE output as s3://bucket/prefix (sets s3_bucket and s3_prefix)",
     )
     s3_access_key: SecretStr | None = _option(
-        "s3_access_key", "output_s3_access_key", description="Access key of the PRIVATE output store"
+        "s3_access_key",
+        "output_s3_access_key",
+        description="Access key of the PRIVATE output store",
     )
     s3_secret_key: SecretStr | None = _option(
-        "s3_secret_key", "output_s3_secret_key", description="Secret key of the PRIVATE output store"
+        "s3_secret_key",
+        "output_s3_secret_key",
+        description="Secret key of the PRIVATE output store",
     )
 
     @field_validator("output_storage", mode="before")
@@ -135,7 +144,9 @@ def option_aliases(model: type[BaseSettings], name: str) -> list[str]:
 
 
 _ALIAS_TO_STANDARD = {
-    alias: name for name in StandardOptions.model_fields for alias in option_aliases(StandardOptions, name)
+    alias: name
+    for name in StandardOptions.model_fields
+    for alias in option_aliases(StandardOptions, name)
 }
 SECRET_OPTIONS = frozenset(
     alias
@@ -150,25 +161,48 @@ class PlatformSettings(_SettingsBase):
 
     model_config = SettingsConfigDict(env_prefix="HOOK_", case_sensitive=False, extra="ignore")
 
-    work_dir: Path = Field(Path("hook-work"), description="Folder holding input/, output/, result.json")
-    result_path: Path | None = Field(None, description="Where the result JSON goes (default WORK_DIR/result.json)")
-    temporary_s3_endpoint_url: str | None = Field(None, description="Endpoint of the temporary storage")
+    work_dir: Path = Field(
+        Path("hook-work"), description="Folder holding input/, output/, result.json"
+    )
+    result_path: Path | None = Field(
+        None, description="Where the result JSON goes (default WORK_DIR/result.json)"
+    )
+    temporary_s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of the temporary storage"
+    )
     temporary_s3_bucket: str | None = Field(None, description="Bucket of the temporary storage")
-    temporary_s3_access_key: SecretStr | None = Field(None, description="Access key of the temporary storage")
-    temporary_s3_secret_key: SecretStr | None = Field(None, description="Secret key of the temporary storage")
-    temporary_s3_prefix: str = Field("", description="Key prefix of the zips in the temporary storage")
-    download_link_seconds: int = Field(14 * 24 * 3600, gt=0, description="Validity of the download link")
+    temporary_s3_access_key: SecretStr | None = Field(
+        None, description="Access key of the temporary storage"
+    )
+    temporary_s3_secret_key: SecretStr | None = Field(
+        None, description="Secret key of the temporary storage"
+    )
+    temporary_s3_prefix: str = Field(
+        "", description="Key prefix of the zips in the temporary storage"
+    )
+    download_link_seconds: int = Field(
+        14 * 24 * 3600, gt=0, description="Validity of the download link"
+    )
     concurrency: int = Field(16, ge=1, le=256, description="Transfers in flight at once")
     part_size_mb: int = Field(8, ge=5, le=5120, description="Part size of multipart transfers, MiB")
-    s3_max_attempts: int = Field(5, ge=1, le=20, description="Attempts per S3 request (botocore standard retries)")
-    s3_checksum: Literal["when_supported", "when_required"] = Field(
-        "when_supported", description="Flexible checksums; when_required for stores that reject them"
+    s3_max_attempts: int = Field(
+        5, ge=1, le=20, description="Attempts per S3 request (botocore standard retries)"
     )
-    s3_region: str | None = Field(None, description="Region for request signing (default us-east-1)")
-    log_format: Literal["text", "json"] = Field("text", description="Log lines for people or JSON lines")
+    s3_checksum: Literal["when_supported", "when_required"] = Field(
+        "when_supported",
+        description="Flexible checksums; when_required for stores that reject them",
+    )
+    s3_region: str | None = Field(
+        None, description="Region for request signing (default us-east-1)"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines for people or JSON lines"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     entrypoint: str | None = Field(None, description="module:function, overrides pyproject.toml")
-    project_dir: Path | None = Field(None, description="The processor project (default: current folder)")
+    project_dir: Path | None = Field(
+        None, description="The processor project (default: current folder)"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -250,10 +284,13 @@ def read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except FileNotFoundError:
         raise OptionsError(f"--options-file {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise OptionsError(f"--options-file {path}: cannot read it ({exc.__class__.__name__})") from None
+        raise OptionsError(
+            f"--options-file {path}: cannot read it ({exc.__class__.__name__})"
+        ) from None
     except json.JSONDecodeError as exc:
         raise OptionsError(
-            f"--options-file {path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            f"--options-file {path}: not valid JSON "
+            f"(line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
     if not isinstance(data, dict):
         raise OptionsError(
@@ -268,15 +305,22 @@ def read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         isinstance(i, dict) and isinstance(i.get("Name"), str) and "Value" in i for i in items
     ):
         raise OptionsError(
-            f"--options-file {path}: WorkflowOptions must be a list of {{\"Name\": ..., \"Value\": ...}}"
+            f"--options-file {path}: WorkflowOptions must be a list of "
+            '{"Name": ..., "Value": ...}'
         )
     for item in items:
         options[item["Name"]] = item["Value"]
-    order = {k: data[k] for k in ("Id", "Name", "WorkflowName", "IdentifierList", "Priority") if k in data}
+    order = {
+        k: data[k]
+        for k in ("Id", "Name", "WorkflowName", "IdentifierList", "Priority")
+        if k in data
+    }
     return options, order
 
 
-def _order_context(env: Mapping[str, str], order: Mapping[str, Any], problems: list[str]) -> OrderContext:
+def _order_context(
+    env: Mapping[str, str], order: Mapping[str, Any], problems: list[str]
+) -> OrderContext:
     lowered = {k.lower(): v for k, v in env.items()}
     identifiers: Any = order.get("IdentifierList")
     if identifiers is None and lowered.get("hook_identifiers"):
@@ -284,7 +328,9 @@ def _order_context(env: Mapping[str, str], order: Mapping[str, Any], problems: l
             identifiers = json.loads(lowered["hook_identifiers"])
         except json.JSONDecodeError:
             identifiers = None
-            problems.append('HOOK_IDENTIFIERS: must be a JSON list of strings, e.g. ["Custom Hook"]')
+            problems.append(
+                'HOOK_IDENTIFIERS: must be a JSON list of strings, e.g. ["Custom Hook"]'
+            )
     if isinstance(identifiers, str):
         identifiers = [identifiers]
     if identifiers is not None and not (
@@ -309,7 +355,11 @@ def _order_context(env: Mapping[str, str], order: Mapping[str, Any], problems: l
 
 
 def _canonical(
-    raw: Mapping[str, Any], source: str, workflow_fields: set[str], problems: list[str], unknown: list[str]
+    raw: Mapping[str, Any],
+    source: str,
+    workflow_fields: set[str],
+    problems: list[str],
+    unknown: list[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split one source's options into (standard by canonical name, workflow-specific)."""
     standard: dict[str, Any] = {}
@@ -334,9 +384,7 @@ def _canonical(
     return standard, workflow
 
 
-def _describe_errors(
-    exc: ValidationError, model: type[BaseSettings], problems: list[str]
-) -> None:
+def _describe_errors(exc: ValidationError, model: type[BaseSettings], problems: list[str]) -> None:
     for error in exc.errors(include_input=False, include_url=False):
         loc = str(error["loc"][0]) if error["loc"] else ""
         name = _ALIAS_TO_STANDARD.get(loc, loc) if model is StandardOptions else loc
@@ -365,13 +413,17 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
     order: dict[str, Any] = {}
     if sources.file is not None:
         file_options, order = read_options_file(sources.file)
-    file_std, file_wf = _canonical(file_options, "the options file", workflow_fields, problems, unknown)
+    file_std, file_wf = _canonical(
+        file_options, "the options file", workflow_fields, problems, unknown
+    )
     cli_std, cli_wf = _canonical(sources.cli, "--option", workflow_fields, problems, unknown)
     init_std = {**file_std, **cli_std}
     with _bound_env(sources.env):
         standard = _validated(StandardOptions, init_std, problems)
         platform = _validated(PlatformSettings, {}, problems)
-        workflow = _validated(workflow_model, {**file_wf, **cli_wf}, problems) if workflow_model else None
+        workflow = (
+            _validated(workflow_model, {**file_wf, **cli_wf}, problems) if workflow_model else None
+        )
     context = _order_context(sources.env, order, problems)
     if standard is not None:
         _cross_check(standard, platform, problems)
@@ -382,7 +434,10 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
         )
     assert standard is not None and platform is not None
     return RunConfig(
-        standard=standard, platform=platform, order=context, workflow=workflow,
+        standard=standard,
+        platform=platform,
+        order=context,
+        workflow=workflow,
         unknown_options=tuple(unknown),
     )
 
@@ -398,7 +453,7 @@ def _validated(model: type[Any], init: dict[str, Any], problems: list[str]) -> A
 def _cross_check(
     std: StandardOptions, platform: PlatformSettings | None, problems: list[str]
 ) -> None:
-    """Rules that involve several options; fills derived values (output_s3_path -> bucket/prefix)."""
+    """Rules that involve several options; fills derived values (output_s3_path -> bucket)."""
     from hook_processor.storage import parse_s3_url
 
     for name in ("input_s3_endpoint_url", "s3_endpoint_url"):
@@ -426,7 +481,9 @@ def _cross_check(
             problems.append(str(exc))
         else:
             if std.s3_bucket and std.s3_bucket != bucket:
-                problems.append("output_s3_path and s3_bucket name different buckets; give one of them")
+                problems.append(
+                    "output_s3_path and s3_bucket name different buckets; give one of them"
+                )
             std.s3_bucket = bucket
             std.s3_prefix = std.s3_prefix or prefix
     if std.s3_endpoint_url is None:

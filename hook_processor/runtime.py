@@ -89,10 +89,14 @@ def run(
         result.identifiers = order.identifiers
         result.output_storage = config.standard.output_storage
         for name in config.unknown_options:
-            log.warning("ignored option %s: neither a standard option nor one the processor declares", name)
+            log.warning(
+                "ignored option %s: neither a standard option nor one the processor declares", name
+            )
         log.info(
             "run of %s (%s) starts: output_storage=%s",
-            result.workflow_name or "processor", processor.reference, config.standard.output_storage,
+            result.workflow_name or "processor",
+            processor.reference,
+            config.standard.output_storage,
         )
         _execute(config, processor, result, cancel, phase, progress)
         result.exit_code = ExitCode.COMPLETED
@@ -150,16 +154,37 @@ def _execute(
     with _timed(result, "stage_in"):
         bucket, key = config.input_location
         source = storage.S3Target(
-            std.input_s3_endpoint_url, std.input_s3_access_key, std.input_s3_secret_key, platform.s3_region
+            std.input_s3_endpoint_url,
+            std.input_s3_access_key,
+            std.input_s3_secret_key,
+            platform.s3_region,
         )
-        log.info("stage-in: %s from %s", std.input_s3_path, std.input_s3_endpoint_url or "default endpoint")
+        log.info(
+            "stage-in: %s from %s",
+            std.input_s3_path,
+            std.input_s3_endpoint_url or "default endpoint",
+        )
         client = storage.make_client(source, settings)
         stats = storage.stage_in(
-            client, bucket, key, input_dir, settings, cancel=cancel,
+            client,
+            bucket,
+            key,
+            input_dir,
+            settings,
+            cancel=cancel,
             progress=progress("stage_in") if progress else None,
         )
-        result.input_files, result.input_bytes, result.retries = stats.files, stats.bytes, stats.retries
-    log.info("stage-in: %d files, %s in %.2f s", stats.files, human_size(stats.bytes), result.timings["stage_in"])
+        result.input_files, result.input_bytes, result.retries = (
+            stats.files,
+            stats.bytes,
+            stats.retries,
+        )
+    log.info(
+        "stage-in: %d files, %s in %.2f s",
+        stats.files,
+        human_size(stats.bytes),
+        result.timings["stage_in"],
+    )
 
     phase.name = "process"
     with _timed(result, "process"):
@@ -178,24 +203,39 @@ def _execute(
         publish_progress = progress("publish") if progress else None
         if std.output_storage == "PRIVATE":
             out_bucket, prefix = config.output_location
-            target = storage.S3Target(std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region)
+            target = storage.S3Target(
+                std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region
+            )
             out_client = client if target == source else storage.make_client(target, settings)
             log.info("publish: output to s3://%s/%s", out_bucket, prefix)
             outcome = storage.publish_private(
-                out_client, out_bucket, prefix, output_dir, settings,
-                manifest_extra=manifest_extra, cancel=cancel, progress=publish_progress,
+                out_client,
+                out_bucket,
+                prefix,
+                output_dir,
+                settings,
+                manifest_extra=manifest_extra,
+                cancel=cancel,
+                progress=publish_progress,
             )
         else:
             target = storage.S3Target(
-                platform.temporary_s3_endpoint_url, platform.temporary_s3_access_key,
-                platform.temporary_s3_secret_key, platform.s3_region,
+                platform.temporary_s3_endpoint_url,
+                platform.temporary_s3_access_key,
+                platform.temporary_s3_secret_key,
+                platform.s3_region,
             )
             assert platform.temporary_s3_bucket is not None
             key = _temporary_key(platform.temporary_s3_prefix, result.order_id)
             log.info("publish: output zipped to the temporary storage")
             outcome = storage.publish_temporary(
-                storage.make_client(target, settings), platform.temporary_s3_bucket, key, output_dir,
-                settings, expires_in=platform.download_link_seconds, cancel=cancel,
+                storage.make_client(target, settings),
+                platform.temporary_s3_bucket,
+                key,
+                output_dir,
+                settings,
+                expires_in=platform.download_link_seconds,
+                cancel=cancel,
                 progress=publish_progress,
             )
         result.products = [_product_json(p) for p in outcome.products]
@@ -207,7 +247,11 @@ def _execute(
 
 
 def _call_process(
-    processor: Processor, config: RunConfig, input_dir: Path, output_dir: Path, cancel: threading.Event
+    processor: Processor,
+    config: RunConfig,
+    input_dir: Path,
+    output_dir: Path,
+    cancel: threading.Event,
 ) -> None:
     kwargs: dict[str, Any] = {}
     if processor.options_model is not None:
@@ -215,8 +259,11 @@ def _call_process(
     if processor.wants_context:
         order = config.order
         kwargs["context"] = Context(
-            identifiers=order.identifiers, order_id=order.order_id, order_name=order.order_name,
-            workflow_name=order.workflow_name, priority=order.priority,
+            identifiers=order.identifiers,
+            order_id=order.order_id,
+            order_name=order.order_name,
+            workflow_name=order.workflow_name,
+            priority=order.priority,
             work_dir=config.platform.work_dir.resolve(),
             logger=_log.get_logger().getChild("process"),
         )
@@ -238,7 +285,8 @@ def _call_process(
 def author_traceback(exc: BaseException) -> str:
     """The traceback of the author's exception with hook-processor's own frames removed."""
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__)
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
         if not str(Path(f.filename).resolve()).startswith(_PACKAGE_DIR + os.sep)
     ]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
@@ -246,7 +294,9 @@ def author_traceback(exc: BaseException) -> str:
     return "".join(lines).rstrip()
 
 
-def _load(env: Mapping[str, str], project_dir: Path | None) -> tuple[ProjectConfig | None, Processor]:
+def _load(
+    env: Mapping[str, str], project_dir: Path | None
+) -> tuple[ProjectConfig | None, Processor]:
     root = project_dir or Path(_env(env, "HOOK_PROJECT_DIR", "") or ".")
     entrypoint = _env(env, "HOOK_ENTRYPOINT", "")
     project = None
@@ -295,7 +345,8 @@ def install_signal_handlers(cancel: threading.Event, phase: _Phase) -> None:
         cancel.set()
         # Transfers notice the event and clean up themselves; the author's code is interrupted.
         if phase.name == "process":
-            raise Cancelled(f"cancelled by {signal.Signals(signum).name} during process(); nothing was published")
+            name = signal.Signals(signum).name
+            raise Cancelled(f"cancelled by {name} during process(); nothing was published")
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
@@ -359,7 +410,11 @@ def _raw_secrets(sources: OptionSources) -> list[str]:
     raw: dict[str, Any] = {k.lower(): v for k, v in sources.env.items()}
     raw.update({k.lower(): v for k, v in sources.cli.items()})
     for name, value in raw.items():
-        if (name in SECRET_OPTIONS or name.startswith("hook_temporary_s3_") and name.endswith("_key")) and isinstance(value, str):
+        if (
+            name in SECRET_OPTIONS
+            or name.startswith("hook_temporary_s3_")
+            and name.endswith("_key")
+        ) and isinstance(value, str):
             found.append(value)
     if sources.file is not None:
         with contextlib.suppress(Exception):
@@ -368,7 +423,6 @@ def _raw_secrets(sources: OptionSources) -> list[str]:
             options, _ = read_options_file(sources.file)
             found += [str(v) for k, v in options.items() if k.lower() in SECRET_OPTIONS and v]
     return found
-
 
 
 def _summary(result: RunResult) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hook_processor.options import StandardOptions, option_aliases
 from hook_processor.s3server import S3Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,13 +27,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 _OPTION_NAMES = {
-    n.upper()
-    for n in (
-        "input_s3_endpoint_url input_s3_path input_s3_access_key input_s3_secret_key "
-        "source_s3_endpoint_url source_s3_path source_s3_access_key source_s3_secret_key "
-        "output_storage s3_endpoint_url s3_bucket s3_prefix s3_access_key s3_secret_key "
-        "output_s3_endpoint_url output_s3_path output_s3_access_key output_s3_secret_key"
-    ).split()
+    alias.upper()
+    for name in StandardOptions.model_fields
+    for alias in option_aliases(StandardOptions, name)
 }
 
 

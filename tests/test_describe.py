@@ -25,9 +25,20 @@ HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
 
 # The keys of a DEDL Workflow entry, in the API's order (hook-contract.md §3.1), + WorkflowOptions.
 WORKFLOW_KEYS = [
-    "Id", "Uuid", "Name", "DisplayName", "Documentation", "Description", "InputProductType",
-    "InputProductTypes", "OutputProductType", "OutputProductTypes", "WorkflowVersion",
-    "CustomInputSource", "InputProductStatusOffline", "WorkflowOptions",
+    "Id",
+    "Uuid",
+    "Name",
+    "DisplayName",
+    "Documentation",
+    "Description",
+    "InputProductType",
+    "InputProductTypes",
+    "OutputProductType",
+    "OutputProductTypes",
+    "WorkflowVersion",
+    "CustomInputSource",
+    "InputProductStatusOffline",
+    "WorkflowOptions",
 ]
 OPTION_KEYS = ["Name", "Description", "Type", "Default", "Value", "Required"]  # §3.2
 SECRETS = {"input_s3_access_key", "input_s3_secret_key", "s3_access_key", "s3_secret_key"}
@@ -72,8 +83,11 @@ def test_json_of_a_new_project(project: Path) -> None:
         "Description": "How to change the case of the text of every input file",
         "Type": "str",
         "Default": "upper",
-        "Value": [{"value": "upper", "condition": None}, {"value": "lower", "condition": None},
-                  {"value": "title", "condition": None}],
+        "Value": [
+            {"value": "upper", "condition": None},
+            {"value": "lower", "condition": None},
+            {"value": "title", "condition": None},
+        ],
         "Required": False,
     }
     storage = options["output_storage"]
@@ -88,17 +102,32 @@ def test_hello_world_matches_the_services_entry() -> None:
     assert result.exit_code == 0, result.output
     entry = json.loads(result.stdout)
     assert {k: entry[k] for k in WORKFLOW_KEYS[1:-1]} == {
-        "Uuid": None, "Name": "dedl_hello_world", "DisplayName": "DEDL Hello World",
-        "Documentation": None, "Description": "DEDL Hello World processor",
-        "InputProductType": "*", "InputProductTypes": ["*"], "OutputProductType": None,
-        "OutputProductTypes": [], "WorkflowVersion": "1.1.0", "CustomInputSource": False,
+        "Uuid": None,
+        "Name": "dedl_hello_world",
+        "DisplayName": "DEDL Hello World",
+        "Documentation": None,
+        "Description": "DEDL Hello World processor",
+        "InputProductType": "*",
+        "InputProductTypes": ["*"],
+        "OutputProductType": None,
+        "OutputProductTypes": [],
+        "WorkflowVersion": "1.1.0",
+        "CustomInputSource": False,
         "InputProductStatusOffline": False,
     }
     assert isinstance(entry["Id"], str)
     assert list(by_name(entry)) == [
-        "input_s3_endpoint_url", "input_s3_path", "input_s3_access_key", "input_s3_secret_key",
-        "output_storage", "s3_endpoint_url", "s3_bucket", "s3_prefix", "output_s3_path",
-        "s3_access_key", "s3_secret_key",
+        "input_s3_endpoint_url",
+        "input_s3_path",
+        "input_s3_access_key",
+        "input_s3_secret_key",
+        "output_storage",
+        "s3_endpoint_url",
+        "s3_bucket",
+        "s3_prefix",
+        "output_s3_path",
+        "s3_access_key",
+        "s3_secret_key",
     ]
 
 
@@ -129,8 +158,11 @@ def test_the_table_is_the_default(project: Path) -> None:
     assert lines[0] == f"{scaffold.project_names(project.name).display_name} ({project.name} 0.1.0)"
     row = next(line for line in lines if line.strip().startswith("text_case"))
     assert row.split() == ["text_case", "str", "no", "upper", "upper|lower|title"]
-    required = {line.split()[0]: line.split()[2] for line in lines if line.startswith("  ")
-                and not line.startswith("    ")}
+    required = {
+        line.split()[0]: line.split()[2]
+        for line in lines
+        if line.startswith("  ") and not line.startswith("    ")
+    }
     assert required["input_s3_path"] == "yes"
     assert required["s3_secret_key"] == required["s3_bucket"] == "PRIVATE"
     assert required["s3_prefix"] == "no"

@@ -10,8 +10,14 @@ from pathlib import Path
 HELLO_WORLD = Path(__file__).resolve().parent.parent / "examples" / "hello_world"
 
 HEAVY = ["docker", "jinja2", "moto", "werkzeug", "flask", "pytest", "_pytest"]
-OURS = ["hook_processor.harness", "hook_processor.s3server", "hook_processor.testing",
-        "hook_processor.scaffold", "hook_processor.container", "hook_processor.describe"]
+OURS = [
+    "hook_processor.harness",
+    "hook_processor.s3server",
+    "hook_processor.testing",
+    "hook_processor.scaffold",
+    "hook_processor.container",
+    "hook_processor.describe",
+]
 
 PROBE = """
 import json, sys
@@ -30,11 +36,19 @@ def test_exec_path_imports_no_heavy_module(tmp_path: Path) -> None:
     probe = PROBE.format(heavy=set(HEAVY), ours=set(OURS))
     completed = subprocess.run(
         [sys.executable, "-c", probe, str(HELLO_WORLD)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
         env={
-            "PATH": "/usr/bin:/bin", "HOOK_WORK_DIR": str(tmp_path / "w"), "HOOK_S3_MAX_ATTEMPTS": "1",
-            "SOURCE_S3_ENDPOINT_URL": "http://127.0.0.1:9", "SOURCE_S3_PATH": "s3://in/x/",
-            "OUTPUT_S3_PATH": "s3://out/y", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "b",
+            "PATH": "/usr/bin:/bin",
+            "HOOK_WORK_DIR": str(tmp_path / "w"),
+            "HOOK_S3_MAX_ATTEMPTS": "1",
+            "SOURCE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+            "SOURCE_S3_PATH": "s3://in/x/",
+            "OUTPUT_S3_PATH": "s3://out/y",
+            "S3_ACCESS_KEY": "a",
+            "S3_SECRET_KEY": "b",
             "AWS_EC2_METADATA_DISABLED": "true",
         },
     )

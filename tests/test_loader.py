@@ -35,13 +35,18 @@ def _restore_sys_path():
 def test_hello_world_project() -> None:
     project = read_project(HELLO_WORLD)
     assert (project.name, project.version, project.display_name) == (
-        "dedl_hello_world", "1.1.0", "DEDL Hello World")
+        "dedl_hello_world",
+        "1.1.0",
+        "DEDL Hello World",
+    )
     processor = load_processor(project.entrypoint, search_path=HELLO_WORLD)
     assert processor.wants_context and processor.options_model is None
 
 
 def test_options_model_is_found(tmp_path: Path) -> None:
-    root, module = make_project(tmp_path, """
+    root, module = make_project(
+        tmp_path,
+        """
         from pathlib import Path
         from hook_processor import Options
 
@@ -50,7 +55,8 @@ def test_options_model_is_found(tmp_path: Path) -> None:
 
         def process(input_dir: Path, output_dir: Path, options: MyOptions) -> None:
             pass
-    """)
+    """,
+    )
     processor = load_processor(f"{module}:process", search_path=root)
     assert processor.options_model.__name__ == "MyOptions"
     assert not processor.wants_context
@@ -61,9 +67,15 @@ def test_options_model_is_found(tmp_path: Path) -> None:
     [
         ("def process(input_dir):\n    pass\n", "takes 1 positional parameters"),
         ("def process(a, b, *rest):\n    pass\n", "*rest is not supported"),
-        ("def process(a, b, colour):\n    pass\n", "parameter 'colour' is not provided by hook-processor"),
+        (
+            "def process(a, b, colour):\n    pass\n",
+            "parameter 'colour' is not provided by hook-processor",
+        ),
         ("async def process(a, b):\n    pass\n", "not async def"),
-        ("def process(a, b, options):\n    pass\n", "must be annotated with your subclass of hook_processor.Options"),
+        (
+            "def process(a, b, options):\n    pass\n",
+            "must be annotated with your subclass of hook_processor.Options",
+        ),
         ("process = 3\n", "'process' is not a function"),
         ("raise RuntimeError('boom at import')\n", "raised RuntimeError: boom at import"),
         ("import not_a_real_dependency_xyz\n", "importing proc_"),
@@ -77,7 +89,9 @@ def test_bad_processors(tmp_path: Path, code: str, message: str) -> None:
 
 
 def test_missing_module(tmp_path: Path) -> None:
-    with pytest.raises(OptionsError, match="module 'no_such_module_abc' not found; install the project"):
+    with pytest.raises(
+        OptionsError, match="module 'no_such_module_abc' not found; install the project"
+    ):
         load_processor("no_such_module_abc:process", search_path=tmp_path)
 
 
@@ -94,7 +108,9 @@ def test_project_errors(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
     with pytest.raises(OptionsError, match=r"no \[tool.hook-processor\] table"):
         read_project(tmp_path)
-    (tmp_path / "pyproject.toml").write_text('[tool.hook-processor]\nname = "Bad Name"\ncolour = 1\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.hook-processor]\nname = "Bad Name"\ncolour = 1\n'
+    )
     with pytest.raises(OptionsError) as caught:
         read_project(tmp_path)
     text = str(caught.value)

@@ -71,16 +71,21 @@ def test_precedence_cli_over_file_over_environment(tmp_path: Path) -> None:
     path = tmp_path / "options.json"
     path.write_text(json.dumps({"input_s3_path": "s3://file/x/", "s3_prefix": "from-file"}))
     env = {**PRIVATE_ENV, "S3_PREFIX": "from-env", "SOURCE_S3_PATH": "s3://env/y/"}
-    config = load_config(
-        OptionSources(env=env, file=path, cli={"SOURCE_S3_PATH": "s3://cli/z/"})
-    )
+    config = load_config(OptionSources(env=env, file=path, cli={"SOURCE_S3_PATH": "s3://cli/z/"}))
     assert config.standard.input_s3_path == "s3://cli/z/"
     assert config.output_location == ("out", "from-file")
 
 
 def test_workflow_options_from_every_source(tmp_path: Path) -> None:
-    assert load_config(OptionSources(env={**PRIVATE_ENV, "SLEEP_TIME": "3"}), Sleepy).workflow.sleep_time == 3
-    config = load_config(OptionSources(env={**PRIVATE_ENV, "SLEEP_TIME": "3"}, cli={"sleep_time": "5"}), Sleepy)
+    assert (
+        load_config(
+            OptionSources(env={**PRIVATE_ENV, "SLEEP_TIME": "3"}), Sleepy
+        ).workflow.sleep_time
+        == 3
+    )
+    config = load_config(
+        OptionSources(env={**PRIVATE_ENV, "SLEEP_TIME": "3"}, cli={"sleep_time": "5"}), Sleepy
+    )
     assert config.workflow.sleep_time == 5
 
 
@@ -112,39 +117,68 @@ def test_private_needs_bucket_and_credentials() -> None:
 
 def test_missing_input_is_named() -> None:
     with pytest.raises(OptionsError, match=r"input_s3_path \(or source_s3_path\): required"):
-        load_config(OptionSources(env={"output_storage": "temporary",
-                                       "HOOK_TEMPORARY_S3_BUCKET": "tmp",
-                                       "HOOK_TEMPORARY_S3_ENDPOINT_URL": "http://127.0.0.1:1"}))
+        load_config(
+            OptionSources(
+                env={
+                    "output_storage": "temporary",
+                    "HOOK_TEMPORARY_S3_BUCKET": "tmp",
+                    "HOOK_TEMPORARY_S3_ENDPOINT_URL": "http://127.0.0.1:1",
+                }
+            )
+        )
 
 
 def test_temporary_needs_the_platform_storage() -> None:
-    with pytest.raises(OptionsError, match="HOOK_TEMPORARY_S3_ENDPOINT_URL and HOOK_TEMPORARY_S3_BUCKET"):
-        load_config(OptionSources(env={"input_s3_path": "s3://in/x/", "output_storage": "Temporary"}))
+    with pytest.raises(
+        OptionsError, match="HOOK_TEMPORARY_S3_ENDPOINT_URL and HOOK_TEMPORARY_S3_BUCKET"
+    ):
+        load_config(
+            OptionSources(env={"input_s3_path": "s3://in/x/", "output_storage": "Temporary"})
+        )
 
 
 def test_two_names_of_one_option_disagreeing_is_an_error() -> None:
     with pytest.raises(OptionsError, match="another name of the same option"):
-        load_config(OptionSources(env=PRIVATE_ENV, cli={"s3_secret_key": "a", "output_s3_secret_key": "b"}))
+        load_config(
+            OptionSources(env=PRIVATE_ENV, cli={"s3_secret_key": "a", "output_s3_secret_key": "b"})
+        )
 
 
 def test_bad_urls_are_named() -> None:
     with pytest.raises(OptionsError) as caught:
-        load_config(OptionSources(env={**PRIVATE_ENV, "input_s3_path": "/local/path",
-                                       "s3_endpoint_url": "s3.example.test"}))
+        load_config(
+            OptionSources(
+                env={
+                    **PRIVATE_ENV,
+                    "input_s3_path": "/local/path",
+                    "s3_endpoint_url": "s3.example.test",
+                }
+            )
+        )
     assert "input_s3_path" in str(caught.value)
     assert "s3_endpoint_url: must be an http:// or https:// URL" in str(caught.value)
 
 
 def test_unknown_and_platform_injected_options() -> None:
-    config = load_config(OptionSources(env=PRIVATE_ENV, cli={"brand": "dedl", "platform": "x", "colour": "red"}))
+    config = load_config(
+        OptionSources(env=PRIVATE_ENV, cli={"brand": "dedl", "platform": "x", "colour": "red"})
+    )
     assert config.unknown_options == ("colour (--option)",)
 
 
 def test_order_context_from_environment() -> None:
-    env = {**PRIVATE_ENV, "HOOK_ORDER_ID": "25380", "HOOK_IDENTIFIERS": '["a", "b"]',
-           "HOOK_WORKFLOW_NAME": "dedl_hello_world"}
+    env = {
+        **PRIVATE_ENV,
+        "HOOK_ORDER_ID": "25380",
+        "HOOK_IDENTIFIERS": '["a", "b"]',
+        "HOOK_WORKFLOW_NAME": "dedl_hello_world",
+    }
     order = load_config(OptionSources(env=env)).order
-    assert (order.order_id, order.identifiers, order.workflow_name) == ("25380", ("a", "b"), "dedl_hello_world")
+    assert (order.order_id, order.identifiers, order.workflow_name) == (
+        "25380",
+        ("a", "b"),
+        "dedl_hello_world",
+    )
     with pytest.raises(OptionsError, match="HOOK_IDENTIFIERS: must be a JSON list"):
         load_config(OptionSources(env={**PRIVATE_ENV, "HOOK_IDENTIFIERS": "[oops"}))
 
@@ -160,7 +194,9 @@ def test_order_context_from_environment() -> None:
 def test_bad_options_files(tmp_path: Path, content: str, expected: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(OptionsError, match="--options-file .*" + expected.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(
+        OptionsError, match="--options-file .*" + expected.replace("(", r"\(").replace("[", r"\[")
+    ):
         load_config(OptionSources(env=PRIVATE_ENV, file=path))
 
 

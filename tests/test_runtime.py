@@ -32,7 +32,9 @@ def put_tree(s3, bucket: str, prefix: str, files: dict[str, bytes]) -> None:
         s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=data)
 
 
-def private_env(server, in_bucket: str, out_bucket: str, work: Path, **extra: str) -> dict[str, str]:
+def private_env(
+    server, in_bucket: str, out_bucket: str, work: Path, **extra: str
+) -> dict[str, str]:
     """The seed's live-service option names, as environment variables."""
     return {
         "SOURCE_S3_ENDPOINT_URL": server.endpoint_url,
@@ -59,8 +61,12 @@ def buckets(s3):
 
 def test_hello_world_private_round_trip(s3_server, s3, buckets, tmp_path, capsys) -> None:
     in_bucket, out_bucket = buckets
-    put_tree(s3, in_bucket, "dedl_hello_world/input_file_location/", {
-        "example.data": b"hello, world\n", "sub/more.txt": "grüße\n".encode()})
+    put_tree(
+        s3,
+        in_bucket,
+        "dedl_hello_world/input_file_location/",
+        {"example.data": b"hello, world\n", "sub/more.txt": "grüße\n".encode()},
+    )
     env = private_env(s3_server, in_bucket, out_bucket, tmp_path / "work", HOOK_ORDER_ID="42")
 
     result = runtime.run(OptionSources(env=env), project_dir=HELLO_WORLD)
@@ -68,15 +74,26 @@ def test_hello_world_private_round_trip(s3_server, s3, buckets, tmp_path, capsys
     assert result.exit_code == ExitCode.COMPLETED, result.status_message
     got = s3.get_object(Bucket=out_bucket, Key="results/run1/example.data")["Body"].read()
     assert got == b"HELLO, WORLD\n"
-    assert s3.get_object(Bucket=out_bucket, Key="results/run1/sub/more.txt")["Body"].read() == "GRÜSSE\n".encode()
-    manifest = json.loads(s3.get_object(Bucket=out_bucket, Key="results/run1/_manifest.json")["Body"].read())
-    assert sorted(f["key"] for f in manifest["files"]) == ["results/run1/example.data", "results/run1/sub/more.txt"]
+    assert (
+        s3.get_object(Bucket=out_bucket, Key="results/run1/sub/more.txt")["Body"].read()
+        == "GRÜSSE\n".encode()
+    )
+    manifest = json.loads(
+        s3.get_object(Bucket=out_bucket, Key="results/run1/_manifest.json")["Body"].read()
+    )
+    assert sorted(f["key"] for f in manifest["files"]) == [
+        "results/run1/example.data",
+        "results/run1/sub/more.txt",
+    ]
     written = json.loads((tmp_path / "work" / "result.json").read_text())
     assert written["Status"] == "completed"
     assert written["StatusMessage"] == "Processing finished successfully"
     assert written["ExitCode"] == 0
     assert written["OrderId"] == "42"
-    assert written["Input"] == {"Files": 2, "Bytes": len(b"hello, world\n") + len("grüße\n".encode())}
+    assert written["Input"] == {
+        "Files": 2,
+        "Bytes": len(b"hello, world\n") + len("grüße\n".encode()),
+    }
     assert written["Output"]["Files"] == 2
     assert written["Manifest"] == f"s3://{out_bucket}/results/run1/_manifest.json"
     assert {p["Name"] for p in written["Products"]} == {"example.data", "sub/more.txt"}
@@ -89,12 +106,17 @@ def test_hello_world_private_round_trip(s3_server, s3, buckets, tmp_path, capsys
 def test_hello_world_temporary_zip_through_download_link(s3_server, s3, buckets, tmp_path) -> None:
     in_bucket, tmp_bucket = buckets
     put_tree(s3, in_bucket, "dedl_hello_world/input_file_location/", {"example.data": b"abc"})
-    env = private_env(s3_server, in_bucket, "unused", tmp_path / "work",
-                      OUTPUT_STORAGE="TEMPORARY",
-                      HOOK_TEMPORARY_S3_ENDPOINT_URL=s3_server.endpoint_url,
-                      HOOK_TEMPORARY_S3_BUCKET=tmp_bucket,
-                      HOOK_TEMPORARY_S3_ACCESS_KEY=s3_server.access_key,
-                      HOOK_TEMPORARY_S3_SECRET_KEY=CANARY)
+    env = private_env(
+        s3_server,
+        in_bucket,
+        "unused",
+        tmp_path / "work",
+        OUTPUT_STORAGE="TEMPORARY",
+        HOOK_TEMPORARY_S3_ENDPOINT_URL=s3_server.endpoint_url,
+        HOOK_TEMPORARY_S3_BUCKET=tmp_bucket,
+        HOOK_TEMPORARY_S3_ACCESS_KEY=s3_server.access_key,
+        HOOK_TEMPORARY_S3_SECRET_KEY=CANARY,
+    )
 
     result = runtime.run(OptionSources(env=env), project_dir=HELLO_WORLD)
 
@@ -111,7 +133,9 @@ def test_hello_world_temporary_zip_through_download_link(s3_server, s3, buckets,
     with urllib.request.urlopen(link) as response:  # noqa: S310 - 127.0.0.1 only
         archive = zipfile.ZipFile(io.BytesIO(response.read()))
     assert archive.read("example.data") == b"ABC"
-    assert data["ProcessedSize"] == len(s3.get_object(Bucket=tmp_bucket, Key=data["ProcessedName"])["Body"].read())
+    assert data["ProcessedSize"] == len(
+        s3.get_object(Bucket=tmp_bucket, Key=data["ProcessedName"])["Body"].read()
+    )
 
 
 def write_processor(tmp_path: Path, body: str) -> Path:
@@ -121,21 +145,27 @@ def write_processor(tmp_path: Path, body: str) -> Path:
     module = f"proc_{uuid.uuid4().hex[:8]}"
     (project / f"{module}.py").write_text(textwrap.dedent(body))
     (project / "pyproject.toml").write_text(
-        f'[tool.hook-processor]\nname = "failing"\nentrypoint = "{module}:process"\n')
+        f'[tool.hook-processor]\nname = "failing"\nentrypoint = "{module}:process"\n'
+    )
     return project
 
 
-def test_raising_process_exit_4_with_trimmed_traceback(s3_server, s3, buckets, tmp_path, capsys) -> None:
+def test_raising_process_exit_4_with_trimmed_traceback(
+    s3_server, s3, buckets, tmp_path, capsys
+) -> None:
     in_bucket, out_bucket = buckets
     put_tree(s3, in_bucket, "dedl_hello_world/input_file_location/", {"example.data": b"x"})
-    project = write_processor(tmp_path, """
+    project = write_processor(
+        tmp_path,
+        """
         def helper(path):
             raise ValueError(f"cannot read {path.name}")
 
         def process(input_dir, output_dir):
             (output_dir / "partial.txt").write_text("half")
             helper(input_dir / "example.data")
-    """)
+    """,
+    )
     env = private_env(s3_server, in_bucket, out_bucket, tmp_path / "work")
 
     result = runtime.run(OptionSources(env=env), project_dir=project)
@@ -152,8 +182,11 @@ def test_raising_process_exit_4_with_trimmed_traceback(s3_server, s3, buckets, t
 
 
 def test_bad_options_exit_2_before_any_io(tmp_path, capsys) -> None:
-    env = {"SOURCE_S3_PATH": "s3://in/x/", "OUTPUT_S3_SECRET_KEY": CANARY,
-           "HOOK_WORK_DIR": str(tmp_path / "work")}
+    env = {
+        "SOURCE_S3_PATH": "s3://in/x/",
+        "OUTPUT_S3_SECRET_KEY": CANARY,
+        "HOOK_WORK_DIR": str(tmp_path / "work"),
+    }
     result = runtime.run(OptionSources(env=env), project_dir=HELLO_WORLD)
     assert result.exit_code == ExitCode.BAD_OPTIONS
     err = capsys.readouterr().err
@@ -164,8 +197,14 @@ def test_bad_options_exit_2_before_any_io(tmp_path, capsys) -> None:
 
 
 def test_unreachable_input_is_a_staging_failure(s3_server, tmp_path) -> None:
-    env = private_env(s3_server, "in", "out", tmp_path / "work",
-                      SOURCE_S3_ENDPOINT_URL="http://127.0.0.1:9", HOOK_S3_MAX_ATTEMPTS="1")
+    env = private_env(
+        s3_server,
+        "in",
+        "out",
+        tmp_path / "work",
+        SOURCE_S3_ENDPOINT_URL="http://127.0.0.1:9",
+        HOOK_S3_MAX_ATTEMPTS="1",
+    )
     result = runtime.run(OptionSources(env=env), project_dir=HELLO_WORLD)
     assert result.exit_code == ExitCode.STAGING_FAILED
     assert "127.0.0.1:9" in result.status_message
@@ -174,8 +213,10 @@ def test_unreachable_input_is_a_staging_failure(s3_server, tmp_path) -> None:
 def test_work_dir_with_foreign_files_is_refused(s3_server, tmp_path) -> None:
     (tmp_path / "work" / "input").mkdir(parents=True)
     (tmp_path / "work" / "input" / "precious.txt").write_text("keep me")
-    result = runtime.run(OptionSources(env=private_env(s3_server, "in", "out", tmp_path / "work")),
-                         project_dir=HELLO_WORLD)
+    result = runtime.run(
+        OptionSources(env=private_env(s3_server, "in", "out", tmp_path / "work")),
+        project_dir=HELLO_WORLD,
+    )
     assert result.exit_code == ExitCode.BAD_OPTIONS
     assert "did not create" in result.status_message
     assert (tmp_path / "work" / "input" / "precious.txt").read_text() == "keep me"
@@ -185,7 +226,12 @@ def exec_command(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen:
     base = {k: v for k, v in os.environ.items() if not k.upper().startswith(("AWS_", "HOOK_"))}
     return subprocess.Popen(
         [sys.executable, "-m", "hook_processor", "exec", *args],
-        env={**base, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+        env={**base, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_exec_command_runs_hello_world(s3_server, s3, buckets, tmp_path) -> None:
@@ -193,10 +239,15 @@ def test_exec_command_runs_hello_world(s3_server, s3, buckets, tmp_path) -> None
     put_tree(s3, in_bucket, "dedl_hello_world/input_file_location/", {"example.data": b"exec\n"})
     env = private_env(s3_server, in_bucket, out_bucket, tmp_path / "work")
     env["SOURCE_S3_SECRET_KEY"] = "wrong-but-overridden"
-    child = exec_command(env, "--project", str(HELLO_WORLD), "--option", f"source_s3_secret_key={CANARY}")
+    child = exec_command(
+        env, "--project", str(HELLO_WORLD), "--option", f"source_s3_secret_key={CANARY}"
+    )
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
-    assert s3.get_object(Bucket=out_bucket, Key="results/run1/example.data")["Body"].read() == b"EXEC\n"
+    assert (
+        s3.get_object(Bucket=out_bucket, Key="results/run1/example.data")["Body"].read()
+        == b"EXEC\n"
+    )
     assert "completed" in err and CANARY not in out + err
 
 
@@ -212,14 +263,17 @@ def test_exec_json_logs(s3_server, tmp_path) -> None:
 def test_sigterm_during_process_exit_6_nothing_published(s3_server, s3, buckets, tmp_path) -> None:
     in_bucket, out_bucket = buckets
     put_tree(s3, in_bucket, "dedl_hello_world/input_file_location/", {"example.data": b"x"})
-    project = write_processor(tmp_path, """
+    project = write_processor(
+        tmp_path,
+        """
         import time
 
         def process(input_dir, output_dir):
             (output_dir / "out.txt").write_text("started")
             print("PROCESS-STARTED", flush=True)
             time.sleep(60)
-    """)
+    """,
+    )
     env = private_env(s3_server, in_bucket, out_bucket, tmp_path / "work")
     child = exec_command(env, "--project", str(project))
     assert child.stdout.readline().strip() == "PROCESS-STARTED"

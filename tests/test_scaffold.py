@@ -30,9 +30,15 @@ HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
 TEMPLATE = REPO_ROOT / "templates" / "project"
 SAMPLE_TEXT = (HELLO_WORLD / "sample" / "input" / "example.data").read_text(encoding="utf-8")
 GENERATED = {
-    ".dockerignore", ".gitignore", "Dockerfile", "README.md", "pyproject.toml",
-    "sample/input/example.data", "tests/test_processor.py",
-    "{package}/__init__.py", "{package}/processor.py",
+    ".dockerignore",
+    ".gitignore",
+    "Dockerfile",
+    "README.md",
+    "pyproject.toml",
+    "sample/input/example.data",
+    "tests/test_processor.py",
+    "{package}/__init__.py",
+    "{package}/processor.py",
 }
 
 
@@ -74,7 +80,11 @@ def test_new_creates_the_project(tmp_path: Path, isolated_imports: None) -> None
     assert set(tree(project)) == {p.format(package=name) for p in GENERATED}
     config = read_project(project)
     assert (config.name, config.entrypoint, config.version, config.description) == (
-        name, f"{name}.processor:process", "0.1.0", 'NDVI "maps"')
+        name,
+        f"{name}.processor:process",
+        "0.1.0",
+        'NDVI "maps"',
+    )
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["dependencies"] == ["hook-processor>=0.1.0"]
     processor = load_processor(config.entrypoint, search_path=project)
@@ -129,18 +139,26 @@ def test_the_generated_processor_runs_through_the_runtime(
         "HOOK_WORK_DIR": str(tmp_path / "work"),
     }
 
-    for prefix, case, expected in (("upper", None, SAMPLE_TEXT.upper()),
-                                   ("lower", "lower", SAMPLE_TEXT.lower())):
+    for prefix, case, expected in (
+        ("upper", None, SAMPLE_TEXT.upper()),
+        ("lower", "lower", SAMPLE_TEXT.lower()),
+    ):
         options = {"text_case": case} if case else {}
-        result = runtime.run(OptionSources(env={**env, "S3_PREFIX": prefix}, cli=options),
-                             project_dir=project, log_stream=io.StringIO())
+        result = runtime.run(
+            OptionSources(env={**env, "S3_PREFIX": prefix}, cli=options),
+            project_dir=project,
+            log_stream=io.StringIO(),
+        )
         assert result.exit_code == ExitCode.COMPLETED, result.status_message
         body = s3.get_object(Bucket=bucket, Key=f"{prefix}/example.data")["Body"].read()
         assert body.decode() == expected
         assert s3.get_object(Bucket=bucket, Key=f"{prefix}/raw.bin")["Body"].read() == b"\xff\xfe"
 
-    bad = runtime.run(OptionSources(env=env, cli={"text_case": "shout"}),
-                      project_dir=project, log_stream=io.StringIO())
+    bad = runtime.run(
+        OptionSources(env=env, cli={"text_case": "shout"}),
+        project_dir=project,
+        log_stream=io.StringIO(),
+    )
     assert bad.exit_code == ExitCode.BAD_OPTIONS
     assert "text_case" in bad.status_message
 
@@ -286,8 +304,10 @@ def test_a_failure_removes_the_folders_it_created(tmp_path: Path, monkeypatch) -
 
 
 def test_templates_come_from_the_checkout_in_an_editable_install() -> None:
-    assert scaffold.templates_root() in (REPO_ROOT / "templates",
-                                         Path(scaffold.__file__).parent / "_templates")
+    assert scaffold.templates_root() in (
+        REPO_ROOT / "templates",
+        Path(scaffold.__file__).parent / "_templates",
+    )
     assert (scaffold.templates_root() / "project" / "pyproject.toml.jinja").is_file()
 
 
@@ -312,8 +332,12 @@ def test_the_example_is_what_new_generates(tmp_path: Path) -> None:
     generated = tree(tmp_path / "dedl_hello_world")
     ignored = re.compile(r"(^|/)(__pycache__|\.pytest_cache|hook-work|out)(/|$)|\.egg-info(/|$)")
     example = {k: v for k, v in tree(HELLO_WORLD).items() if not ignored.search(k)}
-    own = {"README.md", "tests/test_processor.py",
-           "dedl_hello_world/processor.py", "dedl_hello_world/__init__.py"}
+    own = {
+        "README.md",
+        "tests/test_processor.py",
+        "dedl_hello_world/processor.py",
+        "dedl_hello_world/__init__.py",
+    }
 
     assert set(example) == set(generated)
     for path in sorted(set(generated) - own - {"pyproject.toml"}):
@@ -333,7 +357,11 @@ def test_the_example_is_what_new_generates(tmp_path: Path) -> None:
     # The example keeps the seed's workflow: other tests depend on it.
     seed = read_project(HELLO_WORLD)
     assert (seed.name, seed.entrypoint, seed.version, seed.display_name) == (
-        "dedl_hello_world", "dedl_hello_world.processor:process", "1.1.0", "DEDL Hello World")
+        "dedl_hello_world",
+        "dedl_hello_world.processor:process",
+        "1.1.0",
+        "DEDL Hello World",
+    )
 
 
 # --- from the wheel: the generated project passes its own tests --------------------------------
@@ -359,12 +387,28 @@ def test_a_new_project_from_the_wheel_passes_its_own_tests(tmp_path: Path) -> No
     """
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("PYTEST_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("PYTEST_")
+    }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
 
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist",
-          REPO_ROOT], cwd=tmp_path, env=env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            tmp_path / "dist",
+            REPO_ROOT,
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     (wheel,) = (tmp_path / "dist").glob("hook_processor-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert "hook_processor/_templates/project/pyproject.toml.jinja" in archive.namelist()
@@ -380,14 +424,20 @@ def test_a_new_project_from_the_wheel_passes_its_own_tests(tmp_path: Path) -> No
     _run([tool, "new", "my_ndvi", "--dir", tmp_path / "scratch"], cwd=tmp_path, env=env)
     project = tmp_path / "scratch" / "my_ndvi"
     # hatchling came with the first install: no second download for the build backend.
-    _run([python, "-m", "pip", "install", "-q", "--no-build-isolation", project],
-         cwd=tmp_path, env=env)
+    _run(
+        [python, "-m", "pip", "install", "-q", "--no-build-isolation", project],
+        cwd=tmp_path,
+        env=env,
+    )
     tests = _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=env)
     assert re.search(r"\b4 passed\b", tests), tests
 
     out = tmp_path / "out"
-    _run([tool, "run", project, "--input", project / "sample" / "input", "--output", out],
-         cwd=tmp_path, env=env)
+    _run(
+        [tool, "run", project, "--input", project / "sample" / "input", "--output", out],
+        cwd=tmp_path,
+        env=env,
+    )
     assert (out / "example.data").read_text(encoding="utf-8") == SAMPLE_TEXT.upper()
     described = _run([tool, "describe", project, "--format", "json"], cwd=tmp_path, env=env)
     assert '"Name": "text_case"' in described

@@ -20,7 +20,13 @@ from pydantic import SecretStr
 
 from hook_processor import _fast
 from hook_processor.errors import StagingError
-from hook_processor.storage import S3Target, TransferSettings, make_client, publish_private, stage_in
+from hook_processor.storage import (
+    S3Target,
+    TransferSettings,
+    make_client,
+    publish_private,
+    stage_in,
+)
 
 MiB = 1024 * 1024
 ACCESS, SECRET = "sigv4-access", "sigv4-secret-0123456789"
@@ -39,9 +45,20 @@ def verifying_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = probe.getsockname()[1]
     root = tmp_path_factory.mktemp("rclone-root")
     server = subprocess.Popen(
-        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key", f"{ACCESS},{SECRET}",
-         "--config", "", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            rclone,
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{ACCESS},{SECRET}",
+            "--config",
+            "",
+            str(root),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 20
@@ -63,7 +80,9 @@ def _client(endpoint: str, secret: str = SECRET):  # type: ignore[no-untyped-def
     return make_client(S3Target(endpoint, SecretStr(ACCESS), SecretStr(secret)), SETTINGS)
 
 
-def test_lean_path_signatures_are_accepted_by_a_verifying_server(verifying_s3: str, tmp_path: Path) -> None:
+def test_lean_path_signatures_are_accepted_by_a_verifying_server(
+    verifying_s3: str, tmp_path: Path
+) -> None:
     client = _client(verifying_s3)
     assert _fast.for_client(client, SETTINGS) is not None  # the hand-signed path is the one used
     client.create_bucket(Bucket="signed")
@@ -86,8 +105,12 @@ def test_lean_path_signatures_are_accepted_by_a_verifying_server(verifying_s3: s
         assert (tmp_path / "dest" / rel).read_bytes() == body, rel
 
 
-def test_a_wrong_secret_is_refused_by_the_verifying_server(verifying_s3: str, tmp_path: Path) -> None:
+def test_a_wrong_secret_is_refused_by_the_verifying_server(
+    verifying_s3: str, tmp_path: Path
+) -> None:
     _client(verifying_s3).create_bucket(Bucket="refused")
     with pytest.raises(StagingError, match="SignatureDoesNotMatch") as caught:
-        stage_in(_client(verifying_s3, secret="not-the-secret"), "refused", "x/", tmp_path, SETTINGS)
+        stage_in(
+            _client(verifying_s3, secret="not-the-secret"), "refused", "x/", tmp_path, SETTINGS
+        )
     assert "not-the-secret" not in str(caught.value)

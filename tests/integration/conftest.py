@@ -150,7 +150,10 @@ def base_image(
     lines: list[str] = []
     try:
         report = container.build_base(
-            python_image=python_image, ca_bundle=bundle, wheel=wheel, client=docker_client,
+            python_image=python_image,
+            ca_bundle=bundle,
+            wheel=wheel,
+            client=docker_client,
             on_event=lambda event: lines.append(event.text),
         )
     except ContainerError as exc:

@@ -12,7 +12,7 @@ from hook_processor import Context
 
 
 def process(input_dir: Path, output_dir: Path, context: Context) -> None:
-    """Write the upper-cased text of every file under ``input_dir`` to the same path in ``output_dir``."""
+    """Write the upper-cased text of every input file under the same path in ``output_dir``."""
     for source in sorted(p for p in input_dir.rglob("*") if p.is_file()):
         relative = source.relative_to(input_dir)
         target = output_dir / relative
