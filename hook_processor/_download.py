@@ -15,11 +15,11 @@ import hashlib
 import os
 import secrets
 import threading
-import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from hook_processor._fast import Crc32
 from hook_processor._transfer import CHUNK, STREAM_ERRORS, Job, ranges
 from hook_processor.errors import StagingError
 
@@ -303,21 +303,10 @@ def _part(
 
 # Full-object checksums we can compute with the standard library (botocore names, digest).
 _WHOLE_CHECKSUMS: tuple[tuple[str, Callable[[], Any]], ...] = (
-    ("ChecksumCRC32", lambda: _Crc32()),
+    ("ChecksumCRC32", lambda: Crc32()),
     ("ChecksumSHA256", lambda: hashlib.sha256()),
     ("ChecksumSHA1", lambda: hashlib.sha1(usedforsecurity=False)),
 )
-
-
-class _Crc32:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def update(self, data: bytes) -> None:
-        self.value = zlib.crc32(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
 
 
 def _verify_whole(job: Job, remote: Remote, tmp: str) -> None:

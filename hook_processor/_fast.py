@@ -79,7 +79,7 @@ _TIMEOUT_COST = 10
 
 # Response checksums we validate, in botocore's order of preference (stdlib only).
 _RESPONSE_CHECKSUMS: tuple[tuple[str, Callable[[], Any]], ...] = (
-    ("crc32", lambda: _Crc32()),
+    ("crc32", lambda: Crc32()),
     ("sha1", lambda: hashlib.sha1(usedforsecurity=False)),
     ("sha256", lambda: hashlib.sha256()),
 )
@@ -96,7 +96,9 @@ _EVENTS = (
 _OPERATIONS = ("ListObjectsV2", "GetObject", "PutObject", "UploadPart")
 
 
-class _Crc32:
+class Crc32:
+    """zlib.crc32 behind hashlib's update()/digest() interface."""
+
     def __init__(self) -> None:
         self.value = 0
 
