@@ -21,9 +21,7 @@ was made (a Stubber, instrumentation or a test hook must see every call, so it g
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
-import hmac
 import random
 import threading
 import time
@@ -44,9 +42,9 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from hook_processor._sigv4 import SigV4Signer
+
 SEND_BLOCK = 1024 * 1024  # bytes per socket send of a streamed body
-UNSIGNED = "UNSIGNED-PAYLOAD"
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MARK = "_hook_fast_baseline"  # attribute make_client() sets on its clients
 
 # botocore's standard retry mode (botocore/retries/standard.py)
@@ -169,10 +167,9 @@ class FastS3:
         if ":" in self.host:  # IPv6 literal
             self.netloc = f"[{self.host}]" + ("" if self.port == default_port else f":{self.port}")
         self.base = parts.path.rstrip("/")
-        self.region = region
-        self.access_key = credentials.access_key
-        self.secret_key = credentials.secret_key
-        self.token = credentials.token
+        self.signer = SigV4Signer(
+            credentials.access_key, credentials.secret_key, credentials.token, region, self.netloc
+        )
         self.checksum = settings.checksum == "when_supported"
         self.attempts = max(1, int(settings.max_attempts))
         self.user_agent = _user_agent()
@@ -197,7 +194,6 @@ class FastS3:
             )
         else:
             self.pool = urllib3.HTTPConnectionPool(self.host, self.port, **common)
-        self._keys: dict[str, bytes] = {}
         self._quota = _QUOTA
         self._quota_lock = threading.Lock()
 
@@ -354,7 +350,7 @@ class FastS3:
         attempt = 0
         while True:
             attempt += 1
-            signed = self._sign(method, path, canonical_query, headers, payload_sha256)
+            signed = self.signer.sign(method, path, canonical_query, headers, payload_sha256)
             signed["User-Agent"] = self.user_agent
             signed["amz-sdk-request"] = f"attempt={attempt}; max={self.attempts}"
             data: Any = body if not isinstance(body, FileRange) else body.chunks()
@@ -414,60 +410,6 @@ class FastS3:
     @staticmethod
     def _sleep(attempt: int) -> None:
         time.sleep(random.random() * min(2.0 ** (attempt - 1), _MAX_BACKOFF))
-
-    def _sign(
-        self,
-        method: str,
-        path: str,
-        canonical_query: str,
-        headers: dict[str, str],
-        payload_sha256: str | None,
-    ) -> dict[str, str]:
-        now = datetime.datetime.now(datetime.UTC)
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-        day = amz_date[:8]
-        payload = payload_sha256 or (EMPTY_SHA256 if method == "GET" else UNSIGNED)
-        out = dict(headers)
-        out["Host"] = self.netloc
-        out["x-amz-date"] = amz_date
-        out["x-amz-content-sha256"] = payload
-        if self.token:
-            out["x-amz-security-token"] = self.token
-        signed = sorted(
-            (k.lower(), " ".join(str(v).split()))
-            for k, v in out.items()
-            if k.lower() in ("host", "content-md5") or k.lower().startswith("x-amz-")
-        )
-        names = ";".join(k for k, _ in signed)
-        canonical = "\n".join(
-            (
-                method,
-                path,
-                canonical_query,
-                "".join(f"{k}:{v}\n" for k, v in signed),
-                names,
-                payload,
-            )
-        )
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        to_sign = "\n".join(
-            ("AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest())
-        )
-        signature = hmac.new(self._key(day), to_sign.encode(), hashlib.sha256).hexdigest()
-        out["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
-            f"SignedHeaders={names}, Signature={signature}"
-        )
-        return out
-
-    def _key(self, day: str) -> bytes:
-        key = self._keys.get(day)
-        if key is None:
-            key = ("AWS4" + self.secret_key).encode()
-            for part in (day, self.region, "s3", "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._keys = {day: key}
-        return key
 
     def close(self) -> None:
         self.pool.close()
