@@ -70,6 +70,17 @@ _LONG_TRANSFER_SECONDS = 1.0  # a progress line appears only for transfers that 
     "container: the project's image (built first when missing or out of date), as the service "
     "runs it.",
 )
+@click.option(
+    "--image",
+    metavar="IMAGE",
+    help="With --mode container: run this image as it is, instead of the project's own build.",
+)
+@click.option(
+    "--python-image",
+    metavar="IMAGE",
+    help="With --mode container: the Python image to build the base on when an image is built "
+    "(default python:3.11-slim), e.g. an offline image from scripts/offline-python-image.sh.",
+)
 @click.option("--s3-endpoint", metavar="URL", help="Use this S3 store instead of the embedded one.")
 @click.option("--s3-access-key", metavar="KEY", help="Access key for --s3-endpoint.")
 @click.option("--s3-secret-key", metavar="KEY", help="Secret key for --s3-endpoint.")
@@ -87,6 +98,8 @@ def run_command(
     options_file: Path | None,
     output_storage: str | None,
     mode: str,
+    image: str | None,
+    python_image: str | None,
     s3_endpoint: str | None,
     s3_access_key: str | None,
     s3_secret_key: str | None,
@@ -102,6 +115,9 @@ def run_command(
     6 cancelled.
     """
     endpoint = _endpoint(s3_endpoint, s3_access_key, s3_secret_key, keep_server)
+    mode_options = {k: v for k, v in (("image", image), ("python_image", python_image)) if v}
+    if mode_options and mode != "container":
+        raise click.UsageError("--image and --python-image go with --mode container")
     stderr = sys.stderr
     progress = _TerminalProgress(stderr) if stderr.isatty() else None
     log_stream: IO[str] = progress.wrap(stderr) if progress else stderr
@@ -113,6 +129,7 @@ def run_command(
         options_file=options_file,
         output_storage=output_storage,
         mode=mode,
+        mode_options=mode_options,
         endpoint=endpoint,
         keep_server=keep_server,
         progress=progress.factory if progress else None,

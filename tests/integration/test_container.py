@@ -239,3 +239,41 @@ def test_no_engine_is_one_clear_message(tmp_path: Path) -> None:
     assert built.stderr.count("Error: ") == 1 and "Traceback" not in built.stderr
     assert "no Docker engine answers at unix://" in built.stderr
     assert "DOCKER_HOST" in built.stderr and "start" in built.stderr.lower()
+
+
+def test_run_a_given_image_as_it_is(hello_image: container.BuildReport, tmp_path: Path) -> None:
+    ran = cli(
+        "run",
+        str(HELLO),
+        "--input",
+        str(SAMPLE),
+        "--output",
+        str(tmp_path / "out"),
+        "--mode",
+        "container",
+        "--image",
+        hello_image.tag,
+        "--output-storage",
+        "TEMPORARY",
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "mode     container" in ran.stdout
+    assert (tmp_path / "out" / "example.data").read_bytes() == (
+        SAMPLE / "example.data"
+    ).read_bytes().upper()
+
+
+def test_image_flags_need_the_container_mode(tmp_path: Path) -> None:
+    ran = cli(
+        "run",
+        str(HELLO),
+        "--input",
+        str(SAMPLE),
+        "--output",
+        str(tmp_path / "o"),
+        "--python-image",
+        "somewhere/python:3.11",
+    )
+    assert ran.returncode == 2
+    assert "Error: --image and --python-image go with --mode container" in ran.stderr
+    assert not (tmp_path / "o").exists()
