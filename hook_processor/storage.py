@@ -227,6 +227,24 @@ def stage_in(
     )
 
 
+def _publish_job(
+    client: Any,
+    bucket: str,
+    settings: TransferSettings,
+    cancel: threading.Event | None,
+    progress: Progress | None,
+) -> _transfer.Job:
+    return _transfer.Job(
+        client,
+        bucket,
+        settings,
+        error=PublishError,
+        phase="publishing the output",
+        cancel=cancel,
+        progress=progress,
+    )
+
+
 def publish_private(
     client: Any,
     bucket: str,
@@ -247,15 +265,7 @@ def publish_private(
 
     from hook_processor import _upload
 
-    job = _transfer.Job(
-        client,
-        bucket,
-        settings,
-        error=PublishError,
-        phase="publishing the output",
-        cancel=cancel,
-        progress=progress,
-    )
+    job = _publish_job(client, bucket, settings, cancel, progress)
     prefix = prefix.rstrip("/")
     files = _upload.walk(src)
     if any(f.rel == MANIFEST_NAME for f in files):
@@ -345,15 +355,7 @@ def publish_temporary(
 
     from hook_processor import _upload
 
-    job = _transfer.Job(
-        client,
-        bucket,
-        settings,
-        error=PublishError,
-        phase="publishing the output",
-        cancel=cancel,
-        progress=progress,
-    )
+    job = _publish_job(client, bucket, settings, cancel, progress)
     files = _upload.walk(src)
     inflight = max(1, min(settings.concurrency, 4))
     sink = _upload.MultipartSink(job, key, _transfer.part_size_for(0, settings.part_size), inflight)

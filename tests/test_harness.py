@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from seed_order import seed_order
 
 from hook_processor import harness
 from hook_processor.errors import ExitCode, OptionsError, StagingError
@@ -24,24 +25,7 @@ HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
 SAMPLE = HELLO_WORLD / "sample" / "input"
 CANARY = "CANARY-3d9a1c-SECRET"
 
-# The seed notebook's order body for dedl_hello_world, pointing to a remote service.
-SEED_ORDER = {
-    "Name": "Tutorial dedl_hello_world - user",
-    "WorkflowName": "dedl_hello_world",
-    "IdentifierList": ["Custom Hook"],
-    "WorkflowOptions": [
-        {"Name": "output_storage", "Value": "PRIVATE"},
-        {"Name": "output_s3_endpoint_url", "Value": "https://s3.example.test"},
-        {"Name": "output_s3_access_key", "Value": "OUT-AK"},
-        {"Name": "output_s3_secret_key", "Value": CANARY},
-        {"Name": "output_s3_path", "Value": "s3://results/hello"},
-        {"Name": "source_s3_path", "Value": "s3://inputs/dedl_hello_world/input_file_location"},
-        {"Name": "source_s3_endpoint_url", "Value": "https://s3.example.test"},
-        {"Name": "source_s3_access_key", "Value": "IN-AK"},
-        {"Name": "source_s3_secret_key", "Value": CANARY + "-in"},
-    ],
-    "Priority": 1,
-}
+SEED_ORDER = seed_order(CANARY)
 SEED_REPLACED = [o["Name"] for o in SEED_ORDER["WorkflowOptions"] if o["Name"] != "output_storage"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import Field
+from seed_order import seed_order
 
 from hook_processor.errors import ExitCode, OptionsError
 from hook_processor.options import Options, OptionSources, load_config, parse_cli_options
@@ -20,24 +21,7 @@ PRIVATE_ENV = {
     "S3_SECRET_KEY": CANARY,
 }
 
-# The order body the seed notebook POSTs for dedl_hello_world (values anonymised).
-SEED_ORDER = {
-    "Name": "Tutorial dedl_hello_world - user",
-    "WorkflowName": "dedl_hello_world",
-    "IdentifierList": ["Custom Hook"],
-    "WorkflowOptions": [
-        {"Name": "output_storage", "Value": "PRIVATE"},
-        {"Name": "output_s3_endpoint_url", "Value": "https://s3.example.test"},
-        {"Name": "output_s3_access_key", "Value": "OUT-AK"},
-        {"Name": "output_s3_secret_key", "Value": CANARY},
-        {"Name": "output_s3_path", "Value": "s3://results/hello"},
-        {"Name": "source_s3_path", "Value": "s3://inputs/dedl_hello_world/input_file_location"},
-        {"Name": "source_s3_endpoint_url", "Value": "https://s3.example.test"},
-        {"Name": "source_s3_access_key", "Value": "IN-AK"},
-        {"Name": "source_s3_secret_key", "Value": CANARY + "-in"},
-    ],
-    "Priority": 1,
-}
+SEED_ORDER = seed_order(CANARY)
 
 
 class Sleepy(Options):
