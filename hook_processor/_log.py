@@ -1,4 +1,10 @@
-"""Logging of a run: one line per event on stderr, for people or as JSON lines; secrets redacted."""
+"""Logging of a run: one line per event on stderr, for people or as JSON lines; secrets redacted.
+
+For the length of a run the handler sits on the root logger, so the author's own loggers
+(``logging.getLogger(__name__)`` in process()) reach the run log too, formatted and redacted like
+ours; libraries' chatter is held at WARNING. :meth:`RunLogging.close` puts back exactly the
+logging state it found, because the harness and the pytest plugin run many runs in one process.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,22 @@ from typing import IO
 LOGGER_NAME = "hook_processor"
 PROCESSOR_LOGGER_NAME = "hook_processor.process"
 REDACTED = "**********"
+# Their INFO/DEBUG lines are per request (botocore, urllib3, s3transfer) or per HTTP hit of the
+# embedded S3 server of in-process runs (werkzeug, moto): noise in a run log, so WARNING and up.
+NOISY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "werkzeug", "moto")
 
 
 class _Redactor(logging.Filter):
-    """Replace every known secret value in a record's message (defence in depth)."""
+    """Replace every known secret value in a record's message (defence in depth).
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    It also applies the run's level, after redacting: a record of a logger set below that level
+    is not shown, but is redacted all the same for the handlers after ours (pytest's capture).
+    """
+
+    def __init__(self, secrets: Iterable[str], level: int = logging.NOTSET) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
@@ -30,7 +44,7 @@ class _Redactor(logging.Filter):
             if record.exc_text:
                 record.exc_text = redact(record.exc_text, self.secrets)
             record.msg, record.args = clean, None
-        return True
+        return record.levelno >= self.level
 
 
 def human_size(n: float) -> str:
@@ -50,10 +64,19 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def _ours(name: str) -> bool:
+    return name == LOGGER_NAME or name.startswith(LOGGER_NAME + ".")
+
+
 class _TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
         self.converter = time.gmtime
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        if not _ours(record.name):  # someone else's logger: say whose line it is
+            record.message = f"{record.name}: {record.message}"
+        return super().formatMessage(record)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -70,10 +93,10 @@ class _JsonFormatter(logging.Formatter):
 
 
 class RunLogging:
-    """The log handler of one run and its redactor."""
+    """The log handler of one run, its redactor, and the logging state to put back."""
 
-    def __init__(self, handler: logging.Handler, redactor: _Redactor) -> None:
-        self.handler, self.redactor = handler, redactor
+    def __init__(self, handler: logging.Handler, redactor: _Redactor, saved: _State) -> None:
+        self.handler, self.redactor, self._saved = handler, redactor, saved
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         merged = set(self.redactor.secrets) | {s for s in secrets if len(s) >= 4}
@@ -83,8 +106,27 @@ class RunLogging:
         return redact(text, self.redactor.secrets)
 
     def close(self) -> None:
-        logging.getLogger(LOGGER_NAME).removeHandler(self.handler)
+        """Detach the handler and restore every level, handler list and flag that was changed.
+
+        Handlers added to the root logger during the run (an author's ``basicConfig()``) are
+        detached too: nothing of one run's logging outlives it.
+        """
+        self._saved.restore()
         self.handler.close()
+
+
+class _State:
+    """Levels, handlers and ``propagate`` of the loggers a run reconfigures."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.loggers = [logging.getLogger(name or None) for name in names]
+        self.saved = [(lg, lg.level, list(lg.handlers), lg.propagate) for lg in self.loggers]
+
+    def restore(self) -> None:
+        for logger, level, handlers, propagate in self.saved:
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
 
 
 def configure(
@@ -93,16 +135,26 @@ def configure(
     secrets: Iterable[str] = (),
     stream: IO[str] | None = None,
 ) -> RunLogging:
-    """Attach one stderr handler to hook-processor's logger for the length of a run."""
+    """Send every logger's records to one stderr handler (or ``stream``) for the length of a run.
+
+    The handler goes first on the root logger: it redacts a record in place before any handler
+    already there (pytest's log capture, in-process runs) sees it.
+    """
+    saved = _State(("", LOGGER_NAME, *NOISY_LOGGERS))
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
-    redactor = _Redactor(secrets)
+    redactor = _Redactor(secrets, logging.getLevelName(level))
     handler.addFilter(redactor)
-    logger = logging.getLogger(LOGGER_NAME)
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
-    return RunLogging(handler, redactor)
+    root = logging.getLogger()
+    root.handlers.insert(0, handler)
+    root.setLevel(level)
+    ours = logging.getLogger(LOGGER_NAME)
+    ours.setLevel(level)
+    ours.propagate = True
+    quiet = max(logging.WARNING, redactor.level)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
+    return RunLogging(handler, redactor, saved)
 
 
 def get_logger() -> logging.Logger:
