@@ -240,7 +240,9 @@ def _execute(
             )
         result.products = [_product_json(p) for p in outcome.products]
         result.manifest = outcome.manifest
-        result.output_files = sum(1 for _ in _files(output_dir))
+        # What publication counted, not a new walk of the folder: a link inside it is followed
+        # by publication (its files are uploaded under the link's path) but not by rglob().
+        result.output_files = outcome.stats.files
         result.output_bytes = outcome.stats.bytes
         result.retries += outcome.stats.retries
         log.info("publish: %d products, %s", len(outcome.products), human_size(outcome.stats.bytes))
@@ -379,10 +381,6 @@ def _product_json(product: Any) -> dict[str, Any]:
     if product.sha256:
         data["Sha256"] = product.sha256
     return data
-
-
-def _files(root: Path) -> Iterator[Path]:
-    return (p for p in root.rglob("*") if p.is_file())
 
 
 def _env(env: Mapping[str, str], name: str, default: str) -> str:
