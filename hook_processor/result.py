@@ -18,6 +18,8 @@ from hook_processor import __version__
 from hook_processor.errors import ExitCode
 
 COMPLETED_MESSAGE = "Processing finished successfully"  # the Hook API's own item message
+# A run that completed but published nothing is not an error, yet nobody should miss it.
+EMPTY_OUTPUT_MESSAGE = f"{COMPLETED_MESSAGE}, but process() wrote no output files"
 RESULT_FORMAT = 1
 
 

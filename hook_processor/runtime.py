@@ -34,7 +34,12 @@ from hook_processor.errors import (
 )
 from hook_processor.loader import Processor, ProjectConfig, load_processor, read_project
 from hook_processor.options import SECRET_OPTIONS, OptionSources, RunConfig, load_config
-from hook_processor.result import COMPLETED_MESSAGE, RunResult, write_result
+from hook_processor.result import (
+    COMPLETED_MESSAGE,
+    EMPTY_OUTPUT_MESSAGE,
+    RunResult,
+    write_result,
+)
 
 _PACKAGE_DIR = str(Path(hook_processor.__file__).resolve().parent)
 _MARKER = ".hook-processor-workdir"
@@ -100,7 +105,7 @@ def run(
         )
         _execute(config, processor, result, cancel, phase, progress)
         result.exit_code = ExitCode.COMPLETED
-        result.status_message = COMPLETED_MESSAGE
+        result.status_message = COMPLETED_MESSAGE if result.output_files else EMPTY_OUTPUT_MESSAGE
         log.info("completed: %s", _summary(result))
     except HookProcessorError as exc:
         result.exit_code = exc.exit_code
@@ -246,6 +251,12 @@ def _execute(
         result.output_bytes = outcome.stats.bytes
         result.retries += outcome.stats.retries
         log.info("publish: %d products, %s", len(outcome.products), human_size(outcome.stats.bytes))
+    if not result.output_files:
+        log.warning(
+            "process() wrote no files into output_dir: the published output is empty "
+            "(%s); check that process() writes into the output_dir it is given",
+            "a manifest without files" if std.output_storage == "PRIVATE" else "an empty zip",
+        )
 
 
 def _call_process(

@@ -90,3 +90,50 @@ def test_temporary_counts_are_the_zipped_files_and_the_zip_size(
     assert data["ProcessedSize"] == len(body)
     assert f"2 files ({len(body)} B) out" in stream.getvalue()
 
+
+EMPTY = """
+    def process(input_dir, output_dir):
+        (input_dir / "example.data").read_bytes()  # reads, writes nothing
+"""
+EMPTY_MESSAGE = "Processing finished successfully, but process() wrote no output files"
+
+
+def test_empty_private_output_completes_with_a_warning_and_says_so(
+    s3_server, s3, buckets, tmp_path
+) -> None:
+    in_bucket, out_bucket = buckets
+    project = write_processor(tmp_path, EMPTY)
+    stream = io.StringIO()
+    env = private_env(s3_server, in_bucket, out_bucket, tmp_path / "work")
+
+    result = runtime.run(OptionSources(env=env), project_dir=project, log_stream=stream)
+
+    assert result.exit_code == ExitCode.COMPLETED, stream.getvalue()
+    written = json.loads((tmp_path / "work" / "result.json").read_text())
+    assert written["Status"] == "completed"
+    assert written["StatusMessage"] == EMPTY_MESSAGE
+    assert written["Output"] == {"Files": 0, "Bytes": 0}
+    warnings = [line for line in stream.getvalue().splitlines() if " WARNING " in line]
+    assert len(warnings) == 1
+    assert "process() wrote no files into output_dir" in warnings[0]
+    assert "a manifest without files" in warnings[0]
+    manifest = s3.get_object(Bucket=out_bucket, Key="results/run1/_manifest.json")["Body"].read()
+    assert json.loads(manifest)["files"] == []
+
+
+def test_empty_temporary_output_says_so_too(s3_server, buckets, tmp_path) -> None:
+    in_bucket, tmp_bucket = buckets
+    project = write_processor(tmp_path, EMPTY)
+    env = {
+        **temporary_env(s3_server, in_bucket, tmp_bucket, tmp_path / "work"),
+        "HOOK_LOG_FORMAT": "json",
+    }
+    stream = io.StringIO()
+
+    result = runtime.run(OptionSources(env=env), project_dir=project, log_stream=stream)
+
+    assert result.exit_code == ExitCode.COMPLETED, stream.getvalue()
+    assert result.to_json()["StatusMessage"] == EMPTY_MESSAGE
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    warnings = [r["message"] for r in records if r["level"] == "WARNING"]
+    assert len(warnings) == 1 and "an empty zip" in warnings[0]
