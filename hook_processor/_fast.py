@@ -9,8 +9,9 @@ The wire behaviour follows botocore's with the same settings: path-style URLs, S
 ``x-amz-checksum-crc32`` on uploads and ``x-amz-checksum-mode: ENABLED`` with response checksum
 validation on whole-object GETs when the checksum setting is ``when_supported``; the "standard"
 retry policy (transient and throttling errors and broken connections, jittered exponential
-backoff up to 20 s, a shared retry quota, ``max_attempts`` attempts in all); errors are
-botocore's own exception types, so callers handle both paths alike.
+backoff up to 20 s, a shared retry quota, ``max_attempts`` attempts in all), except that a
+refused connection or an unknown host gets a few quick attempts only, as make_client() sets up
+for botocore too; errors are botocore's own exception types, so callers handle both paths alike.
 
 :func:`for_client` returns None (and the caller uses boto3) unless the client is one that
 :func:`hook_processor.storage.make_client` made for an explicit http(s) endpoint with path-style
@@ -43,6 +44,7 @@ from botocore.exceptions import (
 )
 
 from hook_processor._sigv4 import SigV4Signer
+from hook_processor._transfer import UNREACHABLE_ATTEMPTS, unreachable, unreachable_delay
 
 SEND_BLOCK = 1024 * 1024  # bytes per socket send of a streamed body
 MARK = "_hook_fast_baseline"  # attribute make_client() sets on its clients
@@ -369,7 +371,13 @@ class FastS3:
                 )
             except (urllib3.exceptions.HTTPError, OSError) as err:
                 error = _connection_error(err, self.endpoint_url)
-                if attempt < self.attempts and self._take(
+                if unreachable(err) is not None:  # answered at once: a few quick attempts
+                    if attempt < min(self.attempts, UNREACHABLE_ATTEMPTS) and self._take(
+                        _RETRY_COST
+                    ):
+                        time.sleep(unreachable_delay(attempt))
+                        continue
+                elif attempt < self.attempts and self._take(
                     _TIMEOUT_COST if _is_timeout(err) else _RETRY_COST
                 ):
                     self._sleep(attempt)
@@ -543,16 +551,20 @@ def _parse_error(payload: bytes, status: int) -> tuple[str, str]:
 
 
 def _is_timeout(err: BaseException) -> bool:
-    return isinstance(err, urllib3.exceptions.TimeoutError)
+    return isinstance(err, urllib3.exceptions.TimeoutError) and not isinstance(
+        err, urllib3.exceptions.NewConnectionError
+    )
 
 
 def _connection_error(err: BaseException, endpoint: str) -> Exception:
+    # NewConnectionError (refused, unknown host, no route) subclasses ConnectTimeoutError in
+    # urllib3: test it first, as botocore's own HTTP session does, or a refusal reads "timeout".
+    if isinstance(err, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+        return EndpointConnectionError(endpoint_url=endpoint, error=err)
     if isinstance(err, urllib3.exceptions.ConnectTimeoutError):
         return ConnectTimeoutError(endpoint_url=endpoint, error=err)
     if isinstance(err, urllib3.exceptions.ReadTimeoutError):
         return ReadTimeoutError(endpoint_url=endpoint, error=err)
-    if isinstance(err, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-        return EndpointConnectionError(endpoint_url=endpoint, error=err)
     return ConnectionClosedError(endpoint_url=endpoint, error=err)
 
 

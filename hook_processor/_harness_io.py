@@ -239,4 +239,6 @@ def is_loopback_url(url: str) -> bool:
 
 
 def _reason(err: BaseException) -> str:
-    return str(err).strip() or err.__class__.__name__
+    from hook_processor._transfer import describe  # says "connection refused" in those words
+
+    return describe(err).strip() or err.__class__.__name__

@@ -7,6 +7,7 @@ pool cannot deadlock; the unit that finishes a large file's last part finalises 
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 CHUNK = 1024 * 1024  # bytes read from a response body at a time
 MIN_PART = 5 * 1024 * 1024  # S3's smallest non-last multipart part
 MAX_PARTS = 10_000  # S3's largest part number
+# A refused connection or a host name that does not resolve is not a slow network: it is
+# answered at once and will not change in the next seconds. A few quick attempts cover a server
+# that is just (re)starting; the standard policy's backoff would wait ~10 s for the same answer.
+UNREACHABLE_ATTEMPTS = 3
 
 # Errors raised while reading a body after a 200 OK: botocore does not retry those, we do.
 # FlexibleChecksumError is a body that arrived complete but corrupted (its CRC does not match the
@@ -181,7 +186,16 @@ class Job:
 
 
 def describe(err: BaseException) -> str:
-    """The underlying error's text: botocore messages and OS errors carry no credentials."""
+    """The underlying error's text: botocore messages and OS errors carry no credentials.
+
+    A connection refused or a host name that does not resolve is said in those words: botocore
+    says only "Could not connect to the endpoint URL" for both.
+    """
+    kind = unreachable(err)
+    if kind == "refused":
+        return "connection refused; check the endpoint URL and that the S3 server is running"
+    if kind == "unresolved":
+        return "its host name does not resolve (DNS lookup failed); check the endpoint URL"
     if isinstance(err, OSError) and err.strerror:
         where = f": {err.filename}" if err.filename else ""
         return f"{err.strerror}{where}"
@@ -214,3 +228,36 @@ def part_size_for(size: int, part_size: int) -> int:
 def ranges(size: int, part_size: int) -> list[tuple[int, int]]:
     """``(offset, length)`` of each part of an object of ``size`` bytes."""
     return [(off, min(part_size, size - off)) for off in range(0, size, part_size)]
+
+
+def unreachable(err: BaseException) -> str | None:
+    """``"refused"`` or ``"unresolved"`` when ``err`` comes from a connection refused or a host
+    name that does not resolve, else None.
+
+    Looks through botocore's wrapper (``kwargs["error"]``) and the ``__cause__`` chain: urllib3
+    raises NewConnectionError (a subclass of its ConnectTimeoutError!) from the OSError, botocore
+    an EndpointConnectionError around that.
+    """
+    stack: list[BaseException] = [err]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "refused"
+        if isinstance(current, socket.gaierror):
+            return "unresolved"
+        wrapped = (
+            getattr(current, "kwargs", {}).get("error")
+            if isinstance(current, BotoCoreError)
+            else None
+        )
+        stack += [e for e in (wrapped, current.__cause__) if isinstance(e, BaseException)]
+    return None
+
+
+def unreachable_delay(attempt: int) -> float:
+    """Seconds before the next attempt after a refused connection: 0.1, then 0.2."""
+    return 0.1 * attempt

@@ -169,6 +169,10 @@ def make_client(target: S3Target, settings: TransferSettings) -> Any:
         )
     except ValueError as err:  # botocore: "Invalid endpoint: ..."
         raise OptionsError(f"S3 endpoint {target.endpoint_url!r} is not usable: {err}") from err
+    # First, so that it also precedes the fast path's baseline of event handlers below.
+    client.meta.events.register_first(
+        "needs-retry.s3", _unreachable_retries(settings.max_attempts), unique_id=_UNREACHABLE_ID
+    )
     if target.endpoint_url:
         # Data transfers may take the lean path of _fast.py (GET/PUT without botocore's
         # per-request overhead) while nobody has hooked this client's events since now.
@@ -176,6 +180,31 @@ def make_client(target: S3Target, settings: TransferSettings) -> Any:
 
         setattr(client, _fast.MARK, _fast.handler_signature(client))
     return client
+
+
+_UNREACHABLE_ID = "hook-processor-unreachable-retries"
+
+
+def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
+    """A botocore ``needs-retry`` handler: few, quick attempts for a refused connection or an
+    unknown host (see ``_transfer.UNREACHABLE_ATTEMPTS``); every other case is left to the
+    standard retry policy (None).
+
+    botocore retries with the first delay any handler returns and has no "do not retry" answer,
+    so the last attempt re-raises the error itself, as botocore would once it gives up.
+    """
+    limit = max(1, min(max_attempts, _transfer.UNREACHABLE_ATTEMPTS))
+
+    def needs_retry(
+        attempts: int = 1, caught_exception: BaseException | None = None, **_: Any
+    ) -> float | None:
+        if caught_exception is None or _transfer.unreachable(caught_exception) is None:
+            return None
+        if attempts >= limit:
+            raise caught_exception
+        return _transfer.unreachable_delay(attempts)
+
+    return needs_retry
 
 
 def stage_in(
