@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import click
 
-from hook_processor import harness
+from hook_processor import _progress, harness
 from hook_processor._log import human_size
 from hook_processor.cli import _option_pairs, fail
 from hook_processor.errors import UserError
 from hook_processor.s3server import S3Server
-
-_LONG_TRANSFER_SECONDS = 1.0  # a progress line appears only for transfers that last longer
 
 
 @click.command("run")
@@ -119,20 +116,22 @@ def run_command(
     if mode_options and mode != "container":
         raise click.UsageError("--image and --python-image go with --mode container")
     stderr = sys.stderr
-    progress = _TerminalProgress(stderr) if stderr.isatty() else None
-    log_stream: IO[str] = progress.wrap(stderr) if progress else stderr
+    option_pairs = _option_pairs(options)
+    # Bars on a terminal, JSON events with HOOK_LOG_FORMAT=json (from the environment or -o).
+    display = _progress.display_from_settings(stderr, {**os.environ, **option_pairs})
+    log_stream: IO[str] = display.wrap(stderr) if display else stderr
     request = harness.RunRequest(
         output_dir=output_dir,
         project_dir=project_dir,
         inputs=list(inputs),
-        options=_option_pairs(options),
+        options=option_pairs,
         options_file=options_file,
         output_storage=output_storage,
         mode=mode,
         mode_options=mode_options,
         endpoint=endpoint,
         keep_server=keep_server,
-        progress=progress.factory if progress else None,
+        progress=display.factory if display else None,
         log_stream=log_stream,
         notify=lambda line: _note(log_stream, line),
     )
@@ -141,8 +140,8 @@ def run_command(
     except UserError as exc:
         raise fail(exc) from None
     finally:
-        if progress:
-            progress.clear()
+        if display:
+            display.close()
     try:
         if as_json:
             click.echo(json.dumps(outcome.result, indent=2, ensure_ascii=False))
@@ -264,55 +263,3 @@ def _shown(path: Path) -> str:
 
 def _count(n: int) -> str:
     return f"{n} file" + ("" if n == 1 else "s")
-
-
-class _TerminalProgress:
-    """One self-erasing progress line per phase on a terminal, for transfers that last."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.lock = threading.Lock()
-        self.shown = False
-
-    def factory(self, phase: str) -> Callable[[int], None]:
-        began = time.monotonic()
-        state = {"bytes": 0, "last": 0.0}
-
-        def update(nbytes: int) -> None:
-            with self.lock:
-                state["bytes"] += nbytes
-                now = time.monotonic()
-                if now - began < _LONG_TRANSFER_SECONDS or now - state["last"] < 0.1:
-                    return
-                state["last"] = now
-                rate = state["bytes"] / max(now - began, 1e-6)
-                self.stream.write(
-                    f"\r\x1b[K  {phase}: {human_size(state['bytes'])} ({human_size(rate)}/s)"
-                )
-                self.stream.flush()
-                self.shown = True
-
-        return update
-
-    def clear(self) -> None:
-        with self.lock:
-            if self.shown:
-                self.stream.write("\r\x1b[K")
-                self.stream.flush()
-                self.shown = False
-
-    def wrap(self, stream: IO[str]) -> IO[str]:
-        progress = self
-
-        class _Clearing:
-            def write(self, text: str) -> int:
-                progress.clear()
-                return stream.write(text)
-
-            def flush(self) -> None:
-                stream.flush()
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(stream, name)
-
-        return _Clearing()  # type: ignore[return-value]

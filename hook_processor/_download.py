@@ -179,7 +179,8 @@ def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: b
     """GET ``length`` bytes (the whole object, or one range) into ``fd`` at ``offset``.
 
     The body is streamed in CHUNK pieces; a stream broken after the 200 OK is retried
-    (botocore only retries the request itself) up to ``settings.max_attempts`` times.
+    (botocore only retries the request itself) up to ``settings.max_attempts`` times, and the
+    bytes it had counted as progress are taken back: the retry counts them again.
     """
     params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key}
     if ranged:
@@ -191,13 +192,14 @@ def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: b
         job.check()
         response = job.call(job.data.get_object, **params)
         body = response["Body"]
+        got = 0
         try:
             if int(response.get("ContentLength", length)) != length:
                 raise StagingError(
                     f"{job.url(remote.key)} is {response.get('ContentLength')} bytes now but "
                     f"{remote.size} in the listing: it changed during staging, run again"
                 )
-            pos, got = offset, 0
+            pos = offset
             while True:
                 job.check()
                 chunk = body.read(CHUNK)
@@ -211,6 +213,7 @@ def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: b
             if attempt == attempts:
                 raise
             job.retried()
+            job.arrived(-got)
             continue
         finally:
             body.close()
@@ -282,6 +285,7 @@ def _small(job: Job, remote: Remote, final: Path, temps: TempFiles) -> Callable[
         tmp, fd = temps.create(final)
         fetch(job, remote, fd, 0, remote.size, ranged=False)
         temps.commit(tmp, fd, final, remote.size, job.url(remote.key))
+        job.file_done()
 
     return run
 
@@ -297,6 +301,7 @@ def _part(
             assert big.tmp is not None
             _verify_whole(job, big.remote, big.tmp)
             temps.commit(big.tmp, fd, big.final, big.remote.size, job.url(big.remote.key))
+            job.file_done()
 
     return run
 

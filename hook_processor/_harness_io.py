@@ -14,14 +14,14 @@ import shutil
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from hook_processor._progress import Progress
 from hook_processor.errors import OptionsError, PublishError, StagingError
 
 MARKER = ".hook-processor-run.json"  # in the output folder: the run's result JSON
-Progress = Callable[[int], None]
 InputFile = tuple[str, Path | bytes]  # (relative posix path, local file or content)
 
 
@@ -123,8 +123,13 @@ def upload_inputs(
                 client.put_object(Bucket=bucket, Key=key, Body=source)
                 if progress:
                     progress(len(source))
+                    progress.file_done()
                 return len(source)
+            # s3transfer reports bytes as they are read, and takes them back (a negative
+            # amount) when a retried request rewinds the file.
             client.upload_file(str(source), bucket, key, Callback=progress)
+            if progress:
+                progress.file_done()
             return source.stat().st_size
         except (BotoCoreError, ClientError) as err:
             raise StagingError(
@@ -133,8 +138,14 @@ def upload_inputs(
 
     if not files:
         return 0
+    if progress:
+        progress.start(len(files), sum(_size(source) for _, source in files))
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
         return sum(pool.map(one, files))
+
+
+def _size(source: Path | bytes) -> int:
+    return len(source) if isinstance(source, bytes) else source.stat().st_size
 
 
 def ensure_bucket(client: Any, bucket: str, endpoint: str) -> None:
@@ -182,10 +193,15 @@ def download_temporary(link: str, name: str, output_dir: Path, progress: Progres
     opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(link, timeout=60) as response, archive.open("wb") as out:  # noqa: S310
+            if progress:
+                length = response.headers.get("Content-Length")
+                progress.start(1, int(length) if length and length.isdigit() else None)
             while chunk := response.read(1024 * 1024):
                 out.write(chunk)
                 if progress:
                     progress(len(chunk))
+        if progress:
+            progress.file_done()
     except OSError as exc:
         archive.unlink(missing_ok=True)
         raise PublishError(

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from hook_processor import _harness_io
+from hook_processor._progress import ProgressFactory
 from hook_processor.errors import ExitCode, OptionsError
-
-ProgressFactory = Callable[[str], Callable[[int], None] | None]
 
 # What an isolated run (subprocess, container) receives from the developer's environment.
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")

@@ -106,10 +106,22 @@ class Job:
             with self._lock:
                 self.retries += n
 
-    def arrived(self, nbytes: int) -> None:
-        if self._progress is not None and nbytes:
+    def planned(self, files: int, nbytes: int | None) -> None:
+        """The totals of this transfer, from the listing or the walk."""
+        if self._progress is not None:
             with self._progress_lock:  # callers need not be thread-safe
+                self._progress.start(files, nbytes)
+
+    def arrived(self, nbytes: int) -> None:
+        """``nbytes`` moved; negative to take back what a retried request had counted."""
+        if self._progress is not None and nbytes:
+            with self._progress_lock:
                 self._progress(nbytes)
+
+    def file_done(self) -> None:
+        if self._progress is not None:
+            with self._progress_lock:
+                self._progress.file_done()
 
     def call(self, method: Callable[..., Any], **params: Any) -> Any:
         """Call one S3 operation and count botocore's retries, failed calls included."""

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import threading
+import zipfile
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -229,6 +230,7 @@ def _put(
                 _verify_size(job, key, local.size)
             job.arrived(local.size)
             results[local.rel] = Uploaded(key, local.size, sha256)
+            job.file_done()
             return
         data = _read_exact(local.path, 0, local.size, shown, whole=True)
         sha256 = hashlib.sha256(data).hexdigest()
@@ -240,6 +242,7 @@ def _put(
             _verify_size(job, key, local.size)
         job.arrived(local.size)
         results[local.rel] = Uploaded(key, local.size, sha256)
+        job.file_done()
 
     return run
 
@@ -314,6 +317,18 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     mp.completed = True
     _verify_size(job, mp.key, mp.local.size)
     results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.sha256)
+    job.file_done()
+
+
+def add_to_zip(job: Job, archive: zipfile.ZipFile, local: Local) -> None:
+    """``archive.write(local.path, local.rel)``, with progress as the file's bytes go in."""
+    info = zipfile.ZipInfo.from_file(local.path, local.rel, strict_timestamps=False)
+    info.compress_type = archive.compression
+    with open(local.path, "rb") as src, archive.open(info, "w") as dest:
+        while chunk := src.read(CHUNK):
+            dest.write(chunk)
+            job.arrived(len(chunk))
+    job.file_done()
 
 
 def head_exists(job: Job, key: str) -> bool:
@@ -414,7 +429,6 @@ class MultipartSink:
             Body=chunk,
         )
         self._etags[number] = str(response["ETag"])
-        self.job.arrived(len(chunk))
 
     def _raise_failed(self) -> None:
         for future in self._futures:
@@ -429,7 +443,6 @@ class MultipartSink:
             self.job.call(
                 self.job.client.put_object, Bucket=self.job.bucket, Key=self.key, Body=body
             )
-            self.job.arrived(len(body))
         else:
             if self._buf:
                 self._send(bytes(self._buf))

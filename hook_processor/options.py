@@ -199,6 +199,12 @@ class PlatformSettings(_SettingsBase):
         "text", description="Log lines for people or JSON lines"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
+    progress_min_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="A transfer lasting longer shows progress: a bar on a terminal, JSON events "
+        "with HOOK_LOG_FORMAT=json",
+    )
     entrypoint: str | None = Field(None, description="module:function, overrides pyproject.toml")
     project_dir: Path | None = Field(
         None, description="The processor project (default: current folder)"

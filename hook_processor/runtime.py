@@ -14,16 +14,18 @@ import os
 import secrets as _random
 import shutil
 import signal
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import hook_processor
-from hook_processor import _log
+from hook_processor import _log, _progress
 from hook_processor._log import human_size
+from hook_processor._progress import ProgressFactory
 from hook_processor.context import Context
 from hook_processor.errors import (
     Cancelled,
@@ -43,8 +45,6 @@ from hook_processor.result import (
 
 _PACKAGE_DIR = str(Path(hook_processor.__file__).resolve().parent)
 _MARKER = ".hook-processor-workdir"
-
-ProgressFactory = Callable[[str], Callable[[int], None] | None]
 
 
 @dataclasses.dataclass
@@ -66,18 +66,24 @@ def run(
     """Run the processor of ``project_dir`` once; always returns a result (and writes it).
 
     The run's log goes to ``log_stream`` (default: ``sys.stderr``); the in-process harness
-    passes a stream that also keeps a copy.
+    passes a stream that also keeps a copy. Without a ``progress`` factory, transfers show
+    their progress as that stream allows (see :func:`_progress.display_for`).
     """
     cancel = cancel or threading.Event()
     phase = phase or _Phase()
     env = sources.env
     result = RunResult()
     began = time.perf_counter()
+    log_format = _env(env, "HOOK_LOG_FORMAT", "text").lower()
+    stream = log_stream or sys.stderr
+    display = _progress.display_for(stream, log_format) if progress is None else None
+    if display is not None:
+        stream, progress = display.wrap(stream), display.factory
     run_log = _log.configure(
-        fmt=_env(env, "HOOK_LOG_FORMAT", "text").lower(),
+        fmt=log_format,
         level=_level(_env(env, "HOOK_LOG_LEVEL", "INFO")),
         secrets=_raw_secrets(sources),
-        stream=log_stream,
+        stream=stream,
     )
     log = _log.get_logger()
     result_path = _default_result_path(env)
@@ -87,6 +93,8 @@ def run(
             result.workflow_name = project.name if project else None
             config = load_config(sources, processor.options_model)
         run_log.add_secrets(config.secrets())
+        if display is not None:
+            display.min_seconds = config.platform.progress_min_seconds
         result_path = config.platform.result_path or config.platform.work_dir / "result.json"
         order = config.order
         result.workflow_name = order.workflow_name or result.workflow_name
@@ -130,6 +138,8 @@ def run(
             log.error("could not write the result to %s: %s", result_path, exc)
             if result.exit_code == ExitCode.COMPLETED:
                 result.exit_code = ExitCode.PUBLISH_FAILED
+        if display is not None:
+            display.close()
         run_log.close()
     return result
 

@@ -21,19 +21,18 @@ import json
 import re
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
 from hook_processor import _transfer
+from hook_processor._progress import Progress
 from hook_processor.errors import OptionsError, PublishError, StagingError
 
 MANIFEST_NAME = "_manifest.json"
 DOWNLOAD_LINK_SECONDS = 14 * 24 * 3600
-
-Progress = Callable[[int], None]  # called with a number of bytes just transferred
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +241,7 @@ def stage_in(
     except (ClientError, BotoCoreError) as err:
         raise job.fail(f"could not list {job.url(key_or_prefix)}", err) from err
     remotes = _download.plan(job, listing, key_or_prefix)
+    job.planned(len(remotes), sum(r.size for r in remotes))
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -297,6 +297,7 @@ def publish_private(
     job = _publish_job(client, bucket, settings, cancel, progress)
     prefix = prefix.rstrip("/")
     files = _upload.walk(src)
+    job.planned(len(files), sum(f.size for f in files))
     if any(f.rel == MANIFEST_NAME for f in files):
         raise PublishError(
             f"the output folder {src} contains {MANIFEST_NAME}, a name hook-processor reserves "
@@ -386,6 +387,9 @@ def publish_temporary(
 
     job = _publish_job(client, bucket, settings, cancel, progress)
     files = _upload.walk(src)
+    # Progress counts the files' bytes as they go into the zip (its compressed size is not
+    # known in advance); the upload trails them by at most ``inflight`` parts.
+    job.planned(len(files), sum(f.size for f in files))
     inflight = max(1, min(settings.concurrency, 4))
     sink = _upload.MultipartSink(job, key, _transfer.part_size_for(0, settings.part_size), inflight)
     archive: zipfile.ZipFile | None = None
@@ -394,7 +398,7 @@ def publish_temporary(
         for f in files:
             job.check()
             try:
-                archive.write(f.path, arcname=f.rel)
+                _upload.add_to_zip(job, archive, f)
             except OSError as err:
                 raise PublishError(
                     f"could not add {src / f.rel} to the zip: {_transfer.describe(err)}"

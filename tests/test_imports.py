@@ -1,4 +1,7 @@
-"""The runtime's start-up path stays light: no docker, jinja2, moto or test helpers."""
+"""The runtime's start-up path stays light: no docker, jinja2, moto, tqdm or test helpers.
+
+tqdm is imported only when a progress bar is actually shown (stderr a terminal).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 
 HELLO_WORLD = Path(__file__).resolve().parent.parent / "examples" / "hello_world"
 
-HEAVY = ["docker", "jinja2", "moto", "werkzeug", "flask", "pytest", "_pytest"]
+HEAVY = ["docker", "jinja2", "moto", "werkzeug", "flask", "pytest", "_pytest", "tqdm"]
 OURS = [
     "hook_processor.harness",
     "hook_processor.s3server",

@@ -11,6 +11,7 @@ import sys
 import threading
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,27 @@ def keys(s3: Any, bucket: str) -> list[str]:
 
 def get(s3: Any, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+class Seen(list[int]):
+    """A storage.Progress that records what a transfer reports: totals, bytes, files done."""
+
+    def __init__(self, on_bytes: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self.totals: tuple[int, int | None] | None = None
+        self.files_done = 0
+        self.on_bytes = on_bytes
+
+    def start(self, files: int, nbytes: int | None) -> None:
+        self.totals = (files, nbytes)
+
+    def __call__(self, nbytes: int) -> None:
+        self.append(nbytes)
+        if self.on_bytes is not None:
+            self.on_bytes(nbytes)
+
+    def file_done(self) -> None:
+        self.files_done += 1
 
 
 def record_calls(client: Any, operation: str) -> list[dict[str, Any]]:
@@ -208,9 +230,9 @@ def test_stage_in_prefix_keeps_relative_paths_byte_exactly(
     objects = {f"in/{name}": name.encode() * 3 for name in ODD_NAMES}
     objects |= {"in/empty.dat": b"", "in/sub/deeper/x.bin": os.urandom(3000)}
     put_objects(s3, bucket, objects | {"in/": b"", "in/sub/": b"", "other/no.txt": b"no"})
-    seen: list[int] = []
+    seen = Seen()
 
-    stats = stage_in(client, bucket, "in/", tmp_path / "dest", DEFAULT, progress=seen.append)
+    stats = stage_in(client, bucket, "in/", tmp_path / "dest", DEFAULT, progress=seen)
 
     assert read_tree(tmp_path / "dest") == {k[3:]: v for k, v in objects.items()}
     assert (stats.files, stats.bytes, stats.retries) == (
@@ -219,6 +241,7 @@ def test_stage_in_prefix_keeps_relative_paths_byte_exactly(
         0,
     )
     assert sum(seen) == stats.bytes
+    assert seen.totals == (stats.files, stats.bytes) and seen.files_done == stats.files
     assert leftovers(tmp_path) == []
 
 
@@ -317,9 +340,9 @@ def test_stage_in_large_object_uses_pinned_ranged_gets(
     put_objects(s3, bucket, {"big/blob.bin": big, "big/small.txt": b"s"})
     etag = s3.head_object(Bucket=bucket, Key="big/blob.bin")["ETag"]
     gets = record_calls(client, "GetObject")
-    seen: list[int] = []
+    seen = Seen()
 
-    stats = stage_in(client, bucket, "big", tmp_path, SMALL_PARTS, progress=seen.append)
+    stats = stage_in(client, bucket, "big", tmp_path, SMALL_PARTS, progress=seen)
 
     assert (tmp_path / "blob.bin").read_bytes() == big
     assert (tmp_path / "small.txt").read_bytes() == b"s"
@@ -329,6 +352,7 @@ def test_stage_in_large_object_uses_pinned_ranged_gets(
     )
     assert all(g["IfMatch"] == etag for g in gets if "Range" in g)
     assert sum(seen) == stats.bytes == len(big) + 1
+    assert seen.totals == (2, len(big) + 1) and seen.files_done == 2
     assert leftovers(tmp_path) == []
 
 
@@ -363,7 +387,7 @@ def test_stage_in_cancel_leaves_no_partial_or_temp_file(
             tmp_path,
             SMALL_PARTS,
             cancel=cancel,
-            progress=lambda n: cancel.set(),
+            progress=Seen(lambda n: cancel.set()),
         )
     assert list(tmp_path.iterdir()) == []
 
@@ -492,14 +516,15 @@ def test_publish_private_empty_prefix_and_empty_folder(
 def test_publish_private_multipart(client: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
     big = os.urandom(12 * MiB + 5)
     write_tree(tmp_path, {"big.bin": big, "small.txt": b"s"})
-    seen: list[int] = []
+    seen = Seen()
     out = publish_private(
-        client, bucket, "mp", tmp_path, SMALL_PARTS, manifest_extra={}, progress=seen.append
+        client, bucket, "mp", tmp_path, SMALL_PARTS, manifest_extra={}, progress=seen
     )
     assert get(s3, bucket, "mp/big.bin") == big
     assert s3.head_object(Bucket=bucket, Key="mp/big.bin")["ETag"].endswith('-3"')
     assert out.products[0].sha256 == hashlib.sha256(big).hexdigest()
     assert sum(seen) == len(big) + 1
+    assert seen.totals == (2, len(big) + 1) and seen.files_done == 2
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
@@ -589,7 +614,7 @@ def test_publish_private_failure_writes_no_manifest(
         PublishError, match=r"could not upload .*b\.txt to s3://.*/out/b\.txt: No such file"
     ):
         publish_private(
-            client, bucket, "out", tmp_path, settings, manifest_extra={}, progress=remove_b
+            client, bucket, "out", tmp_path, settings, manifest_extra={}, progress=Seen(remove_b)
         )
     assert "out/_manifest.json" not in keys(s3, bucket)
 
@@ -608,7 +633,7 @@ def test_publish_private_cancel_aborts_multipart_and_writes_no_manifest(
             SMALL_PARTS,
             manifest_extra={},
             cancel=cancel,
-            progress=lambda n: cancel.set(),
+            progress=Seen(lambda n: cancel.set()),
         )
     assert keys(s3, bucket) == []
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
@@ -635,7 +660,7 @@ def test_publish_temporary_zip_via_presigned_link(
     files = {name: name.encode() * 100 for name in ODD_NAMES} | {"empty": b"", "d/x.txt": b"x"}
     write_tree(src, files)
     (src / "d" / "link.txt").symlink_to(src / "empty")
-    seen: list[int] = []
+    seen = Seen()
 
     out = publish_temporary(
         client,
@@ -644,7 +669,7 @@ def test_publish_temporary_zip_via_presigned_link(
         src,
         DEFAULT,
         expires_in=3600,
-        progress=seen.append,
+        progress=seen,
     )
 
     (product,) = out.products
@@ -654,7 +679,11 @@ def test_publish_temporary_zip_via_presigned_link(
     assert product.download_link and product.download_link.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(product.download_link, timeout=10) as response:  # noqa: S310
         data = response.read()
-    assert len(data) == product.size == sum(seen) == out.stats.bytes
+    assert len(data) == product.size == out.stats.bytes
+    # Progress counts the files' bytes as they go into the zip (a link's target once more).
+    content = sum(map(len, files.values())) + len(files["empty"])
+    assert seen.totals == (len(files) + 1, content) and sum(seen) == content
+    assert seen.files_done == len(files) + 1
     assert product.sha256 == hashlib.sha256(data).hexdigest()
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.testzip() is None
@@ -700,7 +729,7 @@ def test_publish_temporary_cancel_aborts_the_upload(
             tmp_path,
             SMALL_PARTS,
             cancel=cancel,
-            progress=lambda n: cancel.set(),
+            progress=Seen(lambda n: cancel.set()),
         )
     assert keys(s3, bucket) == []
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
