@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.datasets import NAMES
+from bench.engines import ENGINES
 from bench.servers import SERVERS
 from bench.tools import REPO_ROOT, TOOLS
 
@@ -56,13 +57,33 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, default=1800.0, help="seconds per tool run")
 
     eng = sub.add_parser(
-        "engines", help="boto3's client vs the lean data path, per request (bench/engines.py)"
+        "engines",
+        help="boto3, the lean data path, obstore and the CRT side by side (bench/engines.py)",
     )
-    eng.add_argument("--objects", type=int, default=1000, help="objects per operation")
+    eng.add_argument("--objects", type=int, default=1000, help="objects per request row")
     eng.add_argument("--size", type=int, default=32 * 1024, help="bytes per object")
     eng.add_argument("--rounds", type=int, default=3, help="rounds (median; default 3)")
-    eng.add_argument("--servers", default="rclone", help=f"comma list of {', '.join(SERVERS)}")
+    eng.add_argument(
+        "--servers", default=",".join(SERVERS), help=f"comma list of {', '.join(SERVERS)}"
+    )
+    eng.add_argument(
+        "--engines", default=",".join(ENGINES), help=f"comma list of {', '.join(ENGINES)}"
+    )
+    eng.add_argument(
+        "--datasets", default=",".join(NAMES), help=f"whole transfers of: {', '.join(NAMES)}"
+    )
+    eng.add_argument("--scale", type=float, default=1.0, help="shrink every data set, as run's")
+    eng.add_argument(
+        "--data-dir",
+        default=str(REPO_ROOT / "bench" / "data"),
+        help="where data sets are generated and kept (default bench/data)",
+    )
     eng.add_argument("--work-dir", default=None, help="server storage (default: system temp)")
+    eng.add_argument(
+        "--verify-content",
+        action="store_true",
+        help="after stage-in check every file's md5 too (default: sizes)",
+    )
     eng.add_argument("--out", help="results JSON (default: print only)")
 
     rep = sub.add_parser("report", help="write/update the results table in BENCHMARKS.md")
@@ -82,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         print(do_run(args))
         return 0
     if args.cmd == "engines":
+        if args.rounds < 1 or args.objects < 1:
+            parser.error("--rounds and --objects must be >= 1")
+        if not 0 < args.scale <= 1:
+            parser.error("--scale must be in (0, 1]")
         from bench.engines import run as run_engines
 
         run_engines(args)

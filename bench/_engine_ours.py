@@ -1,0 +1,87 @@
+"""The runtime's two request engines for ``python -m bench engines``: boto3's client and the lean
+data path (``hook_processor/_fast.py``).
+
+Requests go straight to the engine (``get_object`` / ``put_object`` with boto3's calling
+convention); whole transfers go through the runtime's own code, ``storage.stage_in`` and
+``storage.publish_private``, with a client that takes the lean path (made by ``make_client``) or
+one that cannot (the same client without the lean-path mark). So these rows include what the
+runtime does on top of moving bytes: for publication a sha256 (+ MD5, CRC32) pass over each file
+and a ``_manifest.json`` PUT.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+
+class RuntimeEngine:
+    extra_keys = ("_manifest.json",)  # publish_private writes it beside the files
+
+    def __init__(
+        self,
+        name: str,
+        endpoint_url: str,
+        bucket: str,
+        settings: Any,
+        access_key: str,
+        secret_key: str,
+        region: str,
+    ) -> None:
+        from pydantic import SecretStr
+
+        from hook_processor import _fast, storage
+
+        self.name, self.bucket, self.settings = name, bucket, settings
+        target = storage.S3Target(
+            endpoint_url, SecretStr(access_key), SecretStr(secret_key), region
+        )
+        self.client = storage.make_client(target, settings)
+        if name == "boto3":
+            delattr(self.client, _fast.MARK)  # unmarked: the runtime's code uses boto3 for it
+            self.api: Any = self.client
+        else:
+            fast = _fast.for_client(self.client, settings)
+            if fast is None:
+                raise RuntimeError("the lean path is not available for this server")
+            self.api = fast
+        # Threads for the request rows, as the runtime's pool: created once, outside the timing.
+        self.pool = ThreadPoolExecutor(settings.concurrency)
+
+    def get_all(self, keys: list[str], in_flight: int) -> None:
+        def get(key: str) -> None:
+            stream = self.api.get_object(Bucket=self.bucket, Key=key)["Body"]
+            while stream.read(1024 * 1024):
+                pass
+            stream.close()
+
+        self._each(get, keys, in_flight)
+
+    def put_all(self, keys: list[str], body: bytes, in_flight: int) -> None:
+        self._each(
+            lambda key: self.api.put_object(Bucket=self.bucket, Key=key, Body=body), keys, in_flight
+        )
+
+    def _each(self, fn: Any, items: list[str], in_flight: int) -> None:
+        if in_flight == 1:
+            for item in items:
+                fn(item)
+        else:
+            assert in_flight == self.settings.concurrency, in_flight
+            list(self.pool.map(fn, items))
+
+    def stage_in(self, prefix: str, dest: Path) -> None:
+        from hook_processor import storage
+
+        storage.stage_in(self.client, self.bucket, prefix + "/", dest, self.settings)
+
+    def publish(self, src: Path, prefix: str) -> None:
+        from hook_processor import storage
+
+        storage.publish_private(
+            self.client, self.bucket, prefix, src, self.settings, manifest_extra={}
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown()
