@@ -15,7 +15,7 @@ from hook_processor.cli import fail
 from hook_processor.errors import UserError
 
 
-@click.command("build")
+@click.command("build", short_help="Build the processor's container image.")
 @click.argument("project_dir", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--tag", "-t", metavar="TAG", help="Image tag (default: name:version of [tool.hook-processor])."

@@ -10,7 +10,7 @@ from hook_processor.cli import fail
 from hook_processor.errors import UserError
 
 
-@click.command("new")
+@click.command("new", short_help="Create a processor project: code, tests, sample, Dockerfile.")
 @click.argument("name")
 @click.option(
     "--dir",
@@ -43,7 +43,7 @@ def new_command(name: str, parent: Path, description: str | None, force: bool) -
     click.echo("  hook-processor build                                     # build its image")
 
 
-@click.command("describe")
+@click.command("describe", short_help="Print the workflow entry and its options.")
 @click.argument(
     "project_dir",
     required=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,13 +15,13 @@ import click
 
 from hook_processor import _progress, harness
 from hook_processor._log import human_size
-from hook_processor.cli import _option_pairs, fail
+from hook_processor.cli import _option_pairs, command_error, fail, project_argument, project_from
 from hook_processor.errors import UserError
 from hook_processor.s3server import S3Server
 
 
-@click.command("run")
-@click.argument("project_dir", required=False, type=click.Path(path_type=Path))
+@click.command("run", short_help="Run the processor locally on files, against S3.")
+@project_argument
 @click.option(
     "--input",
     "-i",
@@ -89,6 +90,7 @@ from hook_processor.s3server import S3Server
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of a summary.")
 def run_command(
     project_dir: Path | None,
+    project_option: Path | None,
     inputs: tuple[Path, ...],
     output_dir: Path,
     options: tuple[str, ...],
@@ -103,7 +105,8 @@ def run_command(
     keep_server: bool,
     as_json: bool,
 ) -> None:
-    """Run the processor in PROJECT_DIR (default: the current folder) on local files.
+    """Run the processor in PROJECT_DIR (or --project; default: the current folder) on local
+    files.
 
     The inputs are uploaded to an embedded S3 server (moto, on 127.0.0.1), the processor runs
     exactly as the Hook service runs it (standard options, S3 over HTTP), and the published
@@ -111,6 +114,7 @@ def run_command(
     2 bad options or project, 3 staging failed, 4 process() raised, 5 publication failed,
     6 cancelled.
     """
+    project_dir = project_from(project_dir, project_option)
     endpoint = _endpoint(s3_endpoint, s3_access_key, s3_secret_key, keep_server)
     mode_options = {k: v for k, v in (("image", image), ("python_image", python_image)) if v}
     if mode_options and mode != "container":
@@ -135,10 +139,15 @@ def run_command(
         log_stream=log_stream,
         notify=lambda line: _note(log_stream, line),
     )
+    created = not output_dir.exists()
     try:
         outcome = harness.run(request)
-    except UserError as exc:
-        raise fail(exc) from None
+    except (UserError, ModuleNotFoundError) as exc:
+        if created:  # a run that stopped before it wrote anything leaves no empty folder behind
+            _remove_if_empty(output_dir)
+        if isinstance(exc, UserError):
+            raise fail(exc) from None
+        raise  # a missing dependency: the command group turns it into one Error line
     finally:
         if display:
             display.close()
@@ -152,9 +161,13 @@ def run_command(
     finally:
         outcome.stop_server()
     if outcome.exit_code != 0:
-        error = click.ClickException(str(outcome.result.get("StatusMessage") or outcome.status))
-        error.exit_code = int(outcome.exit_code)
-        raise error
+        message = str(outcome.result.get("StatusMessage") or outcome.status)
+        raise command_error(message, outcome.exit_code)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only an empty folder goes
 
 
 def _note(stream: IO[str], line: str) -> None:

@@ -98,8 +98,11 @@ def connect() -> Any:
     try:
         import docker
     except ImportError:
+        from hook_processor._dependencies import install_line
+
         raise ContainerError(
-            "the docker SDK is not installed: pip install 'hook-processor[docker]'"
+            f"the docker SDK is not installed (hook-processor installed without its "
+            f"dependencies?): {install_line('docker')}"
         ) from None
     where = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
     problem = None

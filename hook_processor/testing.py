@@ -29,14 +29,14 @@ import types
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 if TYPE_CHECKING:
     from hook_processor.s3server import S3Server
 
-__all__ = ["ProcessorRun", "hook_s3_server", "run_processor"]
+__all__ = ["ProcessorRun", "RunProcessor", "hook_s3_server", "run_processor"]
 
 _FUNCTIONS_MODULE = "_hook_processor_test_functions"
 
@@ -65,6 +65,21 @@ class ProcessorRun:
         return str(self.result.get("StatusMessage", ""))
 
 
+class RunProcessor(Protocol):
+    """The ``run_processor`` fixture, for type checkers: ``def test_x(run_processor:
+    RunProcessor) -> None``."""
+
+    def __call__(
+        self,
+        project: str | Path | Callable[..., Any] | None = None,
+        inputs: Mapping[str, bytes | str] | str | Path | list[Path] | None = None,
+        options: Mapping[str, Any] | None = None,
+        output_storage: str = "PRIVATE",
+        mode: str = "inprocess",
+        options_file: str | Path | None = None,
+    ) -> ProcessorRun: ...
+
+
 @pytest.fixture(scope="session")
 def hook_s3_server() -> Iterator[S3Server]:
     """An embedded S3 server for the whole session (moto's server mode on 127.0.0.1)."""
@@ -79,7 +94,7 @@ def run_processor(
     hook_s3_server: S3Server,
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
-) -> Callable[..., ProcessorRun]:
+) -> RunProcessor:
     """``run_processor(project=None, inputs=..., options=None, output_storage="PRIVATE",
     mode="inprocess", options_file=None) -> ProcessorRun``.
 

@@ -14,6 +14,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pytest
@@ -378,48 +379,50 @@ def _run(args: list[str | Path], cwd: Path, env: dict[str, str], timeout: float 
     return child.stdout
 
 
-@pytest.mark.wheel
-def test_a_new_project_from_the_wheel_passes_its_own_tests(tmp_path: Path) -> None:
-    """Wheel -> fresh venv -> `new` -> install -> its pytest -> `hook-processor run` on its sample.
-
-    A plain venv (no system site-packages): only the wheel, its harness extra and pytest, from
-    PyPI, so a template missing from the wheel or an undeclared dependency fails here.
-    """
-    timings: dict[str, float] = {}
-    began = time.perf_counter()
+def _clean_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("PYTEST_")
     }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
 
+
+@pytest.fixture(scope="module")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """hook-processor's wheel, built from this checkout once for the module."""
+    dist = tmp_path_factory.mktemp("dist")
     _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "-q",
-            "-w",
-            tmp_path / "dist",
-            REPO_ROOT,
-        ],
-        cwd=tmp_path,
-        env=env,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, REPO_ROOT],
+        cwd=dist,
+        env=_clean_env(),
     )
-    (wheel,) = (tmp_path / "dist").glob("hook_processor-*.whl")
+    (wheel,) = dist.glob("hook_processor-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert "hook_processor/_templates/project/pyproject.toml.jinja" in archive.namelist()
-    timings["wheel"] = time.perf_counter() - began
+    return wheel
+
+
+@pytest.mark.wheel
+def test_a_new_project_from_the_wheel_passes_its_own_tests(
+    tmp_path: Path, built_wheel: Path
+) -> None:
+    """Wheel -> fresh venv -> `new` -> install -> its pytest -> `hook-processor run` on its sample.
+
+    A plain venv (no system site-packages) and the wheel with no extras (plus pytest, from PyPI):
+    so a template missing from the wheel or a dependency that only an extra brings fails here.
+    """
+    timings: dict[str, float] = {}
+    began = time.perf_counter()
+    env = _clean_env()
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", venv], cwd=tmp_path, env=env)
     python, tool = venv / "bin" / "python", venv / "bin" / "hook-processor"
-    requirements = [f"{wheel}[harness]", "pytest>=8", "hatchling>=1.21"]
+    requirements = [str(built_wheel), "pytest>=8", "hatchling>=1.21"]
     _run([python, "-m", "pip", "install", "-q", *requirements], cwd=tmp_path, env=env)
-    timings["venv"] = time.perf_counter() - began - timings["wheel"]
+    timings["venv"] = time.perf_counter() - began
 
     _run([tool, "new", "my_ndvi", "--dir", tmp_path / "scratch"], cwd=tmp_path, env=env)
     project = tmp_path / "scratch" / "my_ndvi"
@@ -441,5 +444,68 @@ def test_a_new_project_from_the_wheel_passes_its_own_tests(tmp_path: Path) -> No
     assert (out / "example.data").read_text(encoding="utf-8") == SAMPLE_TEXT.upper()
     described = _run([tool, "describe", project, "--format", "json"], cwd=tmp_path, env=env)
     assert '"Name": "text_case"' in described
-    timings["project"] = time.perf_counter() - began - timings["wheel"] - timings["venv"]
+    timings["project"] = time.perf_counter() - began - timings["venv"]
     print("wheel test timings (s):", {k: round(v, 1) for k, v in timings.items()})
+
+
+@pytest.mark.wheel
+def test_the_image_install_of_the_wheel_runs_exec_and_names_what_the_rest_needs(
+    tmp_path: Path, built_wheel: Path, s3: Any, bucket: str
+) -> None:
+    """The base image's install (the wheel with --no-deps, then the runtime's requirements) in a
+    fresh venv: no moto, docker or jinja2; `exec` runs the seed; `new` and `run` say what to
+    install (exit 2, one Error line, no traceback, no --output folder)."""
+    env = _clean_env()
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", venv], cwd=tmp_path, env=env)
+    python, tool = venv / "bin" / "python", venv / "bin" / "hook-processor"
+    _run([python, "-m", "pip", "install", "-q", "--no-deps", built_wheel], cwd=tmp_path, env=env)
+    # The very command Dockerfile.base runs.
+    _run(
+        [python, "-m", "hook_processor._dependencies", "image-install", "-q"],
+        cwd=tmp_path,
+        env=env,
+    )
+    probe = "import importlib.util as u; print([m for m in {} if u.find_spec(m)])".format(
+        ("moto", "docker", "jinja2", "werkzeug", "flask")
+    )
+    assert _run([python, "-c", probe], cwd=tmp_path, env=env).strip() == "[]"
+    # The trimmed metadata tells the truth: nothing is missing, and a processor project that
+    # depends on hook-processor pulls none of the author's tools into its image.
+    assert "No broken requirements" in _run([python, "-m", "pip", "check"], cwd=tmp_path, env=env)
+    assert "Commands:" in _run([tool, "--help"], cwd=tmp_path, env=env)
+
+    for args, module, line in (
+        (["new", "plain_proc"], "jinja2", "pip install 'jinja2>=3.1'"),
+        (
+            ["run", HELLO_WORLD, "--input", HELLO_WORLD / "sample" / "input", "--output", "out"],
+            "moto",
+            "pip install 'moto[server]>=5.0'",
+        ),
+    ):
+        child = subprocess.run(
+            [str(tool), *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert child.returncode == 2, child.stderr
+        assert child.stderr.startswith(
+            f"Error: hook-processor {args[0]} needs the Python module {module}"
+        ), child.stderr
+        assert line in child.stderr and "Traceback" not in child.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "plain_proc").exists()
+
+    s3.put_object(Bucket=bucket, Key="in/example.data", Body=SAMPLE_TEXT.encode())
+    endpoint = s3.meta.endpoint_url
+    exec_env = {
+        **env,
+        "HOOK_WORK_DIR": str(tmp_path / "work"),
+        "SOURCE_S3_ENDPOINT_URL": endpoint,
+        "SOURCE_S3_PATH": f"s3://{bucket}/in/",
+        "SOURCE_S3_ACCESS_KEY": "test",
+        "SOURCE_S3_SECRET_KEY": "test",
+        "OUTPUT_S3_PATH": f"s3://{bucket}/out",
+        "OUTPUT_S3_ACCESS_KEY": "test",
+        "OUTPUT_S3_SECRET_KEY": "test",
+    }
+    _run([tool, "exec", HELLO_WORLD], cwd=tmp_path, env=exec_env)
+    published = s3.get_object(Bucket=bucket, Key="out/example.data")["Body"].read()
+    assert published == SAMPLE_TEXT.upper().encode()

@@ -52,7 +52,7 @@ def docker_client() -> Iterator[Any]:
     try:
         import docker
     except ImportError:
-        unavailable("the docker package is missing: pip install 'hook-processor[docker]'")
+        unavailable("the docker package is missing: pip install 'docker>=7.0'")
     problem = None
     with warnings.catch_warnings():
         # A failed connection leaves a socket inside the SDK: collect it here, quietly.
