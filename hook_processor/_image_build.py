@@ -1,4 +1,4 @@
-"""Streaming one classic-builder build through the docker SDK, for :mod:`hook_processor.container`.
+"""One classic-builder build (or pull) through the docker SDK, for :mod:`hook_processor.container`.
 
 The engine sends JSON chunks: ``stream`` text (``Step N/M : INSTRUCTION``, the step's output),
 ``aux`` (the image id), ``status`` (a pull of the FROM image) and ``error``. Each becomes a
@@ -10,6 +10,9 @@ the images of the steps of a failed build) as untagged ("dangling") images; afte
 dangling images this build created are removed (:func:`remove_dangling`), and so is the image a
 rebuild untagged (:func:`remove_if_dangling`). An image that something still uses (a container,
 a child image) is left alone.
+
+**The Python image** is pulled before a base image build (:func:`pull_python`), so that a machine
+without a registry gets one error naming where to set a local image, not a failing ``FROM``.
 """
 
 from __future__ import annotations

@@ -171,6 +171,7 @@ def build_base(
     if python_image is None:
         choice = _image_context.python_image_choice()
         python_image, python_source = choice.image, choice.source
+    python_source = python_source or "--python-image"
     tag = tag or base_tag(python_image)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hook-base-") as tmp:
