@@ -23,8 +23,9 @@ from hook_processor.errors import UserError
 @click.option(
     "--python-image",
     metavar="IMAGE",
-    help="Python image the base image is built on (default: Dockerfile.base's python:3.x-slim; "
-    "a Debian image with python3 and python3-venv works).",
+    help="Python image the base image is built on (a Debian image with python3 and python3-venv "
+    "works). Default: HOOK_PYTHON_IMAGE, else python_image in [tool.hook-processor], else "
+    "Dockerfile.base's python:3.x-slim (pulled when missing).",
 )
 @click.option(
     "--base-image",
@@ -38,7 +39,11 @@ from hook_processor.errors import UserError
     help="CA bundle for pip inside the build (default: PIP_CERT, REQUESTS_CA_BUNDLE or "
     "SSL_CERT_FILE when set); used in a build stage only, never left in the image.",
 )
-@click.option("--no-cache", is_flag=True, help="Rebuild every layer (the base image too).")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Rebuild every layer (the base image too), even when the images are up to date.",
+)
 def build_command(
     project_dir: Path | None,
     tag: str | None,
@@ -50,9 +55,11 @@ def build_command(
     """Build the container image of the processor in PROJECT_DIR (default: the current folder).
 
     The base image (Python + this hook-processor) is built first when it is missing or holds
-    another hook-processor; then the project's Dockerfile on top of it. Ends with the image id,
-    tag, size, size over the base and each stage's time. Exits 2 when nothing could be built
-    (no Docker engine, a failing build step, a missing project).
+    another hook-processor; then the project's Dockerfile on top of it. An image that is up to
+    date (same files, same base) is reused; folders written by `hook-processor run` are left out
+    of the build context. Ends with the image id, tag, size, size over the base and each stage's
+    time. Exits 2 when nothing could be built (no Docker engine, a failing build step, a missing
+    project).
     """
     from hook_processor import container
 
@@ -70,6 +77,7 @@ def build_command(
             ca_bundle=ca_bundle,
             no_cache=no_cache,
             on_event=log.event,
+            reuse_unchanged=True,
         )
     except UserError as exc:
         raise fail(exc) from None

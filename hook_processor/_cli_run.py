@@ -76,8 +76,9 @@ from hook_processor.s3server import S3Server
 @click.option(
     "--python-image",
     metavar="IMAGE",
-    help="With --mode container: the Python image to build the base on when an image is built "
-    "(default python:3.11-slim), e.g. an offline image from scripts/offline-python-image.sh.",
+    help="With --mode container: the Python image to build the base on when an image is built, "
+    "e.g. an offline image from scripts/offline-python-image.sh (default: HOOK_PYTHON_IMAGE, "
+    "else python_image in [tool.hook-processor], else python:3.11-slim).",
 )
 @click.option("--s3-endpoint", metavar="URL", help="Use this S3 store instead of the embedded one.")
 @click.option("--s3-access-key", metavar="KEY", help="Access key for --s3-endpoint.")

@@ -11,13 +11,26 @@ on any index), found in this order:
    packed back into a wheel (same files, a fresh ``RECORD``; the console script is regenerated from
    ``entry_points.txt`` when the base image installs it).
 
-The wheel's *content digest* (file names and bytes, not zip timestamps) labels the base image, so
-an unchanged hook-processor reuses its base image and a changed one rebuilds it.
+The base image is labelled with a *package digest* (:func:`package_digest`): the package's files
+and bytes, its version, dependencies and entry points, never the zip's timestamps, ``RECORD`` or
+``WHEEL``. Those differ between a wheel built from a source tree and one packed back from an
+installed distribution, so keying on them made switching between an editable install and a wheel
+install of the same source rebuild an identical base image.
+
+**The Python image** the base is built on (:func:`python_image_choice`): ``--python-image``, else
+``HOOK_PYTHON_IMAGE``, else ``python_image`` in the project's ``[tool.hook-processor]``, else the
+default of Dockerfile.base. Offline and air-gapped machines set it once.
+
+**The processor's build context** (:func:`project_context`) leaves out, on top of
+``.dockerignore``, every folder that holds the marker of a ``hook-processor run`` output or of an
+``exec`` work folder, whatever its name: run outputs must neither reach ``/app`` nor make an
+unchanged project look changed.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import importlib.metadata
 import io
@@ -28,6 +41,7 @@ import sys
 import tarfile
 import tomllib
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import hook_processor
@@ -35,6 +49,11 @@ from hook_processor.errors import ContainerError
 
 CA_BUNDLE_NAME = "ca-bundle.pem"
 CA_ENV_NAMES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+PYTHON_IMAGE_ENV = "HOOK_PYTHON_IMAGE"
+PYTHON_IMAGE_KEY = "python_image"  # of [tool.hook-processor]
+# A folder holding one of these is the output of `hook-processor run` (harness) or an `exec` work
+# folder (runtime): never part of an image. (Names repeated: no harness/runtime import here.)
+RUN_MARKERS = (".hook-processor-run.json", ".hook-processor-workdir")
 _PACKAGE_DIR = Path(hook_processor.__file__).resolve().parent
 _DIST_INFO_SKIP = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
@@ -58,6 +77,39 @@ def default_python_image() -> str:
         if line.startswith("ARG PYTHON_IMAGE="):
             return line.split("=", 1)[1].strip()
     return "python:3.11-slim"
+
+
+@dataclasses.dataclass(frozen=True)
+class PythonImage:
+    image: str
+    source: str  # where it came from, for messages: "--python-image", "HOOK_PYTHON_IMAGE", ...
+
+    @property
+    def is_default(self) -> bool:
+        return self.source == "default"
+
+
+def python_image_choice(
+    explicit: str | None = None,
+    project_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PythonImage:
+    """The Python image of the base image: ``--python-image``, else ``HOOK_PYTHON_IMAGE``, else
+    ``python_image`` of the project's ``[tool.hook-processor]``, else Dockerfile.base's default."""
+    if explicit and explicit.strip():
+        return PythonImage(explicit.strip(), "--python-image")
+    env = os.environ if environ is None else environ
+    if env.get(PYTHON_IMAGE_ENV, "").strip():
+        return PythonImage(env[PYTHON_IMAGE_ENV].strip(), PYTHON_IMAGE_ENV)
+    if project_dir is not None:
+        from hook_processor.loader import read_project
+
+        configured = read_project(project_dir).python_image
+        if configured:
+            return PythonImage(
+                configured, f"{PYTHON_IMAGE_KEY} in [tool.hook-processor] of pyproject.toml"
+            )
+    return PythonImage(default_python_image(), "default")
 
 
 def find_ca_bundle(
@@ -173,13 +225,38 @@ def _keep(file: importlib.metadata.PackagePath) -> bool:
     return not (parts[0].endswith(".dist-info") and parts[-1] in _DIST_INFO_SKIP)
 
 
-def wheel_digest(wheel: Path) -> str:
-    """sha256 of a wheel's file names and contents (zip timestamps do not count)."""
+def package_digest(wheel: Path) -> str:
+    """sha256 of what a wheel installs: the package's file names and bytes, its name, version,
+    dependencies and entry points. Not the zip's timestamps, ``RECORD`` (its order and format
+    depend on who wrote it), ``WHEEL`` (the generator's version) or the rest of ``METADATA``: the
+    same source gives the same digest from a source tree and from an installed distribution."""
     digest = hashlib.sha256()
     with zipfile.ZipFile(wheel) as archive:
         for info in sorted(archive.infolist(), key=lambda i: i.filename):
-            digest.update(info.filename.encode() + b"\0" + archive.read(info) + b"\0")
+            top, _, name = info.filename.partition("/")
+            if info.is_dir():
+                continue
+            if not top.endswith(".dist-info"):
+                data = archive.read(info)
+            elif name == "METADATA":
+                data = _install_metadata(archive.read(info).decode("utf-8", "replace"))
+            elif name == "entry_points.txt":
+                lines = archive.read(info).decode().splitlines()
+                data = "\n".join(line.strip() for line in lines if line.strip()).encode()
+            else:
+                continue  # RECORD, WHEEL, licenses: not what the base image runs
+            digest.update(info.filename.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()
+
+
+def _install_metadata(text: str) -> bytes:
+    """The METADATA fields that change what is installed (the headers end at the first blank)."""
+    fields = ("name", "version", "requires-python", "requires-dist", "provides-extra")
+    headers = text.split("\n\n", 1)[0].splitlines()
+    kept = sorted(
+        " ".join(line.split()) for line in headers if line.split(":", 1)[0].lower() in fields
+    )
+    return "\n".join(kept).encode()
 
 
 # --- the processor's build context ----------------------------------------------------------
@@ -193,12 +270,21 @@ def dockerignore_patterns(root: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def project_context(root: Path, dockerfile: str, ca_bundle: bytes | None) -> tuple[io.BytesIO, str]:
-    """The build context as a tar (``.dockerignore`` applied, ``ca-bundle.pem`` added when given)
-    and a digest of what the image is built from (paths, modes, contents; not the bundle)."""
+def project_context(
+    root: Path, dockerfile: str, ca_bundle: bytes | None, skipped: list[str] | None = None
+) -> tuple[io.BytesIO, str]:
+    """The build context as a tar (``.dockerignore`` applied, run outputs left out,
+    ``ca-bundle.pem`` added when given) and a digest of what the image is built from (paths,
+    modes, contents; not the bundle). The run-output folders left out go into ``skipped``."""
     from docker.utils.build import exclude_paths
 
     included = sorted(exclude_paths(str(root), dockerignore_patterns(root), dockerfile=dockerfile))
+    outputs = sorted({str(Path(p).parent) for p in included if Path(p).name in RUN_MARKERS} - {"."})
+    if outputs:
+        prefixes = tuple(f"{folder}/" for folder in outputs)
+        included = [p for p in included if p not in outputs and not p.startswith(prefixes)]
+        if skipped is not None:
+            skipped.extend(f"{folder}/" for folder in outputs)
     buffer = io.BytesIO()
     digest = hashlib.sha256()
     with tarfile.open(fileobj=buffer, mode="w") as tar:

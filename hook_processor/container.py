@@ -9,15 +9,21 @@
 
 Two images:
 
-- **the base image** (:func:`build_base`): ``Dockerfile.base`` on a Python image, with a wheel of
-  the *running* hook-processor (see :mod:`hook_processor._image_context`). Tagged
-  ``hook-processor-base:<version>-<python image slug>`` (and ``hook-processor-base:<version>``
-  when built on the default Python image, the tag a processor ``Dockerfile`` names by default).
-  Built when missing, or when its label says it holds another hook-processor (content digest of
-  the wheel) or another Python image; reused otherwise.
+- **the base image** (:func:`build_base`): ``Dockerfile.base`` on a Python image
+  (``--python-image``, ``HOOK_PYTHON_IMAGE``, ``python_image`` of ``[tool.hook-processor]``, or the
+  default; pulled first when missing), with a wheel of the *running* hook-processor (see
+  :mod:`hook_processor._image_context`). Tagged ``hook-processor-base:<version>-<python image
+  slug>`` (and ``hook-processor-base:<version>`` when built on the default Python image, the tag a
+  processor ``Dockerfile`` names by default). Built when missing, or when its label says it holds
+  another hook-processor (the package digest: the same for an editable and a wheel install of one
+  source) or another Python image; reused otherwise.
 - **the processor image** (:func:`build_processor`): the project's ``Dockerfile`` built with
   ``BASE_IMAGE`` = the base, tagged ``name:version`` of ``[tool.hook-processor]``, labelled with
-  the OCI keys and the workflow entry that ``hook-processor describe`` prints.
+  the OCI keys and the workflow entry that ``hook-processor describe`` prints. Run outputs in the
+  project folder are left out of its context.
+
+A build leaves no untagged images behind: the build stages' images and the image a rebuild
+untagged are removed (:mod:`hook_processor._image_build`).
 
 Behind a TLS-intercepting proxy, the CA bundle (``--ca-bundle``, else ``PIP_CERT``,
 ``REQUESTS_CA_BUNDLE``, ``SSL_CERT_FILE``) goes into each build context as ``ca-bundle.pem``; the
@@ -33,10 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
+import hashlib
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,20 +48,23 @@ from typing import TYPE_CHECKING, Any
 
 from hook_processor import __version__, _image_build, _image_context
 from hook_processor._image_build import BuildEvent, OnEvent
+from hook_processor._image_labels import (
+    LABEL,
+    LABEL_BASE_ID,
+    LABEL_BASE_IMAGE,
+    LABEL_CONTEXT,
+    LABEL_PACKAGE,
+    LABEL_PYTHON_ID,
+    LABEL_PYTHON_IMAGE,
+    processor_labels,
+)
+from hook_processor._image_labels import LABEL_WORKFLOW as LABEL_WORKFLOW  # re-exported
 from hook_processor.errors import ContainerError, OptionsError
 
 if TYPE_CHECKING:
     from hook_processor._modes import ModeResult, PreparedRun
 
 BASE_REPOSITORY = "hook-processor-base"
-LABEL = "io.hook-processor."
-LABEL_WHEEL = LABEL + "wheel-sha256"
-LABEL_PYTHON_IMAGE = LABEL + "python-image"
-LABEL_PYTHON_ID = LABEL + "python-image-id"
-LABEL_CONTEXT = LABEL + "context-sha256"
-LABEL_BASE_IMAGE = LABEL + "base-image"
-LABEL_BASE_ID = LABEL + "base-image-id"
-LABEL_WORKFLOW = LABEL + "workflow"
 CLIENT_TIMEOUT = 3600  # seconds without a byte from the engine (a quiet pip install is long)
 
 
@@ -155,36 +162,57 @@ def build_base(
     wheel: Path | None = None,
     on_event: OnEvent | None = None,
     client: Any = None,
+    python_source: str | None = None,
 ) -> StageReport:
-    """The base image for ``python_image``: reused when up to date, built otherwise."""
+    """The base image for ``python_image``: reused when up to date, built otherwise.
+
+    ``python_image`` None: ``HOOK_PYTHON_IMAGE``, else the default. ``python_source`` says where
+    the image came from in the message when it cannot be pulled.
+    """
     client = client or connect()
     emit = on_event or (lambda _event: None)
-    python_image = python_image or _image_context.default_python_image()
+    if python_image is None:
+        choice = _image_context.python_image_choice()
+        python_image, python_source = choice.image, choice.source
+    python_source = python_source or "--python-image"
     tag = tag or base_tag(python_image)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hook-base-") as tmp:
         context = Path(tmp) / "context"
         (context / "wheels").mkdir(parents=True)
+        python = _image(client, python_image)
+        existing = _image(client, tag)
+        if python is None and existing is None:  # nothing to reuse: a missing image fails first
+            python = _image_build.pull_python(client, python_image, python_source, emit)
         if wheel is None:
             emit(BuildEvent("base", "note", "building the hook-processor wheel"))
             wheel = _image_context.build_wheel(Path(tmp) / "dist")
-        digest = _image_context.wheel_digest(wheel)
-        python = _image(client, python_image)
-        existing = _image(client, tag)
+        dockerfile = _image_context.dockerfile_base().read_bytes()
+        digest = hashlib.sha256(
+            _image_context.package_digest(wheel).encode() + b"\0" + dockerfile
+        ).hexdigest()
         if existing is not None and not no_cache:
             labels = existing.labels or {}
-            if labels.get(LABEL_WHEEL) == digest and (
+            if labels.get(LABEL_PACKAGE) == digest and (
                 python is None or labels.get(LABEL_PYTHON_ID) == python.id
             ):
-                emit(BuildEvent("base", "note", f"{tag} is up to date"))
+                emit(
+                    BuildEvent(
+                        "base",
+                        "note",
+                        f"reusing {tag}: up to date (same hook-processor files, same Python image)",
+                    )
+                )
                 return StageReport("base", tag, existing.id, time.monotonic() - began, built=False)
             emit(
                 BuildEvent(
                     "base", "note", f"{tag} holds another hook-processor or Python: rebuilding"
                 )
             )
+        if python is None:
+            python = _image_build.pull_python(client, python_image, python_source, emit)
         (context / "wheels" / wheel.name).write_bytes(wheel.read_bytes())
-        (context / "Dockerfile.base").write_bytes(_image_context.dockerfile_base().read_bytes())
+        (context / "Dockerfile.base").write_bytes(dockerfile)
         bundle = _image_context.find_ca_bundle(ca_bundle)
         (context / _image_context.CA_BUNDLE_NAME).write_bytes(
             bundle.read_bytes() if bundle else b""
@@ -195,11 +223,10 @@ def build_base(
             "org.opencontainers.image.version": __version__,
             "org.opencontainers.image.description": "Python + hook-processor (entrypoint: exec)",
             "org.opencontainers.image.base.name": python_image,
-            LABEL_WHEEL: digest,
+            LABEL_PACKAGE: digest,
             LABEL_PYTHON_IMAGE: python_image,
+            LABEL_PYTHON_ID: python.id,
         }
-        if python is not None:
-            labels[LABEL_PYTHON_ID] = python.id
         image_id, steps = _image_build.build(
             client,
             "base",
@@ -212,10 +239,10 @@ def build_base(
             nocache=no_cache,
             pull=False,
         )
-    if python is None:  # pulled by the build: record what it was built on
-        python = _image(client, python_image)
     if python_image == _image_context.default_python_image():
         client.images.get(image_id).tag(BASE_REPOSITORY, __version__)
+    if existing is not None and existing.id != image_id:
+        _image_build.remove_if_dangling(client, existing.id)
     return StageReport("base", tag, image_id, time.monotonic() - began, True, steps)
 
 
@@ -257,9 +284,11 @@ def build_processor(
     client = client or connect()
     stages: list[StageReport] = []
     if base_image is None:
+        choice = _image_context.python_image_choice(python_image, root)
         stages.append(
             build_base(
-                python_image=python_image,
+                python_image=choice.image,
+                python_source=choice.source,
                 ca_bundle=ca_bundle,
                 no_cache=no_cache,
                 on_event=emit,
@@ -280,19 +309,31 @@ def build_processor(
     bundle_bytes = (
         bundle.read_bytes() if bundle and _image_context.CA_BUNDLE_NAME in dockerfile_text else None
     )
-    context, digest = _image_context.project_context(root, "Dockerfile", bundle_bytes)
+    skipped: list[str] = []
+    context, digest = _image_context.project_context(root, "Dockerfile", bundle_bytes, skipped)
+    if skipped:
+        emit(
+            BuildEvent(
+                "processor",
+                "note",
+                "left out of the build context (outputs of hook-processor run or exec): "
+                + ", ".join(skipped),
+            )
+        )
     began = time.monotonic()
-    existing = _image(client, tag) if reuse_unchanged and not no_cache else None
+    existing = _image(client, tag)
     if (
-        existing is not None
+        reuse_unchanged
+        and not no_cache
+        and existing is not None
         and (existing.labels or {}).get(LABEL_CONTEXT) == digest
         and ((existing.labels or {}).get(LABEL_BASE_ID) == base.id)
     ):
-        emit(BuildEvent("processor", "note", f"{tag} is up to date with {root}"))
+        emit(BuildEvent("processor", "note", f"reusing {tag}: up to date with {root}"))
         stages.append(StageReport("processor", tag, existing.id, time.monotonic() - began, False))
         image = existing
     else:
-        labels = _labels(root, project, base_image, base, digest, emit)
+        labels = processor_labels(root, project, base_image, base.id, digest, emit)
         image_id, steps = _image_build.build(
             client,
             "processor",
@@ -309,6 +350,8 @@ def build_processor(
             StageReport("processor", tag, image_id, time.monotonic() - began, True, steps)
         )
         image = client.images.get(image_id)
+        if existing is not None and existing.id != image.id:
+            _image_build.remove_if_dangling(client, existing.id)
     return BuildReport(
         tag=tag,
         image_id=image.id,
@@ -318,70 +361,6 @@ def build_processor(
         stages=tuple(stages),
         labels=dict(image.labels or {}),
     )
-
-
-def _labels(
-    root: Path, project: Any, base_image: str, base: Any, digest: str, emit: OnEvent
-) -> dict[str, str]:
-    labels = {
-        "org.opencontainers.image.title": project.name,
-        "org.opencontainers.image.version": project.version,
-        "org.opencontainers.image.description": project.description,
-        "org.opencontainers.image.created": datetime.datetime.now(datetime.UTC).isoformat(
-            timespec="seconds"
-        ),
-        "org.opencontainers.image.base.name": base_image,
-        LABEL + "version": __version__,
-        LABEL_CONTEXT: digest,
-        LABEL_BASE_IMAGE: base_image,
-        LABEL_BASE_ID: base.id,
-    }
-    source = _project_source(root)
-    if source:
-        labels["org.opencontainers.image.source"] = source
-    workflow = _workflow_entry(root, emit)
-    if workflow:
-        labels[LABEL_WORKFLOW] = workflow
-    return labels
-
-
-def _project_source(root: Path) -> str | None:
-    import tomllib
-
-    urls = (
-        tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
-        .get("project", {})
-        .get("urls", {})
-    )
-    for key in ("Source", "Repository", "source", "repository", "Homepage", "homepage"):
-        if isinstance(urls.get(key), str):
-            return str(urls[key])
-    return None
-
-
-def _workflow_entry(root: Path, emit: OnEvent) -> str | None:
-    """The JSON `hook-processor describe --format json` prints, computed in a child process (it
-    imports the project's code, which must not leak into this process)."""
-    import importlib.util
-
-    if importlib.util.find_spec("hook_processor.describe") is None:
-        return None  # an older tree without describe: the image carries the OCI labels only
-    proc = subprocess.run(
-        [sys.executable, "-m", "hook_processor", "describe", str(root), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0:
-        reason = _image_build.short(
-            proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
-        )
-        emit(BuildEvent("processor", "note", f"no workflow label: describe failed here ({reason})"))
-        return None
-    import json
-
-    return json.dumps(json.loads(proc.stdout), separators=(",", ":"), ensure_ascii=False)
 
 
 # --- run: the harness's container mode -------------------------------------------------------
@@ -437,8 +416,10 @@ def _ensure_image(client: Any, prepared: PreparedRun, options: dict[str, Any]) -
     project = read_project(root)
     tag = f"{project.name}:{project.version}"
     python_image, base_image = options.get("python_image"), options.get("base_image")
+    # A Python image named anywhere (flag, HOOK_PYTHON_IMAGE, pyproject) is the one to build on.
+    chosen = base_image or not _image_context.python_image_choice(python_image, root).is_default
     existing = _image(client, tag)
-    if existing is not None and not python_image and not base_image:
+    if existing is not None and not chosen:
         recorded = (existing.labels or {}).get(LABEL_BASE_IMAGE)
         if recorded and _image(client, recorded) is not None:
             base_image = recorded  # rebuild (if needed) on the base it was built on

@@ -30,7 +30,15 @@ from hook_processor.options import Options
 WORKFLOW_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _KNOWN_KEYS = frozenset(
-    {"name", "entrypoint", "version", "description", "display_name", "input_product_type"}
+    {
+        "name",
+        "entrypoint",
+        "version",
+        "description",
+        "display_name",
+        "input_product_type",
+        "python_image",
+    }
 )
 SIGNATURE = "process(input_dir, output_dir[, options][, context])"
 
@@ -46,6 +54,7 @@ class ProjectConfig:
     description: str = ""
     display_name: str | None = None
     input_product_type: str = "*"
+    python_image: str | None = None  # the base image's Python image (build, run --mode container)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +101,12 @@ def read_project(root: Path) -> ProjectConfig:
         problems.append('entrypoint: required, "module:function", e.g. "my_proc.processor:process"')
     version = table.get("version", data.get("project", {}).get("version", "0.0.0"))
     description = table.get("description", data.get("project", {}).get("description", ""))
+    python_image = table.get("python_image")
     for key, value in (("version", version), ("description", description)):
         if not isinstance(value, str):
             problems.append(f"{key}: must be a string")
+    if python_image is not None and (not isinstance(python_image, str) or not python_image.strip()):
+        problems.append('python_image: a docker image name, e.g. "python:3.11-slim"')
     unknown = set(table) - _KNOWN_KEYS
     if unknown:
         problems.append(f"unknown keys {sorted(unknown)}; known: {', '.join(sorted(_KNOWN_KEYS))}")
@@ -112,6 +124,7 @@ def read_project(root: Path) -> ProjectConfig:
         description=description,
         display_name=table.get("display_name"),
         input_product_type=table.get("input_product_type", "*"),
+        python_image=python_image.strip() if python_image else None,
     )
 
 

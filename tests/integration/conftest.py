@@ -122,6 +122,7 @@ class BaseImage:
     ca_marker: str | None  # a line appended to the build's CA bundle; must never reach the image
     build_log: str
     ca_bundle: Path | None = None  # the marked bundle: processor builds of the tests use it too
+    image_id: str = ""  # what the tag named when the session built or reused it
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +159,7 @@ def base_image(
         )
     except ContainerError as exc:
         pytest.fail(f"docker build of Dockerfile.base failed: {exc}\n" + "\n".join(lines[-60:]))
-    return BaseImage(report.tag, python_image, marker, "\n".join(lines), bundle)
+    return BaseImage(report.tag, python_image, marker, "\n".join(lines), bundle, report.image_id)
 
 
 @dataclass(frozen=True)
