@@ -43,6 +43,7 @@ class RunResult:
     output_files: int = 0
     output_bytes: int = 0
     retries: int = 0
+    unknown_options: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.time)
     finished: float | None = None
@@ -71,6 +72,7 @@ class RunResult:
             "Input": {"Files": self.input_files, "Bytes": self.input_bytes},
             "Output": {"Files": self.output_files, "Bytes": self.output_bytes},
             "Retries": self.retries,
+            "UnknownOptions": self.unknown_options,
             "Timings": {k: round(v, 4) for k, v in self.timings.items()},
             "StartedDate": _utc(self.started),
             "CompletedDate": _utc(self.finished) if self.finished else None,

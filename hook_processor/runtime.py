@@ -88,10 +88,9 @@ def run(
         result.order_id, result.order_name = order.order_id, order.order_name
         result.identifiers = order.identifiers
         result.output_storage = config.standard.output_storage
-        for name in config.unknown_options:
-            log.warning(
-                "ignored option %s: neither a standard option nor one the processor declares", name
-            )
+        result.unknown_options = [u.to_json() for u in config.unknown_options]
+        for unknown in config.unknown_options:
+            log.warning("%s: ignored (HOOK_STRICT_OPTIONS=1 makes it an error)", unknown)
         log.info(
             "run of %s (%s) starts: output_storage=%s",
             result.workflow_name or "processor",
