@@ -32,6 +32,9 @@ class RunResult:
     exit_code: ExitCode = ExitCode.INTERNAL_ERROR
     status_message: str = ""
     workflow_name: str | None = None
+    """The project's [tool.hook-processor] name (the order's WorkflowName without a project)."""
+    order_workflow_name: str | None = None
+    """The WorkflowName the order gave (None: it gave none)."""
     order_id: str | None = None
     order_name: str | None = None
     identifiers: tuple[str, ...] = ()
@@ -63,6 +66,7 @@ class RunResult:
             "StatusMessage": self.status_message,
             "ExitCode": int(self.exit_code),
             "WorkflowName": self.workflow_name,
+            "OrderWorkflowName": self.order_workflow_name,
             "OrderId": self.order_id,
             "OrderName": self.order_name,
             "IdentifierList": list(self.identifiers),
