@@ -140,6 +140,25 @@ def run_env(
     return env
 
 
+def given_options(
+    file_options: Mapping[str, Any], user_options: Mapping[str, str]
+) -> dict[str, str]:
+    """HOOK_GIVEN_OPTIONS: the option names (never values) of the options file and --option.
+
+    The runtime gets the options as environment variables, where an unknown name cannot be told
+    from any other variable; with these names it reports each unknown one (the harness cannot:
+    it does not import the processor, so it does not know its options). A known HOOK_* name is
+    a setting here, not an option: it is left out.
+    """
+    from hook_processor._option_names import CLI, FILE, GIVEN_OPTIONS, encode_given, hook_settings
+    from hook_processor.options import PlatformSettings
+
+    settings = hook_settings(PlatformSettings.model_fields)
+    names = [(name, FILE) for name in file_options if name.strip().upper() not in settings]
+    names += [(name, CLI) for name in user_options if name.strip().upper() not in settings]
+    return {GIVEN_OPTIONS: encode_given(names)}
+
+
 def transfer_settings(env: Mapping[str, str]) -> Any:
     from hook_processor.storage import TransferSettings
 

@@ -33,6 +33,9 @@ Each WorkflowOption has ``Name``, ``Description``, ``Type``, ``Default``, ``Valu
   its ``Default`` is always ``null``.
 - Standard options are listed under their canonical names; the Description names the other
   names the runtime accepts (``source_s3_path`` for ``input_s3_path``, ...).
+- The contract has no field for constraints either, and we add no key: the constraints of an
+  option (``ge``/``gt``/``le``/``lt``, ``multiple_of``, ``min_length``/``max_length``,
+  ``pattern``) end its Description, e.g. ``Constraints: >= 1, <= 30.``
 """
 
 from __future__ import annotations
@@ -162,6 +165,9 @@ def _option(
     secret = annotation is SecretStr
     choices = _choices(annotation)
     parts = [p for p in [(field.description or "").strip(), *(notes or [])] if p]
+    constraints = _constraints(field)
+    if constraints:
+        parts.append("Constraints: " + ", ".join(constraints) + ".")
     if secret:
         parts.append(SECRET_SUFFIX)
     # Sentences: a period after each part that another part follows.
@@ -177,6 +183,44 @@ def _option(
         "Value": [{"value": _text(c), "condition": None} for c in choices] if choices else None,
         "Required": required,
     }
+
+
+# Constraint attributes of annotated_types / pydantic metadata, and how each reads.
+_CONSTRAINTS = (
+    ("gt", "> {}"),
+    ("ge", ">= {}"),
+    ("lt", "< {}"),
+    ("le", "<= {}"),
+    ("multiple_of", "multiple of {}"),
+    ("min_length", "length >= {}"),
+    ("max_length", "length <= {}"),
+    ("pattern", "matches '{}'"),
+    ("max_digits", "at most {} digits"),
+    ("decimal_places", "at most {} decimal places"),
+)
+
+
+def _constraints(field: FieldInfo) -> list[str]:
+    """``[">= 1", "<= 30"]``: the field's own constraints and those of ``Annotated[...]`` inside."""
+    items = list(field.metadata)
+    pending = [field.annotation]
+    while pending:
+        annotation = pending.pop()
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            base, *extra = typing.get_args(annotation)
+            pending.append(base)
+            for item in extra:
+                items += item.metadata if isinstance(item, FieldInfo) else [item]
+        elif origin in (typing.Union, types.UnionType):
+            pending += list(typing.get_args(annotation))
+    found: list[str] = []
+    for item in items:
+        for attribute, text in _CONSTRAINTS:
+            value = getattr(item, attribute, None)
+            if value is not None and text.format(value) not in found:
+                found.append(text.format(value))
+    return found
 
 
 def _unwrap(annotation: Any) -> Any:

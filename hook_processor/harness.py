@@ -249,6 +249,7 @@ def _run_on(
         notify(f"options file: replaced {', '.join(replaced)} with {where} (values not shown)")
     storage_kind = str(options.get("output_storage", "PRIVATE")).strip().upper()
     env = _opts.run_env(environ, options, order, server, scratch, work_dir, project_dir, entrypoint)
+    env.update(_opts.given_options(file_options, user_options))  # unknown names: the runtime's
     settings = _opts.transfer_settings(env)
     client = storage.make_client(_opts.target(options, "input", server), settings)
     input_bucket, input_prefix = _opts.input_location(options, files)

@@ -9,50 +9,45 @@ Options reach a processor from three sources, highest first:
 
 Sources 1 and 2 are merged into the settings' init values; the environment is read by a
 pydantic-settings source bound to the mapping the caller passes (``os.environ`` in the service,
-an explicit dict in tests and in the in-process harness). Everything is validated before any I/O,
-and every problem is reported at once, one line per option, without ever echoing a value.
+an explicit dict in tests and in the in-process harness), and its decoding is every source's
+(:mod:`hook_processor._option_values`). Everything is validated before any I/O, and every problem
+is reported at once, one line per option, without ever echoing a value. A name no model knows is
+reported with the nearest known one (:mod:`hook_processor._option_names`): a warning, or one of
+the problems when there are others or ``HOOK_STRICT_OPTIONS=1``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hook_processor import _option_names
+from hook_processor._option_names import UnknownOption
+from hook_processor._option_values import (
+    MappingEnvSource,
+    bound_env,
+    decoded,
+    in_declared_case,
+    json_hint,
+)
 from hook_processor.errors import OptionsError
 
 # Options the platform injects into stored orders; not user-set, accepted silently.
 PLATFORM_INJECTED = frozenset({"brand", "platform", "version"})
-
-_environment: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("environment")
-
-
-class _MappingEnvSource(EnvSettingsSource):
-    """pydantic-settings' environment source, reading the mapping bound by :func:`_bound_env`."""
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {
-            name.lower(): value
-            for name, value in _environment.get({}).items()
-            if not (self.env_ignore_empty and value == "")
-        }
-
-
-@contextlib.contextmanager
-def _bound_env(env: Mapping[str, str]) -> Iterator[None]:
-    token = _environment.set(env)
-    try:
-        yield
-    finally:
-        _environment.reset(token)
 
 
 class _SettingsBase(BaseSettings):
@@ -60,7 +55,15 @@ class _SettingsBase(BaseSettings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):
-        return (init_settings, _MappingEnvSource(settings_cls))
+        return (init_settings, MappingEnvSource(settings_cls))
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _choice_in_any_case(cls, value: Any, info: ValidationInfo) -> Any:
+        """A choice (``Literal`` or ``Enum`` of strings) given in another case: the declared one."""
+        if info.field_name is None:
+            return value
+        return in_declared_case(cls.model_fields[info.field_name].annotation, value)
 
 
 class Options(_SettingsBase):
@@ -209,6 +212,9 @@ class PlatformSettings(_SettingsBase):
     project_dir: Path | None = Field(
         None, description="The processor project (default: current folder)"
     )
+    strict_options: bool = Field(
+        False, description="1: an unknown option name is an error (exit 2), not a warning"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -244,7 +250,7 @@ class RunConfig:
     platform: PlatformSettings
     order: OrderContext
     workflow: Options | None
-    unknown_options: tuple[str, ...] = ()
+    unknown_options: tuple[UnknownOption, ...] = ()
 
     @property
     def input_location(self) -> tuple[str, str]:
@@ -365,7 +371,7 @@ def _canonical(
     source: str,
     workflow_fields: set[str],
     problems: list[str],
-    unknown: list[str],
+    unknown: list[tuple[str, str]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split one source's options into (standard by canonical name, workflow-specific)."""
     standard: dict[str, Any] = {}
@@ -386,7 +392,7 @@ def _canonical(
         elif name in workflow_fields:
             workflow[name] = value
         elif name not in PLATFORM_INJECTED:
-            unknown.append(f"{given} ({source})")
+            unknown.append((given, source))
     return standard, workflow
 
 
@@ -402,30 +408,36 @@ def _describe_errors(exc: ValidationError, model: type[BaseSettings], problems: 
 
 
 def _hint(error: Mapping[str, Any], field: FieldInfo | None) -> str:
-    if error["type"] == "literal_error":
-        return f"{error['msg']} (case does not matter)"
+    if error["type"] in ("literal_error", "enum"):
+        return f"{error['msg']} (case does not matter)"  # true: _choice_in_any_case
     message = str(error["msg"])
     if field is not None and field.description and error["type"] == "missing":
         return f"required: {field.description}"
-    return message
+    return message + json_hint(str(error["type"]))
 
 
 def load_config(sources: OptionSources, workflow_model: type[Options] | None = None) -> RunConfig:
-    """Read and validate every option of a run; raise one OptionsError listing every problem."""
+    """Read and validate every option of a run; raise one OptionsError listing every problem.
+
+    Unknown option names are in :attr:`RunConfig.unknown_options` (warnings), or among the
+    problems when there are others or ``HOOK_STRICT_OPTIONS`` is set.
+    """
     problems: list[str] = []
-    unknown: list[str] = []
+    unknown: list[tuple[str, str]] = []
     workflow_fields = set(workflow_model.model_fields) if workflow_model else set()
     file_options: dict[str, Any] = {}
     order: dict[str, Any] = {}
     if sources.file is not None:
         file_options, order = read_options_file(sources.file)
     file_std, file_wf = _canonical(
-        file_options, "the options file", workflow_fields, problems, unknown
+        file_options, _option_names.FILE, workflow_fields, problems, unknown
     )
-    cli_std, cli_wf = _canonical(sources.cli, "--option", workflow_fields, problems, unknown)
-    init_std = {**file_std, **cli_std}
-    with _bound_env(sources.env):
-        standard = _validated(StandardOptions, init_std, problems)
+    cli_std, cli_wf = _canonical(sources.cli, _option_names.CLI, workflow_fields, problems, unknown)
+    for given, source in _option_names.given_options(sources.env, problems):
+        # hook-processor run's names: their values are in the environment; only check the name.
+        _canonical({given: None}, source, workflow_fields, problems, unknown)
+    with bound_env(sources.env):
+        standard = _validated(StandardOptions, {**file_std, **cli_std}, problems)
         platform = _validated(PlatformSettings, {}, problems)
         workflow = (
             _validated(workflow_model, {**file_wf, **cli_wf}, problems) if workflow_model else None
@@ -433,6 +445,15 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
     context = _order_context(sources.env, order, problems)
     if standard is not None:
         _cross_check(standard, platform, problems)
+    unknowns = _unknown(unknown, workflow_fields, sources.env)
+    strict = platform is not None and platform.strict_options
+    if unknowns and (problems or strict):
+        problems += [str(u) for u in unknowns]
+        if strict:
+            problems.append(
+                "HOOK_STRICT_OPTIONS=1 refuses unknown names: correct or remove them "
+                "(or unset HOOK_STRICT_OPTIONS to have them ignored with a warning)"
+            )
     if problems:
         raise OptionsError(
             "the options are not valid; nothing was transferred:\n"
@@ -444,13 +465,21 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
         platform=platform,
         order=context,
         workflow=workflow,
-        unknown_options=tuple(unknown),
+        unknown_options=tuple(unknowns),
     )
+
+
+def _unknown(
+    given: list[tuple[str, str]], workflow_fields: set[str], env: Mapping[str, str]
+) -> list[UnknownOption]:
+    settings = _option_names.hook_settings(PlatformSettings.model_fields)
+    known = [*_ALIAS_TO_STANDARD, *workflow_fields]
+    return _option_names.unknown_options(given, known, settings, env)
 
 
 def _validated(model: type[Any], init: dict[str, Any], problems: list[str]) -> Any:
     try:
-        return model(**init)
+        return model(**decoded(model, init))
     except ValidationError as exc:
         _describe_errors(exc, model, problems)
         return None

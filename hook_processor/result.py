@@ -34,6 +34,9 @@ class RunResult:
     exit_code: ExitCode = ExitCode.INTERNAL_ERROR
     status_message: str = ""
     workflow_name: str | None = None
+    """The project's [tool.hook-processor] name (the order's WorkflowName without a project)."""
+    order_workflow_name: str | None = None
+    """The WorkflowName the order gave (None: it gave none)."""
     order_id: str | None = None
     order_name: str | None = None
     identifiers: tuple[str, ...] = ()
@@ -45,6 +48,7 @@ class RunResult:
     output_files: int = 0
     output_bytes: int = 0
     retries: int = 0
+    unknown_options: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.time)
     finished: float | None = None
@@ -64,6 +68,7 @@ class RunResult:
             "StatusMessage": self.status_message,
             "ExitCode": int(self.exit_code),
             "WorkflowName": self.workflow_name,
+            "OrderWorkflowName": self.order_workflow_name,
             "OrderId": self.order_id,
             "OrderName": self.order_name,
             "IdentifierList": list(self.identifiers),
@@ -73,6 +78,7 @@ class RunResult:
             "Input": {"Files": self.input_files, "Bytes": self.input_bytes},
             "Output": {"Files": self.output_files, "Bytes": self.output_bytes},
             "Retries": self.retries,
+            "UnknownOptions": self.unknown_options,
             "Timings": {k: round(v, 4) for k, v in self.timings.items()},
             "StartedDate": _utc(self.started),
             "CompletedDate": _utc(self.finished) if self.finished else None,

@@ -97,13 +97,22 @@ def run(
             display.min_seconds = config.platform.progress_min_seconds
         result_path = config.platform.result_path or config.platform.work_dir / "result.json"
         order = config.order
-        result.workflow_name = order.workflow_name or result.workflow_name
+        result.workflow_name = result.workflow_name or order.workflow_name
+        result.order_workflow_name = order.workflow_name
         result.order_id, result.order_name = order.order_id, order.order_name
         result.identifiers = order.identifiers
         result.output_storage = config.standard.output_storage
-        for name in config.unknown_options:
+        result.unknown_options = [u.to_json() for u in config.unknown_options]
+        for unknown in config.unknown_options:
+            log.warning("%s: ignored (HOOK_STRICT_OPTIONS=1 makes it an error)", unknown)
+        if project and order.workflow_name and order.workflow_name != project.name:
             log.warning(
-                "ignored option %s: neither a standard option nor one the processor declares", name
+                "the order's WorkflowName %r is not this project's name %r ([tool.hook-processor] "
+                "name); the result and the manifest record WorkflowName %r and keep the order's "
+                "as OrderWorkflowName",
+                order.workflow_name,
+                project.name,
+                project.name,
             )
         log.info(
             "run of %s (%s) starts: output_storage=%s",
@@ -211,6 +220,7 @@ def _execute(
     with _timed(result, "publish"):
         manifest_extra = {
             "workflow_name": result.workflow_name,
+            "order_workflow_name": result.order_workflow_name,
             "order_id": result.order_id,
             "order_name": result.order_name,
             "identifiers": list(result.identifiers),

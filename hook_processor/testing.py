@@ -14,6 +14,9 @@ Fixtures:
   ``client()``).
 * ``run_processor``: runs a project (or a bare ``process`` function) through the local harness
   against that server, exactly as ``hook-processor run`` does, and returns a :class:`ProcessorRun`.
+  An option name the processor does not know (``options={"text_cas": ...}``) is named in the
+  run's log and raised as an :class:`UnknownOptionWarning` (pytest lists it under warnings, or
+  fails the test with ``-W error``).
 
 pytest loads this module in every session where hook-processor is installed: it imports nothing
 heavy at module level (the harness and moto are imported inside the fixtures).
@@ -27,6 +30,7 @@ import json
 import sys
 import types
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,9 +40,20 @@ import pytest
 if TYPE_CHECKING:
     from hook_processor.s3server import S3Server
 
-__all__ = ["ProcessorRun", "RunProcessor", "hook_s3_server", "run_processor"]
+__all__ = [
+    "ProcessorRun",
+    "RunProcessor",
+    "UnknownOptionWarning",
+    "hook_s3_server",
+    "run_processor",
+]
 
 _FUNCTIONS_MODULE = "_hook_processor_test_functions"
+
+
+class UnknownOptionWarning(UserWarning):
+    """An option name of the run that is neither a standard option nor one the processor declares
+    (the run ignored it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +74,8 @@ class ProcessorRun:
     output_dir: Path
     published: bool
     replaced_options: tuple[str, ...] = ()
+    unknown_options: tuple[str, ...] = ()
+    """One line per unknown option name, with the nearest known name (also in ``logs``)."""
 
     @property
     def status_message(self) -> str:
@@ -147,6 +164,9 @@ def run_processor(
             )
         )
         manifest = json.loads(outcome.manifest.read_bytes()) if outcome.manifest else None
+        unknown = tuple(_unknown_lines(outcome.result))
+        for line in unknown:
+            warnings.warn(UnknownOptionWarning(line), stacklevel=2)
         return ProcessorRun(
             exit_code=outcome.exit_code,
             status=outcome.status,
@@ -157,9 +177,18 @@ def run_processor(
             output_dir=outcome.output_dir,
             published=outcome.published,
             replaced_options=outcome.replaced_options,
+            unknown_options=unknown,
         )
 
     return run
+
+
+def _unknown_lines(result: Mapping[str, Any]) -> list[str]:
+    return [
+        str(u["Message"])
+        for u in result.get("UnknownOptions") or []
+        if isinstance(u, dict) and u.get("Message")
+    ]
 
 
 def _inputs(inputs: Mapping[str, bytes | str] | list[Path]) -> list[Path] | dict[str, bytes]:

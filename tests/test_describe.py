@@ -250,3 +250,57 @@ def test_the_authors_model_is_mapped() -> None:
     assert options["threshold"]["Description"] == "NDVI threshold."
     assert options["undocumented"]["Description"] is None
     assert list(options)[-12:] == list(Author.model_fields)
+
+
+# --- constraints: at the end of the Description (the WorkflowOption shape has no field) -------
+
+CONSTRAINED = """
+from typing import Annotated
+from pydantic import Field
+from hook_processor import Options
+
+
+class Constrained(Options):
+    timespan: int = Field(7, ge=1, le=30, description="Days of data to combine")
+    threshold: float = Field(0.5, gt=0, lt=1, multiple_of=0.05)
+    tile: str = Field("T31TCJ", min_length=5, max_length=6, pattern=r"^T\\d{2}[A-Z]{3}$")
+    bands: list[str] = Field(default_factory=lambda: ["B04"], min_length=1, description="Bands")
+    scale: Annotated[int, Field(ge=2)] | None = Field(None, description="Scale")
+    label: str = Field("x", description="Free text")
+
+
+def process(input_dir, output_dir, options: Constrained):
+    pass
+"""
+
+
+def test_constraints_end_the_description_in_json_and_table(
+    tmp_path: Path, isolated_imports: None
+) -> None:
+    module = f"constrained_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(CONSTRAINED)
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.hook-processor]\nname = "constrained"\nentrypoint = "{module}:process"\n'
+    )
+
+    result = describe(str(tmp_path), "--format", "json")
+    assert result.exit_code == 0, result.output
+    options = by_name(json.loads(result.stdout))
+    assert all(list(option) == OPTION_KEYS for option in options.values())  # no key added
+    assert {name: options[name]["Description"] for name in list(options)[-6:]} == {
+        "timespan": "Days of data to combine. Constraints: >= 1, <= 30.",
+        "threshold": "Constraints: > 0, < 1, multiple of 0.05.",
+        "tile": r"Constraints: length >= 5, length <= 6, matches '^T\d{2}[A-Z]{3}$'.",
+        "bands": "Bands. Constraints: length >= 1.",
+        "scale": "Scale. Constraints: >= 2.",
+        "label": "Free text",
+    }
+    assert (options["timespan"]["Type"], options["timespan"]["Default"]) == ("int", "7")
+
+    table = describe(str(tmp_path))
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.strip().startswith("timespan"))
+    assert lines[row].split() == ["timespan", "int", "no", "7", "-"]
+    assert lines[row + 1].strip() == "Days of data to combine. Constraints: >= 1, <= 30."
+    assert r"      Constraints: length >= 5, length <= 6, matches '^T\d{2}[A-Z]{3}$'." in lines
