@@ -105,3 +105,39 @@ def _string_choices(annotation: Any) -> tuple[str, ...]:
     else:
         return ()
     return tuple(v for v in values if isinstance(v, str))
+
+
+def bool_as_number(annotation: Any, value: Any) -> bool:
+    """True when ``value`` holds a JSON ``true``/``false`` where ``annotation`` wants a number.
+
+    Pydantic's lax mode reads ``True`` as ``1`` for an ``int`` (``timespan=[true]`` became
+    ``[1]``); an option that takes a number must be given a number. A type that accepts a bool
+    (``bool``, ``int | bool``, ``Any``, ``str``) is left to validation.
+    """
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return bool_as_number(typing.get_args(annotation)[0], value)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if isinstance(value, bool) and any(a in (bool, str, Any) for a in args):
+            return False
+        return all(bool_as_number(a, value) for a in args if a is not type(None))
+    if isinstance(value, bool):
+        return annotation in (int, float)
+    if origin in (list, tuple, set, frozenset) and isinstance(value, (list, tuple, set)):
+        args = tuple(a for a in typing.get_args(annotation) if a is not Ellipsis)
+        return any(
+            bool_as_number(args[min(i, len(args) - 1)] if args else Any, v)
+            for i, v in enumerate(value)
+        )
+    if origin is dict and isinstance(value, dict):
+        args = typing.get_args(annotation)
+        return bool(args) and any(bool_as_number(args[1], v) for v in value.values())
+    fields = getattr(annotation, "model_fields", None)
+    if isinstance(fields, dict) and isinstance(value, dict):
+        return any(
+            bool_as_number(field.annotation, value[name])
+            for name, field in fields.items()
+            if name in value
+        )
+    return False

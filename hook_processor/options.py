@@ -36,9 +36,12 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hook_processor import _option_names
+from hook_processor._option_checks import bucket_problem, prefix_problem
 from hook_processor._option_names import UnknownOption
+from hook_processor._option_sources import Layer, merge, split_output_path
 from hook_processor._option_values import (
     MappingEnvSource,
+    bool_as_number,
     bound_env,
     decoded,
     in_declared_case,
@@ -63,7 +66,10 @@ class _SettingsBase(BaseSettings):
         """A choice (``Literal`` or ``Enum`` of strings) given in another case: the declared one."""
         if info.field_name is None:
             return value
-        return in_declared_case(cls.model_fields[info.field_name].annotation, value)
+        annotation = cls.model_fields[info.field_name].annotation
+        if bool_as_number(annotation, value):
+            raise ValueError("true/false is not a number here: give a number (1 or 0)")
+        return in_declared_case(annotation, value)
 
 
 class Options(_SettingsBase):
@@ -251,6 +257,8 @@ class RunConfig:
     order: OrderContext
     workflow: Options | None
     unknown_options: tuple[UnknownOption, ...] = ()
+    # Which source's value won where two gave one option (names only), for the run's log.
+    overrides: tuple[str, ...] = ()
 
     @property
     def input_location(self) -> tuple[str, str]:
@@ -279,20 +287,51 @@ class RunConfig:
 
 
 def parse_cli_options(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["NAME=VALUE", ...]`` -> dict; a pair without ``=`` is an OptionsError."""
+    """``["NAME=VALUE", ...]`` -> dict; a pair without ``=``, or one name given twice with
+    different values, is an OptionsError."""
     parsed: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise OptionsError(f"--option expects NAME=VALUE, got {name.strip()!r} without '='")
-        parsed[name.strip()] = value
+        twice = next((n for n in parsed if n.lower() == name.strip().lower()), None)
+        if twice is not None and parsed[twice] != value:
+            raise OptionsError(
+                f"--option {name.strip()}: given twice with different values; keep one"
+            )
+        parsed[twice or name.strip()] = value
     return parsed
 
 
 def read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read an options file: returns (options, order fields of an order body)."""
+    """Read an options file: returns (options, order fields of an order body).
+
+    An option given twice (a ``WorkflowOptions`` name, names compared ignoring case, or a key
+    of a JSON object) with different values is an OptionsError naming it; with the same value
+    it is kept once (:func:`options_file_repeats` names it for the log).
+    """
+    return _read_options_file(path)[:2]
+
+
+def options_file_repeats(path: Path) -> list[str]:
+    """The names an options file gives twice with the same value."""
+    return _read_options_file(path)[2]
+
+
+def _read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    repeats: list[str] = []
+    twice: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in items:
+            if key in seen:
+                (repeats if seen[key] == value else twice).append(key)
+            seen[key] = value
+        return seen
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=pairs)
     except FileNotFoundError:
         raise OptionsError(f"--options-file {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -309,8 +348,23 @@ def read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"--options-file {path}: expected a JSON object (an order body with WorkflowOptions, "
             "or {name: value})"
         )
+    if "WorkflowOptions" in data and isinstance(data["WorkflowOptions"], list):
+        by_name: dict[str, Any] = {}
+        for item in data["WorkflowOptions"]:
+            if not (isinstance(item, dict) and isinstance(item.get("Name"), str)):
+                continue
+            key = item["Name"].strip().lower()
+            if key in by_name:
+                (repeats if by_name[key] == item.get("Value") else twice).append(item["Name"])
+            by_name[key] = item.get("Value")
+    if twice:
+        raise OptionsError(
+            f"--options-file {path}: {', '.join(dict.fromkeys(twice))} given twice with "
+            "different values; keep one"
+        )
+    repeats = list(dict.fromkeys(repeats))
     if "WorkflowOptions" not in data:
-        return data, {}
+        return data, {}, repeats
     items = data["WorkflowOptions"]
     options: dict[str, Any] = {}
     if not isinstance(items, list) or not all(
@@ -327,7 +381,7 @@ def read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         for k in ("Id", "Name", "WorkflowName", "IdentifierList", "Priority")
         if k in data
     }
-    return options, order
+    return options, order, repeats
 
 
 def _order_context(
@@ -372,25 +426,21 @@ def _canonical(
     workflow_fields: set[str],
     problems: list[str],
     unknown: list[tuple[str, str]],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split one source's options into (standard by canonical name, workflow-specific)."""
-    standard: dict[str, Any] = {}
-    workflow: dict[str, Any] = {}
-    seen_as: dict[str, str] = {}
+) -> tuple[Layer, Layer]:
+    """Split one source's options into (standard by canonical name, workflow-specific).
+
+    A ``null`` value (an options file's ``"Value": null``) is not given: it leaves a lower
+    source's value in place.
+    """
+    standard, workflow = Layer(source), Layer(source)
     for given, value in raw.items():
         name = given.strip().lower()
         if name in _ALIAS_TO_STANDARD:
-            canonical = _ALIAS_TO_STANDARD[name]
-            if canonical in standard and standard[canonical] != value:
-                problems.append(
-                    f"{given}: {source} also sets {seen_as[canonical]}, another name of the same "
-                    "option, to a different value; keep one"
-                )
-                continue
-            standard[canonical] = value
-            seen_as[canonical] = given
+            if value is not None:
+                standard.add(_ALIAS_TO_STANDARD[name], given, value, problems)
         elif name in workflow_fields:
-            workflow[name] = value
+            if value is not None:
+                workflow.add(name, given, value, problems)
         elif name not in PLATFORM_INJECTED:
             unknown.append((given, source))
     return standard, workflow
@@ -422,13 +472,17 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
     Unknown option names are in :attr:`RunConfig.unknown_options` (warnings), or among the
     problems when there are others or ``HOOK_STRICT_OPTIONS`` is set.
     """
+    from hook_processor.storage import parse_s3_url
+
     problems: list[str] = []
     unknown: list[tuple[str, str]] = []
     workflow_fields = set(workflow_model.model_fields) if workflow_model else set()
     file_options: dict[str, Any] = {}
     order: dict[str, Any] = {}
+    repeats: list[str] = []
     if sources.file is not None:
         file_options, order = read_options_file(sources.file)
+        repeats = options_file_repeats(sources.file)
     file_std, file_wf = _canonical(
         file_options, _option_names.FILE, workflow_fields, problems, unknown
     )
@@ -436,15 +490,27 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
     for given, source in _option_names.given_options(sources.env, problems):
         # hook-processor run's names: their values are in the environment; only check the name.
         _canonical({given: None}, source, workflow_fields, problems, unknown)
+    # The environment's options are read here like the other sources' (not by pydantic's
+    # source, which takes the first of two names silently), so one rule orders all three.
+    known = {*_ALIAS_TO_STANDARD, *workflow_fields}
+    env_options = {k: v for k, v in sources.env.items() if v != "" and k.lower() in known}
+    env_std, env_wf = _canonical(
+        env_options, _option_names.ENVIRONMENT, workflow_fields, problems, []
+    )
+    layers = (env_std, file_std, cli_std)
+    for layer in layers:
+        split_output_path(layer, parse_s3_url, problems)
+    standard_init, origins, overrides = merge(layers)
+    workflow_init = merge((file_wf, cli_wf))[0]  # the environment's: read by pydantic
+    overrides += merge((env_wf, file_wf, cli_wf))[2]
+    overrides += [f"the options file gives {name} twice (same value)" for name in repeats]
+    standard, failed = _validated_standard(standard_init, problems)
     with bound_env(sources.env):
-        standard = _validated(StandardOptions, {**file_std, **cli_std}, problems)
         platform = _validated(PlatformSettings, {}, problems)
-        workflow = (
-            _validated(workflow_model, {**file_wf, **cli_wf}, problems) if workflow_model else None
-        )
+        workflow = _validated(workflow_model, workflow_init, problems) if workflow_model else None
     context = _order_context(sources.env, order, problems)
     if standard is not None:
-        _cross_check(standard, platform, problems)
+        _cross_check(standard, platform, problems, failed, origins)
     unknowns = _unknown(unknown, workflow_fields, sources.env)
     strict = platform is not None and platform.strict_options
     if unknowns and (problems or strict):
@@ -466,6 +532,7 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
         order=context,
         workflow=workflow,
         unknown_options=tuple(unknowns),
+        overrides=tuple(dict.fromkeys(overrides)),
     )
 
 
@@ -485,51 +552,84 @@ def _validated(model: type[Any], init: dict[str, Any], problems: list[str]) -> A
         return None
 
 
+def _validated_standard(
+    init: dict[str, Any], problems: list[str]
+) -> tuple[StandardOptions | None, set[str]]:
+    """The standard options, and the fields that failed: those are left at their defaults, so
+    that the rules involving the other options are still checked and reported at once."""
+    with bound_env({}):  # every source is in ``init`` already
+        try:
+            return StandardOptions(**decoded(StandardOptions, init)), set()
+        except ValidationError as exc:
+            _describe_errors(exc, StandardOptions, problems)
+            failed = {
+                _ALIAS_TO_STANDARD.get(str(e["loc"][0]), str(e["loc"][0]))
+                for e in exc.errors()
+                if e["loc"]
+            }
+        try:
+            rest = {k: v for k, v in init.items() if k not in failed}
+            return StandardOptions(**decoded(StandardOptions, rest)), failed
+        except ValidationError:
+            return None, failed
+
+
 def _cross_check(
-    std: StandardOptions, platform: PlatformSettings | None, problems: list[str]
+    std: StandardOptions,
+    platform: PlatformSettings | None,
+    problems: list[str],
+    failed: set[str],
+    origins: Mapping[str, str],
 ) -> None:
-    """Rules that involve several options; fills derived values (output_s3_path -> bucket)."""
+    """Rules that involve several options, for the options that passed validation (``failed``
+    are the others: their rules are skipped, not reported twice). ``origins`` names where
+    each value came from, e.g. ``output_s3_path (from the options file)``."""
     from hook_processor.storage import parse_s3_url
 
     for name in ("input_s3_endpoint_url", "s3_endpoint_url"):
         url = getattr(std, name)
         if url is not None and not url.startswith(("http://", "https://")):
             problems.append(f"{name}: must be an http:// or https:// URL")
-    if not std.input_s3_path:
+    if "input_s3_path" in failed:
+        pass
+    elif not std.input_s3_path:
         problems.append(
             "input_s3_path (or source_s3_path): required: the input location, s3://bucket/prefix/"
         )
     else:
         try:
-            parse_s3_url(std.input_s3_path, option="input_s3_path")
+            bucket, key = parse_s3_url(std.input_s3_path, option="input_s3_path")
         except OptionsError as exc:
             problems.append(str(exc))
+        else:
+            _check_location(bucket, key, origins.get("input_s3_path", "input_s3_path"), problems)
     if (std.input_s3_access_key is None) != (std.input_s3_secret_key is None):
         problems.append(
             "input_s3_access_key / input_s3_secret_key: give both or neither (neither: the default "
             "AWS credential chain)"
         )
-    if std.output_s3_path:
-        try:
-            bucket, prefix = parse_s3_url(std.output_s3_path, option="output_s3_path")
-        except OptionsError as exc:
-            problems.append(str(exc))
-        else:
-            if std.s3_bucket and std.s3_bucket != bucket:
-                problems.append(
-                    "output_s3_path and s3_bucket name different buckets; give one of them"
-                )
-            std.s3_bucket = bucket
-            std.s3_prefix = std.s3_prefix or prefix
-    if std.s3_endpoint_url is None:
+    if std.s3_bucket:
+        shown = origins.get("s3_bucket", "s3_bucket")
+        problem = bucket_problem(std.s3_bucket)
+        if problem:
+            problems.append(f"{shown}: {problem}")
+    if std.s3_prefix:
+        shown = origins.get("s3_prefix", "s3_prefix")
+        problem = prefix_problem(std.s3_prefix)
+        if problem:
+            problems.append(f"{shown}: {problem}")
+    if std.s3_endpoint_url is None and "s3_endpoint_url" not in failed:
         std.s3_endpoint_url = std.input_s3_endpoint_url
-    if std.output_storage == "PRIVATE":
-        if not std.s3_bucket:
+    if "output_storage" in failed:
+        pass  # which of the rules below apply is unknown
+    elif std.output_storage == "PRIVATE":
+        if not std.s3_bucket and "s3_bucket" not in failed:
             problems.append(
                 "s3_bucket (or output_s3_path): required with output_storage=PRIVATE: the bucket "
                 "to publish into (or set output_storage=TEMPORARY)"
             )
-        if std.s3_access_key is None or std.s3_secret_key is None:
+        keys = (std.s3_access_key, std.s3_secret_key)
+        if None in keys and not {"s3_access_key", "s3_secret_key"} & failed:
             problems.append(
                 "s3_access_key and s3_secret_key (or output_s3_access_key, output_s3_secret_key): "
                 "required with output_storage=PRIVATE: credentials that can write to the bucket"
@@ -542,3 +642,13 @@ def _cross_check(
             "HOOK_TEMPORARY_S3_ENDPOINT_URL and HOOK_TEMPORARY_S3_BUCKET (and its keys), or use "
             "output_storage=PRIVATE with your own bucket"
         )
+    elif platform is not None and platform.temporary_s3_bucket:
+        problem = bucket_problem(platform.temporary_s3_bucket)
+        if problem:
+            problems.append(f"HOOK_TEMPORARY_S3_BUCKET: {problem}")
+
+
+def _check_location(bucket: str, key: str, shown: str, problems: list[str]) -> None:
+    for problem in (bucket_problem(bucket), key and prefix_problem(key)):
+        if problem:
+            problems.append(f"{shown}: {problem}")

@@ -105,6 +105,8 @@ def run(
         result.unknown_options = [u.to_json() for u in config.unknown_options]
         for unknown in config.unknown_options:
             log.warning("%s: ignored (HOOK_STRICT_OPTIONS=1 makes it an error)", unknown)
+        for override in config.overrides:  # names and sources, never values
+            log.info("option %s", override)
         if project and order.workflow_name and order.workflow_name != project.name:
             log.warning(
                 "the order's WorkflowName %r is not this project's name %r ([tool.hook-processor] "

@@ -165,13 +165,13 @@ def test_unreachable_s3_endpoint_exit_3(tmp_path) -> None:
         "--s3-secret-key",
         CANARY,
         "-o",
-        "input_s3_path=s3://in/x/",
+        "input_s3_path=s3://inb/x/",
         env={"HOOK_S3_MAX_ATTEMPTS": "1"},
     )
     assert result.exit_code == 3
     assert result.stdout == ""
     assert result.stderr.startswith(
-        "Error: could not upload the input to s3://in/x/example.data on http://127.0.0.1:9"
+        "Error: could not upload the input to s3://inb/x/example.data on http://127.0.0.1:9"
     )
     assert CANARY not in result.stderr
 

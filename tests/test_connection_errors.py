@@ -62,13 +62,13 @@ def no_dns(monkeypatch):
 
 def test_exec_against_a_refused_port_says_refused_exit_3(s3_server, tmp_path) -> None:
     endpoint = f"http://127.0.0.1:{closed_port()}"
-    env = private_env(s3_server, "in", "out", tmp_path / "work", SOURCE_S3_ENDPOINT_URL=endpoint)
+    env = private_env(s3_server, "inb", "out", tmp_path / "work", SOURCE_S3_ENDPOINT_URL=endpoint)
     child = exec_command(env, "--project", str(HELLO_WORLD))  # default HOOK_S3_MAX_ATTEMPTS: 5
     _, err = child.communicate(timeout=60)
     assert child.returncode == 3, err
     message = json.loads((tmp_path / "work" / "result.json").read_text())["StatusMessage"]
     assert message == (
-        f"could not list s3://in/dedl_hello_world/input_file_location at {endpoint}: "
+        f"could not list s3://inb/dedl_hello_world/input_file_location at {endpoint}: "
         "connection refused; check the endpoint URL and that the S3 server is running"
     )
     assert f"ERROR   {message}" in err
@@ -78,7 +78,11 @@ def test_exec_against_a_refused_port_says_refused_exit_3(s3_server, tmp_path) ->
 def test_refused_stage_in_is_tried_three_times_not_five(s3_server, tmp_path, attempts) -> None:
     port = closed_port()
     env = private_env(
-        s3_server, "in", "out", tmp_path / "work", SOURCE_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}"
+        s3_server,
+        "inb",
+        "out",
+        tmp_path / "work",
+        SOURCE_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
     )
     result = runtime.run(OptionSources(env=env), project_dir=HELLO_WORLD)
     assert result.exit_code == ExitCode.STAGING_FAILED
@@ -113,11 +117,11 @@ def test_refused_publication_through_botocore_says_refused_exit_5(
 
 def test_unknown_host_is_named_as_a_dns_failure(s3_server, tmp_path, no_dns, attempts) -> None:
     endpoint = f"http://{UNKNOWN_HOST}:9000"
-    env = private_env(s3_server, "in", "out", tmp_path / "work", SOURCE_S3_ENDPOINT_URL=endpoint)
+    env = private_env(s3_server, "inb", "out", tmp_path / "work", SOURCE_S3_ENDPOINT_URL=endpoint)
     result = runtime.run(OptionSources(env=env), project_dir=HELLO_WORLD)
     assert result.exit_code == ExitCode.STAGING_FAILED
     assert result.status_message == (
-        f"could not list s3://in/dedl_hello_world/input_file_location at {endpoint}: "
+        f"could not list s3://inb/dedl_hello_world/input_file_location at {endpoint}: "
         "its host name does not resolve (DNS lookup failed); check the endpoint URL"
     )
     assert no_dns == [UNKNOWN_HOST] * 3

@@ -284,7 +284,7 @@ def test_unreachable_user_endpoint_is_a_staging_failure(tmp_path) -> None:
                 tmp_path,
                 endpoint=endpoint,
                 environ={"HOOK_S3_MAX_ATTEMPTS": "1"},
-                options={"input_s3_path": "s3://b/in/"},
+                options={"input_s3_path": "s3://bkt/in/"},
             )
         )
 
@@ -293,7 +293,11 @@ def test_unreachable_user_endpoint_is_a_staging_failure(tmp_path) -> None:
             tmp_path,
             endpoint=endpoint,
             inputs=[],
-            options={"input_s3_path": "s3://b/in/", "s3_bucket": "b", "HOOK_S3_MAX_ATTEMPTS": "1"},
+            options={
+                "input_s3_path": "s3://bkt/in/",
+                "s3_bucket": "bkt",
+                "HOOK_S3_MAX_ATTEMPTS": "1",
+            },
         )
     )
     assert outcome.exit_code == ExitCode.STAGING_FAILED

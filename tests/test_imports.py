@@ -48,7 +48,7 @@ def test_exec_path_imports_no_heavy_module(tmp_path: Path) -> None:
             "HOOK_WORK_DIR": str(tmp_path / "w"),
             "HOOK_S3_MAX_ATTEMPTS": "1",
             "SOURCE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
-            "SOURCE_S3_PATH": "s3://in/x/",
+            "SOURCE_S3_PATH": "s3://inb/x/",
             "OUTPUT_S3_PATH": "s3://out/y",
             "S3_ACCESS_KEY": "a",
             "S3_SECRET_KEY": "b",

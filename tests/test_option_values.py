@@ -16,7 +16,7 @@ from hook_processor.errors import OptionsError
 from hook_processor.options import Options, OptionSources, load_config
 
 VALID = {
-    "INPUT_S3_PATH": "s3://in/data/",
+    "INPUT_S3_PATH": "s3://inb/data/",
     "S3_BUCKET": "out",
     "S3_ACCESS_KEY": "AK",
     "S3_SECRET_KEY": "SK",

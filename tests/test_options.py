@@ -15,7 +15,7 @@ from hook_processor.options import Options, OptionSources, load_config, parse_cl
 CANARY = "CANARY-SECRET-9f8e7d"
 
 PRIVATE_ENV = {
-    "INPUT_S3_PATH": "s3://in/data/",
+    "INPUT_S3_PATH": "s3://inb/data/",
     "s3_bucket": "out",
     "S3_ACCESS_KEY": "AK",
     "S3_SECRET_KEY": CANARY,
@@ -30,7 +30,7 @@ class Sleepy(Options):
 
 def test_environment_names_are_case_insensitive() -> None:
     config = load_config(OptionSources(env=PRIVATE_ENV))
-    assert config.standard.input_s3_path == "s3://in/data/"
+    assert config.standard.input_s3_path == "s3://inb/data/"
     assert config.output_location == ("out", "")
     assert config.standard.s3_secret_key.get_secret_value() == CANARY
 
@@ -54,7 +54,8 @@ def test_seed_order_body_with_live_aliases(tmp_path: Path) -> None:
 def test_precedence_cli_over_file_over_environment(tmp_path: Path) -> None:
     path = tmp_path / "options.json"
     path.write_text(json.dumps({"input_s3_path": "s3://file/x/", "s3_prefix": "from-file"}))
-    env = {**PRIVATE_ENV, "S3_PREFIX": "from-env", "SOURCE_S3_PATH": "s3://env/y/"}
+    env = {**PRIVATE_ENV, "S3_PREFIX": "from-env"}
+    env["SOURCE_S3_PATH"] = env.pop("INPUT_S3_PATH")
     config = load_config(OptionSources(env=env, file=path, cli={"SOURCE_S3_PATH": "s3://cli/z/"}))
     assert config.standard.input_s3_path == "s3://cli/z/"
     assert config.output_location == ("out", "from-file")
@@ -92,7 +93,7 @@ def test_every_problem_at_once_and_no_value_echoed() -> None:
 
 def test_private_needs_bucket_and_credentials() -> None:
     with pytest.raises(OptionsError) as caught:
-        load_config(OptionSources(env={"input_s3_path": "s3://in/x/"}))
+        load_config(OptionSources(env={"input_s3_path": "s3://inb/x/"}))
     message = str(caught.value)
     assert "s3_bucket (or output_s3_path): required with output_storage=PRIVATE" in message
     assert "s3_access_key and s3_secret_key" in message
@@ -117,7 +118,7 @@ def test_temporary_needs_the_platform_storage() -> None:
         OptionsError, match="HOOK_TEMPORARY_S3_ENDPOINT_URL and HOOK_TEMPORARY_S3_BUCKET"
     ):
         load_config(
-            OptionSources(env={"input_s3_path": "s3://in/x/", "output_storage": "Temporary"})
+            OptionSources(env={"input_s3_path": "s3://inb/x/", "output_storage": "Temporary"})
         )
 
 

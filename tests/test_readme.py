@@ -121,7 +121,7 @@ def test_temporary_products_carry_both_location_and_download_link(tmp_path: Path
 def test_options_file_locations_are_replaced_as_the_readme_says(tmp_path: Path) -> None:
     order = tmp_path / "order.json"
     order.write_text(
-        json.dumps({"s3_bucket": "mine", "s3_prefix": "my/prefix", "input_s3_path": "s3://x/y/"})
+        json.dumps({"s3_bucket": "mine", "s3_prefix": "my/prefix", "input_s3_path": "s3://xyz/y/"})
     )
     result = run_cli("--output", str(tmp_path / "out"), "--options-file", str(order))
     assert result.exit_code == 0, result.output

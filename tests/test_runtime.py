@@ -183,7 +183,7 @@ def test_raising_process_exit_4_with_trimmed_traceback(
 
 def test_bad_options_exit_2_before_any_io(tmp_path, capsys) -> None:
     env = {
-        "SOURCE_S3_PATH": "s3://in/x/",
+        "SOURCE_S3_PATH": "s3://inb/x/",
         "OUTPUT_S3_SECRET_KEY": CANARY,
         "HOOK_WORK_DIR": str(tmp_path / "work"),
     }
@@ -199,7 +199,7 @@ def test_bad_options_exit_2_before_any_io(tmp_path, capsys) -> None:
 def test_unreachable_input_is_a_staging_failure(s3_server, tmp_path) -> None:
     env = private_env(
         s3_server,
-        "in",
+        "inb",
         "out",
         tmp_path / "work",
         SOURCE_S3_ENDPOINT_URL="http://127.0.0.1:9",
@@ -214,7 +214,7 @@ def test_work_dir_with_foreign_files_is_refused(s3_server, tmp_path) -> None:
     (tmp_path / "work" / "input").mkdir(parents=True)
     (tmp_path / "work" / "input" / "precious.txt").write_text("keep me")
     result = runtime.run(
-        OptionSources(env=private_env(s3_server, "in", "out", tmp_path / "work")),
+        OptionSources(env=private_env(s3_server, "inb", "out", tmp_path / "work")),
         project_dir=HELLO_WORLD,
     )
     assert result.exit_code == ExitCode.BAD_OPTIONS

@@ -25,7 +25,7 @@ from hook_processor.options import Options, OptionSources, load_config
 
 CANARY = "CANARY-77aa01-SECRET"
 VALID = {
-    "INPUT_S3_PATH": "s3://in/data/",
+    "INPUT_S3_PATH": "s3://inb/data/",
     "S3_BUCKET": "out",
     "S3_ACCESS_KEY": "AK",
     "S3_SECRET_KEY": CANARY,
@@ -86,7 +86,9 @@ def test_each_unknown_name_gets_the_nearest_known_one() -> None:
 def test_unknown_names_are_inside_the_error_when_validation_fails(tmp_path: Path) -> None:
     with pytest.raises(OptionsError) as caught:
         load_config(
-            OptionSources(env={"INPUT_S3_PATH": "s3://in/x/"}, file=misspelled_seed_order(tmp_path))
+            OptionSources(
+                env={"INPUT_S3_PATH": "s3://inb/x/"}, file=misspelled_seed_order(tmp_path)
+            )
         )
     lines = str(caught.value).splitlines()
     assert "  - s3_bucket (or output_s3_path): required with output_storage=PRIVATE" in "\n".join(
@@ -111,7 +113,7 @@ def test_strict_options_makes_them_errors_and_keeps_injected_names_silent() -> N
 
 
 def test_exec_names_both_the_failing_option_and_the_unknown_one(tmp_path: Path) -> None:
-    env = {"INPUT_S3_PATH": "s3://in/x/", "HOOK_WORK_DIR": str(tmp_path / "work")}
+    env = {"INPUT_S3_PATH": "s3://inb/x/", "HOOK_WORK_DIR": str(tmp_path / "work")}
     child = exec_child(
         env, "--project", str(HELLO_WORLD), "--options-file", str(misspelled_seed_order(tmp_path))
     )
