@@ -44,25 +44,36 @@ def build_options(
     file_options: Mapping[str, Any],
     user_options: Mapping[str, str],
     output_storage: str | None,
-) -> tuple[dict[str, str], list[str]]:
-    """The run's options by canonical name, and the options-file names that were replaced.
+) -> tuple[dict[str, str], list[str], list[str]]:
+    """The run's options by canonical name, the options-file names that were replaced, and
+    which --option overrode which options-file name (names only, for the log).
 
     Options-file entries naming an S3 endpoint or credentials (and, on the harness's own S3,
-    buckets and paths too) are replaced; every other entry is kept. --option wins over all.
+    buckets and paths too) are replaced; every other entry is kept. --option wins over all,
+    by the runtime's rule (:mod:`hook_processor._option_sources`): two names of one option that
+    disagree in one source are an OptionsError, a ``null`` value is not given.
     """
+    from hook_processor._option_names import CLI, FILE
+    from hook_processor._option_sources import Layer, flatten
+    from hook_processor.storage import parse_s3_url
+
     aliases, endpoints_and_keys, locations = _standard_names()
     replace = endpoints_and_keys | (locations if scratch else frozenset())
 
     def canonical(name: str) -> str:
-        return aliases.get(name.strip().lower(), name.strip())
+        return aliases.get(name.strip().lower(), name.strip().lower())
 
-    options: dict[str, str] = {}
+    problems: list[str] = []
+    file_layer, cli_layer = Layer(FILE), Layer(CLI)
     replaced: list[str] = []
     for name, value in file_options.items():
         if canonical(name) in replace:
             replaced.append(name)
-        else:
-            options[canonical(name)] = text(value)
+        elif value is not None:
+            file_layer.add(canonical(name), name, text(value), problems)
+    for name, value in user_options.items():
+        cli_layer.add(canonical(name), name, value, problems)
+    options = file_layer.values
     storage_kind = (
         (
             output_storage
@@ -87,15 +98,20 @@ def build_options(
         ours["input_s3_path"] = f"s3://{INPUT_BUCKET}/{run_id}/"
         if storage_kind != "TEMPORARY":
             ours.update(s3_bucket=OUTPUT_BUCKET, s3_prefix=run_id)
-    given = {canonical(name): value for name, value in user_options.items()}
-    if "output_s3_path" in given or "output_s3_path" in options:  # it names bucket and prefix
+    if "output_s3_path" in cli_layer.values or "output_s3_path" in options:  # bucket and prefix
         for name in ("s3_bucket", "s3_prefix"):
             ours.pop(name, None)
-    options.update(ours)
-    options.update(given)
+    ours_layer = Layer("hook-processor run", dict(ours), {name: name for name in ours})
+    merged, _ = flatten((file_layer, ours_layer, cli_layer), parse_s3_url, problems)
+    _, overrides = flatten((file_layer, cli_layer), parse_s3_url, [])
+    if problems:
+        raise OptionsError(
+            "the options are not valid; nothing was transferred:\n"
+            + "\n".join(f"  - {p}" for p in dict.fromkeys(problems))
+        )
     if output_storage:
-        options["output_storage"] = output_storage.strip().upper()
-    return options, replaced
+        merged["output_storage"] = output_storage.strip().upper()
+    return merged, replaced, overrides
 
 
 def run_env(

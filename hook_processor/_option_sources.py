@@ -82,3 +82,26 @@ def merge(layers: Sequence[Layer]) -> tuple[dict[str, Any], dict[str, str], list
             origin[field] = (layer.source, layer.given[field])
     shown = {field: f"{name} (from {source})" for field, (source, name) in origin.items()}
     return values, shown, notes
+
+
+def flatten(
+    layers: Sequence[Layer], parse: Callable[..., tuple[str, str]], problems: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Layers lowest first -> one set of options in which no two names of one option remain.
+
+    For ``hook-processor run``, which hands its options over as environment variables (one
+    source): ``output_s3_path`` is kept as given unless another layer also names the output
+    location, when every layer's is split into ``s3_bucket`` and ``s3_prefix`` first, so that
+    the higher one wins for each. In-source conflicts are reported as by :func:`split_output_path`.
+    """
+    location = {"output_s3_path", "s3_bucket", "s3_prefix"}
+    for layer in layers:
+        split_output_path(
+            Layer(layer.source, dict(layer.values), dict(layer.given)), parse, problems
+        )
+    naming = [layer for layer in layers if location & layer.values.keys()]
+    if len(naming) > 1 and any("output_s3_path" in layer.values for layer in naming):
+        for layer in naming:
+            split_output_path(layer, parse, [])
+    values, _, notes = merge(layers)
+    return values, notes

@@ -239,9 +239,11 @@ def _run_on(
     # moto keeps one state per process, shared by every server it runs: fixed bucket names,
     # a prefix unique to the run.
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-    options, replaced = _opts.build_options(
+    options, replaced, overrides = _opts.build_options(
         server, scratch, run_id, file_options, user_options, request.output_storage
     )
+    for override in overrides:  # names and sources, never values
+        notify(f"option {override}")
     if replaced:
         where = (
             "the embedded S3" if own_server else "the harness's S3" if scratch else "--s3-endpoint"

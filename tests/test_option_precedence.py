@@ -308,3 +308,66 @@ def test_good_prefixes() -> None:
         "outb",
         "results/run-1",
     )
+
+
+# -- the same rule in hook-processor run, which hands the options over as variables ---------
+
+
+def harness_run(tmp_path: Path, s3_server, file_body: dict[str, Any], **options: str):
+    from hook_processor import harness
+
+    notes: list[str] = []
+    outcome = harness.run(
+        harness.RunRequest(
+            output_dir=tmp_path / "out",
+            project_dir=HELLO_WORLD,
+            inputs={"example.data": b"mine"},
+            endpoint=s3_server,  # the user's S3: the options file's locations are kept
+            options_file=write(tmp_path, file_body),
+            options=options,
+            environ={},
+            notify=notes.append,
+        )
+    )
+    return outcome, notes
+
+
+def test_run_cli_output_path_beats_the_files_bucket_and_prefix(
+    tmp_path: Path, s3_server, s3, bucket
+) -> None:
+    body = {"input_s3_path": f"s3://{bucket}/in/", "s3_bucket": bucket, "s3_prefix": "from-file"}
+    outcome, notes = harness_run(
+        tmp_path, s3_server, body, output_s3_path=f"s3://{bucket}/from-cli"
+    )
+    assert outcome.exit_code == ExitCode.COMPLETED, outcome.logs
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert "from-cli/_manifest.json" in keys and not any(k.startswith("from-file") for k in keys)
+    assert "option output_s3_path from --option overrides s3_prefix from the options file" in notes
+
+
+def test_run_null_in_the_file_is_not_the_text_null(tmp_path: Path, s3_server, s3, bucket) -> None:
+    body = workflow_file(
+        ("input_s3_path", f"s3://{bucket}/in/"),
+        ("output_s3_path", f"s3://{bucket}/wanted"),
+        ("s3_prefix", None),
+    )
+    outcome, _ = harness_run(tmp_path, s3_server, body)
+    assert outcome.exit_code == ExitCode.COMPLETED, outcome.logs
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert "wanted/_manifest.json" in keys and not any(k.startswith("null") for k in keys)
+
+
+def test_run_two_names_disagreeing_in_the_file_is_refused(
+    tmp_path: Path, s3_server, bucket
+) -> None:
+    body = {
+        "input_s3_path": f"s3://{bucket}/in/",
+        "source_s3_path": f"s3://{bucket}/other/",
+        "output_s3_path": f"s3://{bucket}/out",
+    }
+    with pytest.raises(OptionsError) as caught:
+        harness_run(tmp_path, s3_server, body)
+    assert (
+        "source_s3_path: the options file also sets input_s3_path, another name of the same "
+        "option, to a different value; keep one" in str(caught.value)
+    )
