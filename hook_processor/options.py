@@ -7,11 +7,15 @@ Options reach a processor from three sources, highest first:
    (``WorkflowOptions`` is a list of ``{"Name", "Value"}``) or a plain ``{name: value}`` object;
 3. the environment, names case-insensitive (``input_s3_path`` or ``INPUT_S3_PATH``).
 
-Sources 1 and 2 are merged into the settings' init values; the environment is read by a
-pydantic-settings source bound to the mapping the caller passes (``os.environ`` in the service,
-an explicit dict in tests and in the in-process harness), and its decoding is every source's
+The standard options of all three are ordered by one rule, for every name of an option
+(:mod:`hook_processor._option_sources`), and become the model's init values; a processor's own
+options from sources 1 and 2 too, while its environment is read by a pydantic-settings source
+bound to the mapping the caller passes (``os.environ`` in the service, an explicit dict in tests
+and in the in-process harness), whose decoding is every source's
 (:mod:`hook_processor._option_values`). Everything is validated before any I/O, and every problem
-is reported at once, one line per option, without ever echoing a value. A name no model knows is
+is reported at once, one line per option, without ever echoing a value; an option that fails
+skips only the rules that depend on it. Bucket names and key prefixes are checked too
+(:mod:`hook_processor._option_checks`). A name no model knows is
 reported with the nearest known one (:mod:`hook_processor._option_names`): a warning, or one of
 the problems when there are others or ``HOOK_STRICT_OPTIONS=1``.
 """
@@ -37,6 +41,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hook_processor import _option_names
 from hook_processor._option_checks import bucket_problem, prefix_problem
+from hook_processor._option_files import options_file_repeats
+from hook_processor._option_files import parse_cli_options as parse_cli_options  # re-exported
+from hook_processor._option_files import read_options_file as read_options_file  # re-exported
 from hook_processor._option_names import UnknownOption
 from hook_processor._option_sources import Layer, merge, split_output_path
 from hook_processor._option_values import (
@@ -284,104 +291,6 @@ class RunConfig:
                 if isinstance(value, SecretStr) and value.get_secret_value():
                     found.append(value.get_secret_value())
         return found
-
-
-def parse_cli_options(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["NAME=VALUE", ...]`` -> dict; a pair without ``=``, or one name given twice with
-    different values, is an OptionsError."""
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise OptionsError(f"--option expects NAME=VALUE, got {name.strip()!r} without '='")
-        twice = next((n for n in parsed if n.lower() == name.strip().lower()), None)
-        if twice is not None and parsed[twice] != value:
-            raise OptionsError(
-                f"--option {name.strip()}: given twice with different values; keep one"
-            )
-        parsed[twice or name.strip()] = value
-    return parsed
-
-
-def read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read an options file: returns (options, order fields of an order body).
-
-    An option given twice (a ``WorkflowOptions`` name, names compared ignoring case, or a key
-    of a JSON object) with different values is an OptionsError naming it; with the same value
-    it is kept once (:func:`options_file_repeats` names it for the log).
-    """
-    return _read_options_file(path)[:2]
-
-
-def options_file_repeats(path: Path) -> list[str]:
-    """The names an options file gives twice with the same value."""
-    return _read_options_file(path)[2]
-
-
-def _read_options_file(path: Path) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    repeats: list[str] = []
-    twice: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        for key, value in items:
-            if key in seen:
-                (repeats if seen[key] == value else twice).append(key)
-            seen[key] = value
-        return seen
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=pairs)
-    except FileNotFoundError:
-        raise OptionsError(f"--options-file {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OptionsError(
-            f"--options-file {path}: cannot read it ({exc.__class__.__name__})"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise OptionsError(
-            f"--options-file {path}: not valid JSON "
-            f"(line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
-    if not isinstance(data, dict):
-        raise OptionsError(
-            f"--options-file {path}: expected a JSON object (an order body with WorkflowOptions, "
-            "or {name: value})"
-        )
-    if "WorkflowOptions" in data and isinstance(data["WorkflowOptions"], list):
-        by_name: dict[str, Any] = {}
-        for item in data["WorkflowOptions"]:
-            if not (isinstance(item, dict) and isinstance(item.get("Name"), str)):
-                continue
-            key = item["Name"].strip().lower()
-            if key in by_name:
-                (repeats if by_name[key] == item.get("Value") else twice).append(item["Name"])
-            by_name[key] = item.get("Value")
-    if twice:
-        raise OptionsError(
-            f"--options-file {path}: {', '.join(dict.fromkeys(twice))} given twice with "
-            "different values; keep one"
-        )
-    repeats = list(dict.fromkeys(repeats))
-    if "WorkflowOptions" not in data:
-        return data, {}, repeats
-    items = data["WorkflowOptions"]
-    options: dict[str, Any] = {}
-    if not isinstance(items, list) or not all(
-        isinstance(i, dict) and isinstance(i.get("Name"), str) and "Value" in i for i in items
-    ):
-        raise OptionsError(
-            f"--options-file {path}: WorkflowOptions must be a list of "
-            '{"Name": ..., "Value": ...}'
-        )
-    for item in items:
-        options[item["Name"]] = item["Value"]
-    order = {
-        k: data[k]
-        for k in ("Id", "Name", "WorkflowName", "IdentifierList", "Priority")
-        if k in data
-    }
-    return options, order, repeats
 
 
 def _order_context(
