@@ -371,3 +371,16 @@ def test_run_two_names_disagreeing_in_the_file_is_refused(
         "source_s3_path: the options file also sets input_s3_path, another name of the same "
         "option, to a different value; keep one" in str(caught.value)
     )
+
+
+def test_the_temporary_bucket_is_checked_too() -> None:
+    env = {
+        **BASE_ENV,
+        "OUTPUT_STORAGE": "TEMPORARY",
+        "HOOK_TEMPORARY_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "HOOK_TEMPORARY_S3_BUCKET": "Temp_Zips",
+    }
+    message = problems_of(OptionSources(env=env))
+    assert (
+        "HOOK_TEMPORARY_S3_BUCKET: not a valid S3 bucket name: it has characters other" in message
+    )
