@@ -70,11 +70,11 @@ class ModeResult:
 Mode = Callable[[PreparedRun], ModeResult]
 
 # name -> function or "module:function" (imported only when chosen: docker costs nothing until
-# then). Extension point: the container issue adds "container": "hook_processor.container:<fn>".
+# then). Extension point: the container mode is "hook_processor._container_mode:run_container".
 MODES: dict[str, Mode | str] = {
     "inprocess": "hook_processor._modes:run_inprocess",
     "subprocess": "hook_processor._modes:run_subprocess",
-    "container": "hook_processor.container:run_container",
+    "container": "hook_processor._container_mode:run_container",
 }
 
 
