@@ -38,17 +38,20 @@ def safe_relative(name: str, what: str) -> str:
     return str(path)
 
 
-def collect_inputs(inputs: Sequence[Path] | Mapping[str, bytes]) -> list[InputFile]:
+def collect_inputs(
+    inputs: Sequence[Path] | Mapping[str, bytes], what: str = "--input"
+) -> list[InputFile]:
     """Every input file with the key it gets under the input prefix; checks before any I/O.
 
     A file keeps its basename, a folder gives its contents (recursively); several inputs are
-    merged, and two files that would get the same name are refused.
+    merged, and two files that would get the same name are refused. ``what`` names the inputs
+    in messages (the CLI's ``--input``, the pytest plugin's ``run_processor(inputs=...)``).
     """
     if isinstance(inputs, Mapping):
         files: list[InputFile] = []
         for name, data in inputs.items():
             if not isinstance(data, bytes | bytearray | str):
-                raise OptionsError(f"input {name!r}: content must be bytes or str")
+                raise OptionsError(f"{what} {name!r}: content must be bytes or str")
             content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
             files.append((safe_relative(str(name), "input"), content))
         return files
@@ -64,15 +67,32 @@ def collect_inputs(inputs: Sequence[Path] | Mapping[str, bytes]) -> list[InputFi
                 if p.is_file()
             ]
         else:
-            raise OptionsError(f"--input {given}: no such file or folder")
+            raise OptionsError(f"{what} {given}: no such file or folder")
         for rel, path in pairs:
             if rel in found:
                 raise OptionsError(
-                    f"--input: two inputs give the file {rel!r} ({found[rel][1]} and {path}); "
+                    f"{what}: two inputs give the file {rel!r} ({found[rel][1]} and {path}); "
                     "rename one, or give their folders separately so that names differ"
                 )
             found[rel] = (given, path)
     return [(rel, path) for rel, (_, path) in found.items()]
+
+
+def no_inputs(inputs: Sequence[Path] | Mapping[str, bytes], what: str = "--input") -> str:
+    """Why there is nothing to upload, in words that fit what was given (nothing, empty folders)."""
+    if isinstance(inputs, Mapping):
+        return (
+            f"{what}: no input files; give at least one, e.g. inputs={{'example.data': b'hello'}} "
+            "or the path of a sample folder (a run stages its input as the Hook service does)"
+        )
+    folders = [Path(p) for p in inputs]
+    if not folders:
+        return f"{what}: give the files or folders to process (the embedded S3 server starts empty)"
+    shown = ", ".join(str(p) for p in folders)
+    return (
+        f"{what} {shown}: the folder holds no files{'' if len(folders) == 1 else ' (any of them)'}"
+        "; put the files to process in it (a run stages its input as the Hook service does)"
+    )
 
 
 def prepare_output_dir(output_dir: Path) -> Path:

@@ -120,6 +120,8 @@ class RunRequest:
     """Called with one line per harness step (server started, options replaced, inputs uploaded)."""
     mode_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Extra settings for the mode (e.g. an image tag for a container mode)."""
+    inputs_label: str = "--input"
+    """How messages about ``inputs`` name them (the plugin: ``run_processor(inputs=...)``)."""
 
 
 @dataclasses.dataclass
@@ -171,11 +173,9 @@ def run(request: RunRequest) -> Outcome:
         or _opts.lookup(environ, "HOOK_ENTRYPOINT")
     )
     project_dir = _check_project(request.project_dir, entrypoint)
-    files = _harness_io.collect_inputs(request.inputs)
+    files = _harness_io.collect_inputs(request.inputs, request.inputs_label)
     if request.endpoint is None and not files:
-        raise OptionsError(
-            "--input: give the files or folders to process (the embedded S3 server starts empty)"
-        )
+        raise OptionsError(_harness_io.no_inputs(request.inputs, request.inputs_label))
     file_options, order = (
         read_options_file(request.options_file) if request.options_file else ({}, {})
     )
