@@ -6,10 +6,12 @@ heavy dependencies such as docker costs nothing until then). ``inprocess`` calls
 directly with an explicit environment; ``subprocess`` runs ``python -m hook_processor exec``
 with only what a container would get (:func:`container_environment`). The container issue adds
 ``"container"`` here; :func:`forwarded_environment` gives it the proxy/CA variables.
+In-process runs are isolated (:func:`isolated_imports`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -18,9 +20,11 @@ import json
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 
 from hook_processor import _harness_io
@@ -132,12 +136,13 @@ def run_inprocess(prepared: PreparedRun) -> ModeResult:
     from hook_processor.options import OptionSources
 
     tee = _Tee(prepared.log_stream)
-    result = runtime.run(
-        OptionSources(env=dict(prepared.env)),
-        project_dir=prepared.project_dir,
-        progress=prepared.progress,
-        log_stream=tee,  # type: ignore[arg-type]
-    )
+    with isolated_imports(prepared.project_dir, _entrypoint(prepared)):
+        result = runtime.run(
+            OptionSources(env=dict(prepared.env)),
+            project_dir=prepared.project_dir,
+            progress=prepared.progress,
+            log_stream=tee,  # type: ignore[arg-type]
+        )
     return ModeResult(
         int(result.exit_code),
         _read_result(prepared.result_path) or result.to_json(),
@@ -214,6 +219,102 @@ def run_subprocess(prepared: PreparedRun) -> ModeResult:
             else ExitCode.INTERNAL_ERROR
         )
     return ModeResult(int(code), None, "".join(lines))
+
+
+# --- isolation of in-process runs -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def isolated_imports(project_dir: Path | None, entrypoint: str | None) -> Iterator[None]:
+    """The project's own code for one in-process run, and the caller's imports back afterwards.
+
+    Python caches modules by name: without this, a second project whose module is also called
+    ``processor`` would run the first one's code. During the block the project's folders come
+    first on ``sys.path`` and a cached module of the entrypoint's package that comes from
+    elsewhere is set aside; afterwards ``sys.path`` is restored, the modules the block imported
+    from the project (and of the entrypoint's package) are forgotten, and the set-aside ones
+    come back. Nested blocks (the check, then the run) share the outer block's import.
+    """
+    root = Path(project_dir or ".").resolve()
+    roots = [root]
+    top = (entrypoint or "").partition(":")[0].split(".")[0]
+    saved_path = list(sys.path)
+    before = dict(sys.modules)
+    hidden = {
+        name: module
+        for name, module in before.items()
+        if _of_package(name, top) and _origins(module) and not _from_project(module, roots)
+    }
+    for name in hidden:
+        del sys.modules[name]
+    front = [str(p) for p in (root, root / "src") if p.is_dir()]  # the loader's own order
+    sys.path[:] = front + [p for p in sys.path if p not in front]
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path[:] = saved_path
+        for name, module in list(sys.modules.items()):
+            if before.get(name) is module or _guarded(name):
+                continue
+            if name in hidden or _of_package(name, top) or _from_project(module, roots):
+                del sys.modules[name]
+        sys.modules.update(hidden)
+        importlib.invalidate_caches()
+
+
+def _entrypoint(prepared: PreparedRun) -> str | None:
+    """module:function of the run (HOOK_ENTRYPOINT, else the project's), None if unreadable."""
+    from hook_processor.loader import read_project
+
+    value = next((v for k, v in prepared.env.items() if k.upper() == "HOOK_ENTRYPOINT" and v), None)
+    if value:
+        return value
+    with contextlib.suppress(OptionsError):
+        return read_project(Path(prepared.project_dir or ".")).entrypoint
+    return None
+
+
+def _guarded(name: str) -> bool:
+    """Never set aside or forgotten: hook-processor itself and the standard library."""
+    top = name.split(".")[0]
+    return top == "hook_processor" or top in sys.stdlib_module_names
+
+
+def _of_package(name: str, top: str) -> bool:
+    return bool(top) and (name == top or name.startswith(top + ".")) and not _guarded(name)
+
+
+def _origins(module: ModuleType) -> list[Path]:
+    """The files (a module) or folders (a namespace package) a module was imported from."""
+    file = getattr(module, "__file__", None)
+    if file:
+        return [Path(file)]
+    return [Path(p) for p in getattr(module, "__path__", None) or () if isinstance(p, str)]
+
+
+def _from_project(module: ModuleType, roots: Sequence[Path]) -> bool:
+    """Imported from one of ``roots``, and not from a Python environment kept inside them."""
+    origins = _origins(module)
+    if not origins:
+        return False
+    for origin in origins:
+        path = origin.resolve()
+        if not any(path.is_relative_to(root) for root in roots):
+            return False
+        if any(path.is_relative_to(env) for env in _environments()) or {
+            "site-packages",
+            "dist-packages",
+        } & set(path.parts):
+            return False
+    return True
+
+
+def _environments() -> list[Path]:
+    """A project folder may hold its .venv: what is installed there is not the project's code."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    paths |= {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return [Path(p).resolve() for p in paths if p]
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
