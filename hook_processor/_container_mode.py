@@ -1,14 +1,18 @@
 """The harness's ``container`` mode: the project's image, run once as the service runs it.
 
-:func:`run_container` runs the project's image (built when out of date, see
-:mod:`hook_processor.container`) with the run's environment. Library code: problems raise
+:func:`prepare_container` runs before any upload (``run --mode container``): an engine that
+answers, the image (built when out of date, see :mod:`hook_processor.container`), and the
+runtime's own check (:mod:`hook_processor._preflight`) inside that image with the run's
+environment. :func:`run_container` then runs that image. Library code: problems raise
 :class:`ContainerError` or :class:`OptionsError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,21 +40,13 @@ def run_container(prepared: PreparedRun) -> ModeResult:
     """
     import shutil
 
-    from hook_processor._modes import ModeResult, _read_result, forwarded_environment
+    from hook_processor._modes import ModeResult, _read_result
 
     options = dict(prepared.mode_options)
     client = connect()
     try:
-        image = options.get("image") or _ensure_image(client, prepared, options)
-        if _image(client, image) is None:
-            raise ContainerError(
-                f"image {image} is not in the local engine; build it with hook-processor build"
-            )
-        env = {**forwarded_environment(prepared.environ, prepared.endpoint_url), **prepared.env}
-        env = {
-            k: v for k, v in env.items() if k.upper() not in ("HOOK_PROJECT_DIR", "SSL_CERT_FILE")
-        }
-        env.update(HOOK_WORK_DIR=_WORK_DIR, HOOK_RESULT_PATH=f"{_RESULT_MOUNT}/result.json")
+        image = _ready_image(client, prepared, options)
+        env = _environment(prepared)
         result_dir = Path(tempfile.mkdtemp(prefix="hook-result-"))
         try:
             result_dir.chmod(0o777)  # the container runs as uid 1000, not as this user
@@ -61,6 +57,80 @@ def run_container(prepared: PreparedRun) -> ModeResult:
     finally:
         client.close()
     return ModeResult(code, result, logs)
+
+
+@contextlib.contextmanager
+def prepare_container(prepared: PreparedRun) -> Iterator[PreparedRun]:
+    """Before any upload: an engine that answers, the image (built when out of date), and the
+    runtime's check (:mod:`hook_processor._preflight`) run in that image with the run's
+    environment. The run then uses that image as it is."""
+    from hook_processor import _preflight
+
+    options = dict(prepared.mode_options)
+    client = connect()
+    try:
+        image = _ready_image(client, prepared, options)
+        code, out = _check_in(client, image, _environment(prepared))
+    finally:
+        client.close()
+    refused = _preflight.read_verdict(out)
+    if refused is not None:
+        raise refused
+    if _preflight.MARKER not in out and prepared.log_stream is not None:
+        # An image of an older hook-processor has no check: the run itself will tell.
+        prepared.log_stream.write(
+            f"hook-processor run: {image} could not check the project before the upload "
+            f"({f'exit {code}' if isinstance(code, int) else code}); the run will report any "
+            "problem\n"
+        )
+    yield dataclasses.replace(prepared, mode_options={**options, "image": image})
+
+
+def _ready_image(client: Any, prepared: PreparedRun, options: dict[str, Any]) -> str:
+    image = options.get("image") or _ensure_image(client, prepared, options)
+    if _image(client, image) is None:
+        raise ContainerError(
+            f"image {image} is not in the local engine; build it with hook-processor build"
+        )
+    return str(image)
+
+
+def _environment(prepared: PreparedRun) -> dict[str, str]:
+    """The run's environment as the container gets it (its own work and result paths)."""
+    from hook_processor._modes import forwarded_environment
+
+    env = {**forwarded_environment(prepared.environ, prepared.endpoint_url), **prepared.env}
+    env = {k: v for k, v in env.items() if k.upper() not in ("HOOK_PROJECT_DIR", "SSL_CERT_FILE")}
+    env.update(HOOK_WORK_DIR=_WORK_DIR, HOOK_RESULT_PATH=f"{_RESULT_MOUNT}/result.json")
+    return env
+
+
+def _check_in(client: Any, image: str, env: dict[str, str]) -> tuple[int | str, str]:
+    """``python -m hook_processor._preflight`` in ``image``: (exit code or why it could not
+    start, its stdout). An image that cannot run the check is not refused here: the run tells."""
+    import docker.errors
+
+    try:
+        container = client.containers.create(
+            image,
+            entrypoint=["python", "-m", "hook_processor._preflight"],
+            command=[],
+            environment=env,
+            network_mode="host",
+            labels={LABEL + "run": "harness-check"},
+        )
+    except docker.errors.APIError as exc:
+        return _image_build.short(exc.explanation or str(exc)), ""
+    try:
+        container.start()
+        code = int(container.wait().get("StatusCode", 1))
+        out = container.logs(stdout=True, stderr=False).decode("utf-8", errors="replace")
+    except docker.errors.APIError as exc:  # e.g. no python on the image's PATH
+        return _image_build.short(exc.explanation or str(exc)), ""
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+    return code, out
 
 
 def _ensure_image(client: Any, prepared: PreparedRun, options: dict[str, Any]) -> str:

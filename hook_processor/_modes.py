@@ -6,7 +6,11 @@ heavy dependencies such as docker costs nothing until then). ``inprocess`` calls
 directly with an explicit environment; ``subprocess`` runs ``python -m hook_processor exec``
 with only what a container would get (:func:`container_environment`). The container issue adds
 ``"container"`` here; :func:`forwarded_environment` gives it the proxy/CA variables.
-In-process runs are isolated (:func:`isolated_imports`).
+
+Before any data moves, the harness enters the mode's *preparation* (:data:`PREPARATIONS`, a
+context manager ``PreparedRun -> PreparedRun``): it checks, where the run will happen, what the
+runtime would refuse (:mod:`hook_processor._preflight`), and the container mode finds its engine
+and builds its image there. In-process runs are isolated (:func:`isolated_imports`).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class ModeResult:
 
 
 Mode = Callable[[PreparedRun], ModeResult]
+Preparation = Callable[[PreparedRun], contextlib.AbstractContextManager[PreparedRun]]
 
 # name -> function or "module:function" (imported only when chosen: docker costs nothing until
 # then). Extension point: the container mode is "hook_processor._container_mode:run_container".
@@ -82,8 +87,25 @@ MODES: dict[str, Mode | str] = {
 }
 
 
-def register_mode(name: str, mode: Mode | str) -> None:
+# name -> the mode's preparation (same lazy form): entered before the uploads, left after the
+# run. It raises _preflight.Refused for a run the runtime would refuse, a UserError for a problem
+# of the mode itself (no engine), and gives the PreparedRun the mode then gets.
+PREPARATIONS: dict[str, Preparation | str] = {
+    "inprocess": "hook_processor._modes:prepare_inprocess",
+    "subprocess": "hook_processor._modes:prepare_subprocess",
+    "container": "hook_processor._container_mode:prepare_container",
+}
+
+
+def register_mode(
+    name: str, mode: Mode | str, preparation: Preparation | str | None = None
+) -> None:
+    """Add a mode; without ``preparation`` nothing is checked before its uploads."""
     MODES[name] = mode
+    if preparation is None:
+        PREPARATIONS.pop(name, None)
+    else:
+        PREPARATIONS[name] = preparation
 
 
 def mode_names() -> list[str]:
@@ -104,10 +126,27 @@ def resolve_mode(name: str) -> Mode:
     target = MODES.get(name)
     if target is None or not _available(target):
         raise OptionsError(f"--mode {name}: unknown mode; choose one of {', '.join(mode_names())}")
+    mode: Mode = _imported(target)
+    return mode
+
+
+def resolve_preparation(name: str) -> Preparation:
+    """The mode's preparation (a mode registered without one: nothing to check)."""
+    target = PREPARATIONS.get(name)
+    preparation: Preparation = _unprepared if target is None else _imported(target)
+    return preparation
+
+
+def _imported(target: Any) -> Any:
     if isinstance(target, str):
         module, _, attribute = target.partition(":")
         target = getattr(importlib.import_module(module), attribute)
     return target
+
+
+@contextlib.contextmanager
+def _unprepared(prepared: PreparedRun) -> Iterator[PreparedRun]:
+    yield prepared
 
 
 class _Tee(io.TextIOBase):
@@ -128,6 +167,16 @@ class _Tee(io.TextIOBase):
     def flush(self) -> None:
         if self.echo is not None:
             self.echo.flush()
+
+
+@contextlib.contextmanager
+def prepare_inprocess(prepared: PreparedRun) -> Iterator[PreparedRun]:
+    """Import the project here and validate its options; the import is kept for the run."""
+    from hook_processor import _preflight
+
+    with isolated_imports(prepared.project_dir, _entrypoint(prepared)):
+        _preflight.check(prepared.env, prepared.project_dir)
+        yield prepared
 
 
 def run_inprocess(prepared: PreparedRun) -> ModeResult:
@@ -177,6 +226,36 @@ def container_environment(prepared: PreparedRun) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",  # as in Dockerfile.base
         **prepared.env,
     }
+
+
+@contextlib.contextmanager
+def prepare_subprocess(prepared: PreparedRun) -> Iterator[PreparedRun]:
+    """The check in a child with the run's environment: the project is imported there only."""
+    from hook_processor import _preflight
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "hook_processor._preflight"],
+        env=container_environment(prepared),
+        cwd=prepared.work_dir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    try:
+        out, err = child.communicate()
+    finally:
+        if child.poll() is None:  # interrupted: never leave it running
+            child.kill()
+            child.wait()
+    refused = _preflight.read_verdict(out)
+    if refused is not None:
+        raise refused
+    if _preflight.MARKER not in out:
+        _note(prepared, f"could not check the project before the upload ({_last_line(err)})")
+    yield prepared
 
 
 def run_subprocess(prepared: PreparedRun) -> ModeResult:
@@ -315,6 +394,17 @@ def _environments() -> list[Path]:
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix}
     paths |= {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
     return [Path(p).resolve() for p in paths if p]
+
+
+def _note(prepared: PreparedRun, line: str) -> None:
+    if prepared.log_stream is not None:
+        prepared.log_stream.write(f"hook-processor run: {line}\n")
+        prepared.log_stream.flush()
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "no output"
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:

@@ -11,10 +11,13 @@
     ))
     outcome.exit_code, outcome.result["Status"], outcome.files
 
-One run: S3 (an embedded moto server on 127.0.0.1 unless an endpoint is given) -> buckets ->
-upload the inputs -> the option set (the standard options pointing at that S3; an order body's
-endpoints, buckets and credentials replaced, every other option kept) -> a *mode* runs the
-runtime -> what was published is downloaded into ``output_dir`` -> :class:`Outcome`.
+One run: S3 (an embedded moto server on 127.0.0.1 unless an endpoint is given) -> the option
+set (the standard options pointing at that S3; an order body's endpoints, buckets and credentials
+replaced, every other option kept) -> the mode's check, before any data moves (the project
+loads, the options pass the runtime's validation, the container engine answers and the image is
+built) -> buckets -> upload the inputs -> a *mode* runs the runtime -> what was published is
+downloaded into ``output_dir`` -> :class:`Outcome`. A run the check refuses returns exit 2 with
+the runtime's message, and nothing was uploaded.
 
 Modes (:data:`MODES`): ``inprocess`` calls :func:`hook_processor.runtime.run` with an explicit
 environment; ``subprocess`` runs ``python -m hook_processor exec`` with only the environment a
@@ -31,6 +34,7 @@ embedded server is always stopped (unless ``keep_server``), and when nothing was
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -41,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from hook_processor import _harness_io
+from hook_processor import _harness_io, _preflight
 from hook_processor import _harness_options as _opts
 from hook_processor._harness_options import INPUT_BUCKET, OUTPUT_BUCKET, TEMPORARY_BUCKET
 from hook_processor._modes import (
@@ -56,6 +60,7 @@ from hook_processor._modes import (
     mode_names,
     register_mode,
     resolve_mode,
+    resolve_preparation,
     run_inprocess,
     run_subprocess,
 )
@@ -250,30 +255,7 @@ def _run_on(
     storage_kind = str(options.get("output_storage", "PRIVATE")).strip().upper()
     env = _opts.run_env(environ, options, order, server, scratch, work_dir, project_dir, entrypoint)
     settings = _opts.transfer_settings(env)
-    client = storage.make_client(_opts.target(options, "input", server), settings)
     input_bucket, input_prefix = _opts.input_location(options, files)
-    if scratch:
-        buckets = {input_bucket}
-        if storage_kind == "TEMPORARY":
-            buckets.add(TEMPORARY_BUCKET)
-        elif options.get("s3_bucket") or options.get("output_s3_path"):
-            buckets.add(_opts.output_bucket(options))
-        for bucket in sorted(b for b in buckets if b):
-            _harness_io.ensure_bucket(client, bucket, server.endpoint_url)
-    if files:
-        uploaded = _harness_io.upload_inputs(
-            client,
-            input_bucket,
-            input_prefix,
-            files,
-            server.endpoint_url,
-            request.progress("upload_input") if request.progress else None,
-        )
-        notify(
-            f"uploaded {len(files)} input file{'s' if len(files) != 1 else ''} "
-            f"({uploaded} bytes) to s3://{input_bucket}/{input_prefix}"
-        )
-
     prepared = PreparedRun(
         mode=request.mode,
         project_dir=project_dir,
@@ -286,7 +268,37 @@ def _run_on(
         progress=request.progress,
         mode_options=request.mode_options,
     )
-    done = mode(prepared)
+    with contextlib.ExitStack() as stack:
+        try:
+            # Everything that can be checked before data moves: the project, the options as the
+            # runtime will read them, the container engine and image.
+            ready = stack.enter_context(resolve_preparation(request.mode)(prepared))
+        except _preflight.Refused as refused:
+            notify("the runtime would refuse this run (exit 2): nothing was uploaded")
+            return _refused(refused, request, server, options, order, project_dir, output_dir)
+        client = storage.make_client(_opts.target(options, "input", server), settings)
+        if scratch:
+            buckets = {input_bucket}
+            if storage_kind == "TEMPORARY":
+                buckets.add(TEMPORARY_BUCKET)
+            elif options.get("s3_bucket") or options.get("output_s3_path"):
+                buckets.add(_opts.output_bucket(options))
+            for bucket in sorted(b for b in buckets if b):
+                _harness_io.ensure_bucket(client, bucket, server.endpoint_url)
+        if files:
+            uploaded = _harness_io.upload_inputs(
+                client,
+                input_bucket,
+                input_prefix,
+                files,
+                server.endpoint_url,
+                request.progress("upload_input") if request.progress else None,
+            )
+            notify(
+                f"uploaded {len(files)} input file{'s' if len(files) != 1 else ''} "
+                f"({uploaded} bytes) to s3://{input_bucket}/{input_prefix}"
+            )
+        done = mode(ready)
     result = done.result or _read_result(prepared.result_path) or _missing_result(done.exit_code)
 
     outcome = Outcome(
@@ -348,6 +360,46 @@ def _check_project(project_dir: Path | None, entrypoint: str | None) -> Path | N
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _refused(
+    refused: _preflight.Refused,
+    request: RunRequest,
+    server: S3Server,
+    options: Mapping[str, str],
+    order: Mapping[str, Any],
+    project_dir: Path | None,
+    output_dir: Path,
+) -> Outcome:
+    """The outcome of a run the check refused, with the result the runtime would have written."""
+    from hook_processor.loader import read_project
+    from hook_processor.result import RunResult
+
+    project = None
+    if project_dir is not None and (project_dir / "pyproject.toml").is_file():
+        with contextlib.suppress(OptionsError):
+            project = read_project(project_dir)
+    result = RunResult(
+        exit_code=ExitCode.BAD_OPTIONS,
+        status_message=str(refused),
+        workflow_name=order.get("WorkflowName") or (project.name if project else None),
+        order_id=order.get("Id"),
+        order_name=order.get("Name"),
+        output_storage=str(options.get("output_storage", "PRIVATE")).strip().upper(),
+    )
+    result.finished = time.time()
+    data = result.to_json()
+    _harness_io.write_marker(output_dir, data)
+    return Outcome(
+        exit_code=ExitCode.BAD_OPTIONS,
+        result=data,
+        output_dir=output_dir,
+        files={},
+        logs=str(refused) + "\n",
+        endpoint_url=server.endpoint_url,
+        mode=request.mode,
+        published=False,
+    )
 
 
 def _missing_result(exit_code: int) -> dict[str, Any]:

@@ -284,7 +284,7 @@ def test_unreachable_user_endpoint_is_a_staging_failure(tmp_path) -> None:
                 tmp_path,
                 endpoint=endpoint,
                 environ={"HOOK_S3_MAX_ATTEMPTS": "1"},
-                options={"input_s3_path": "s3://b/in/"},
+                options={"input_s3_path": "s3://b/in/", "s3_bucket": "b"},  # valid: checked first
             )
         )
 
