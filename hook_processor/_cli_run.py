@@ -16,7 +16,7 @@ import click
 from hook_processor import harness
 from hook_processor._log import human_size
 from hook_processor.cli import _option_pairs, fail
-from hook_processor.errors import UserError
+from hook_processor.errors import Cancelled, UserError
 from hook_processor.s3server import S3Server
 
 _LONG_TRANSFER_SECONDS = 1.0  # a progress line appears only for transfers that last longer
@@ -135,11 +135,17 @@ def run_command(
         progress=progress.factory if progress else None,
         log_stream=log_stream,
         notify=lambda line: _note(log_stream, line),
+        handle_signals=True,  # Ctrl-C and SIGTERM: exit 6 naming the signal, never "Aborted!"
     )
     try:
         outcome = harness.run(request)
     except UserError as exc:
         raise fail(exc) from None
+    except Cancelled as exc:
+        if progress:
+            progress.clear()
+        _note(log_stream, str(exc))
+        sys.exit(int(exc.exit_code))
     finally:
         if progress:
             progress.clear()
@@ -190,7 +196,8 @@ def _storage(value: str | None) -> str | None:
 def _summary(outcome: harness.Outcome, own_store: bool) -> str:
     result = outcome.result
     status = outcome.status
-    lines = [f"hook-processor run: {status} (exit code {outcome.exit_code})"]
+    signal_name = f"{outcome.signal}; " if outcome.signal and status == "cancelled" else ""
+    lines = [f"hook-processor run: {status} ({signal_name}exit code {outcome.exit_code})"]
     if status == "completed":
         lines[0] += f": {result.get('StatusMessage', '')}"
     timings = result.get("Timings") or {}

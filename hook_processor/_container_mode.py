@@ -3,15 +3,17 @@
 :func:`prepare_container` runs before any upload (``run --mode container``): an engine that
 answers, the image (built when out of date, see :mod:`hook_processor.container`), and the
 runtime's own check (:mod:`hook_processor._preflight`) inside that image with the run's
-environment. :func:`run_container` then runs that image. Library code: problems raise
-:class:`ContainerError` or :class:`OptionsError`.
+environment. :func:`run_container` then runs that image; SIGINT/SIGTERM reach the container as
+themselves. Library code: problems raise :class:`ContainerError` or :class:`OptionsError`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,19 +185,34 @@ def _run(
     )
     chunks: list[str] = []
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def forward(signum: int, count: int) -> None:
+        # From a signal handler: the engine is called from another thread, never re-entered.
+        name = signal.Signals(signum).name if count == 1 else "SIGKILL"
+        threading.Thread(target=_kill, args=(container, name), daemon=True).start()
+
+    forwarding = (
+        prepared.interrupt.forwarding(forward)
+        if prepared.interrupt is not None
+        else contextlib.nullcontext()
+    )
     try:
         container.start()
         try:
-            for data in container.logs(stream=True, follow=True):
-                text = decoder.decode(data)
-                chunks.append(text)
-                if prepared.log_stream is not None:
-                    prepared.log_stream.write(text)
-                    prepared.log_stream.flush()
-            code = int(container.wait().get("StatusCode", ExitCode.INTERNAL_ERROR))
-        except KeyboardInterrupt:  # like SIGTERM from the platform: the runtime stops, exit 6
-            container.stop(timeout=20)
-            code = int(container.wait().get("StatusCode", ExitCode.CANCELLED))
+            with forwarding:
+                for data in container.logs(stream=True, follow=True):
+                    text = decoder.decode(data)
+                    chunks.append(text)
+                    if prepared.log_stream is not None:
+                        prepared.log_stream.write(text)
+                        prepared.log_stream.flush()
+                code = int(container.wait().get("StatusCode", ExitCode.INTERNAL_ERROR))
+        except KeyboardInterrupt:  # no handler of ours (library use): Ctrl-C is SIGINT, as is
+            _kill(container, "SIGINT")
+            try:
+                code = int(container.wait(timeout=60).get("StatusCode", ExitCode.CANCELLED))
+            except Exception:  # still running: removed (killed) below
+                code = ExitCode.CANCELLED
         if code != ExitCode.COMPLETED:
             _copy_out(container, f"{_WORK_DIR}/output", prepared.work_dir)
     except docker.errors.APIError as exc:
@@ -206,6 +223,13 @@ def _run(
         with contextlib.suppress(docker.errors.APIError):
             container.remove(force=True)
     return code, "".join(chunks)
+
+
+def _kill(container: Any, signal_name: str) -> None:
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.APIError):  # it may have ended meanwhile
+        container.kill(signal=signal_name)
 
 
 def _copy_out(container: Any, path: str, dest: Path) -> None:

@@ -8,13 +8,15 @@ with the harness's own arguments, found before anything starts) or :class:`Stagi
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ipaddress
 import json
 import shutil
+import threading
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -132,19 +134,33 @@ def upload_inputs(
     endpoint: str,
     progress: Progress | None = None,
 ) -> int:
-    """Upload the inputs to ``s3://bucket/prefix<rel>``; returns the bytes uploaded."""
+    """Upload the inputs to ``s3://bucket/prefix<rel>``; returns the bytes uploaded.
+
+    Interrupted (KeyboardInterrupt in the calling thread), every upload stops at its next chunk
+    and a multipart upload is aborted (boto3 does that when its callback raises).
+    """
     from botocore.exceptions import BotoCoreError, ClientError
+
+    stop = threading.Event()
+
+    def sent(nbytes: int) -> None:
+        if stop.is_set():
+            raise _Stopped
+        if progress:
+            progress(nbytes)
 
     def one(item: InputFile) -> int:
         rel, source = item
         key = prefix + rel
+        if stop.is_set():
+            raise _Stopped
         try:
             if isinstance(source, bytes):
                 client.put_object(Bucket=bucket, Key=key, Body=source)
                 if progress:
                     progress(len(source))
                 return len(source)
-            client.upload_file(str(source), bucket, key, Callback=progress)
+            client.upload_file(str(source), bucket, key, Callback=sent)
             return source.stat().st_size
         except (BotoCoreError, ClientError) as err:
             raise StagingError(
@@ -153,8 +169,73 @@ def upload_inputs(
 
     if not files:
         return 0
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
-        return sum(pool.map(one, files))
+    with _stoppable(client, stop):
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(files)))
+        try:
+            return sum(pool.map(one, files))
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _stoppable(client: Any, stop: threading.Event) -> Iterator[None]:
+    """botocore hooks on ``client`` so that an upload stops at once, quietly, when ``stop`` is set.
+
+    - no new upload, part or completion once stopped (AbortMultipartUpload, boto3's clean-up, is
+      left alone);
+    - no retry of a failed attempt once stopped: raised from the callback, _Stopped reaches
+      botocore as a retryable HTTPClientError whose backoff would delay the stop by seconds. A
+      successful attempt is never turned into a failure: boto3 must see the CreateMultipartUpload
+      it has to abort;
+    - the pure-Python SigV4 signer: boto3 interrupts the other parts' reads when one fails, and
+      awscrt's signer (used when awscrt is installed) prints a traceback for each.
+    """
+    import botocore.auth
+
+    def no_new_call(**_kwargs: Any) -> None:
+        if stop.is_set():
+            raise _Stopped
+
+    def no_retry(response: Any = None, caught_exception: Any = None, **_kwargs: Any) -> None:
+        failed = caught_exception is not None or (
+            response is not None and getattr(response[0], "status_code", 200) >= 300
+        )
+        if failed and stop.is_set():
+            raise _Stopped
+
+    def python_signer(signature_version: str | None = None, **_kwargs: Any) -> str | None:
+        # botocore's own choice for S3 ("v4", made "s3v4" by botocore's handler we preempt).
+        return _PYTHON_S3V4 if signature_version in ("v4", "s3v4") else None
+
+    botocore.auth.AUTH_TYPE_MAPS.setdefault(_PYTHON_S3V4, botocore.auth.S3SigV4Auth)
+    hooks = [
+        *((f"before-call.s3.{op}", no_new_call) for op in _STOPPABLE),
+        *((f"needs-retry.s3.{op}", no_retry) for op in _STOPPABLE),
+        *(
+            (f"choose-signer.s3.{op}", python_signer)
+            for op in (*_STOPPABLE, "AbortMultipartUpload")
+        ),
+    ]
+    events = client.meta.events
+    for name, hook in hooks:
+        events.register_first(name, hook, unique_id=f"{_STOP_ID}-{name}")
+    try:
+        yield
+    finally:
+        for name, _hook in hooks:
+            events.unregister(name, unique_id=f"{_STOP_ID}-{name}")
+
+
+_STOPPABLE = ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+_STOP_ID = "hook-processor-harness-upload-stop"
+_PYTHON_S3V4 = "hook-processor-python-s3v4"  # botocore's own S3 SigV4, whatever awscrt says
+
+
+class _Stopped(Exception):
+    """Internal: the upload was interrupted; raised inside boto3's callback to stop it."""
 
 
 def ensure_bucket(client: Any, bucket: str, endpoint: str) -> None:

@@ -32,6 +32,7 @@ from types import ModuleType
 from typing import IO, Any
 
 from hook_processor import _harness_io
+from hook_processor._interrupt import Interrupt
 from hook_processor.errors import ExitCode, OptionsError
 
 ProgressFactory = Callable[[str], Callable[[int], None] | None]
@@ -66,6 +67,8 @@ class PreparedRun:
     log_stream: IO[str] | None = None
     progress: ProgressFactory | None = None
     mode_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    interrupt: Interrupt | None = None
+    """Set when the harness handles SIGINT/SIGTERM: a mode forwards them to what it runs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,10 +188,21 @@ def run_inprocess(prepared: PreparedRun) -> ModeResult:
     from hook_processor.options import OptionSources
 
     tee = _Tee(prepared.log_stream)
-    with isolated_imports(prepared.project_dir, _entrypoint(prepared)):
+    interrupt = prepared.interrupt
+    cancel = interrupt.event if interrupt is not None else None
+    phase = runtime._Phase()
+    on_signal = runtime.signal_handler(cancel or threading.Event(), phase)
+    forwarding = (
+        interrupt.forwarding(lambda signum, _count: on_signal(signum, None))
+        if interrupt is not None
+        else contextlib.nullcontext()
+    )
+    with isolated_imports(prepared.project_dir, _entrypoint(prepared)), forwarding:
         result = runtime.run(
             OptionSources(env=dict(prepared.env)),
             project_dir=prepared.project_dir,
+            cancel=cancel,
+            phase=phase,
             progress=prepared.progress,
             log_stream=tee,  # type: ignore[arg-type]
         )
@@ -233,6 +247,7 @@ def prepare_subprocess(prepared: PreparedRun) -> Iterator[PreparedRun]:
     """The check in a child with the run's environment: the project is imported there only."""
     from hook_processor import _preflight
 
+    # Its own session, like the run's child: a Ctrl-C on the terminal reaches only this process.
     child = subprocess.Popen(
         [sys.executable, "-m", "hook_processor._preflight"],
         env=container_environment(prepared),
@@ -243,6 +258,7 @@ def prepare_subprocess(prepared: PreparedRun) -> Iterator[PreparedRun]:
         text=True,
         encoding="utf-8",
         errors="replace",
+        start_new_session=True,
     )
     try:
         out, err = child.communicate()
@@ -259,7 +275,11 @@ def prepare_subprocess(prepared: PreparedRun) -> Iterator[PreparedRun]:
 
 
 def run_subprocess(prepared: PreparedRun) -> ModeResult:
-    """``python -m hook_processor exec`` in a child with only a container's environment."""
+    """``python -m hook_processor exec`` in a child with only a container's environment.
+
+    The child has its own session: a signal reaches it once, forwarded as itself (a second one
+    kills it), never twice (from the terminal and from here).
+    """
     child = subprocess.Popen(
         [sys.executable, "-m", "hook_processor", "exec"],
         env=container_environment(prepared),
@@ -270,6 +290,7 @@ def run_subprocess(prepared: PreparedRun) -> ModeResult:
         text=True,
         encoding="utf-8",
         errors="replace",
+        start_new_session=True,
     )
     assert child.stdout is not None
     lines: list[str] = []
@@ -281,14 +302,30 @@ def run_subprocess(prepared: PreparedRun) -> ModeResult:
                 prepared.log_stream.write(line)
                 prepared.log_stream.flush()
 
+    def forward(signum: int, count: int) -> None:
+        if count == 1:
+            child.send_signal(signum)
+        else:
+            child.kill()
+
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
+    forwarding = (
+        prepared.interrupt.forwarding(forward)
+        if prepared.interrupt is not None
+        else contextlib.nullcontext()
+    )
     try:
-        code = child.wait()
-    except KeyboardInterrupt:  # the child got SIGINT too; make sure it stops, keep its result
+        with forwarding:
+            try:
+                code = child.wait()
+            except KeyboardInterrupt:  # no handler of ours (library use): Ctrl-C, forwarded
+                child.send_signal(signal.SIGINT)
+                code = child.wait()
+    finally:
         if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-        code = child.wait()
+            child.kill()
+            child.wait()
     reader.join()
     child.stdout.close()
     if code < 0:

@@ -29,7 +29,10 @@ imported only when chosen): that is where ``container`` slots in, using
 Library code: never prints or exits. A problem the user can fix before the run raises a
 :class:`~hook_processor.errors.UserError`; a run that fails returns the runtime's exit code. The
 embedded server is always stopped (unless ``keep_server``), and when nothing was published, what
-``process()`` wrote is copied from the runtime's work folder into ``output_dir``.
+``process()`` wrote is copied from the runtime's work folder into ``output_dir``. With
+``handle_signals`` (the CLI), SIGINT/SIGTERM cancel the run: forwarded as themselves to the
+mode's child or container (exit 6), or, outside the mode, :class:`~hook_processor.errors.Cancelled`
+naming the signal and the step. In-process runs import their own project's code each time.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from hook_processor import _harness_io, _preflight
+from hook_processor import _harness_io, _interrupt, _preflight
 from hook_processor import _harness_options as _opts
 from hook_processor._harness_options import INPUT_BUCKET, OUTPUT_BUCKET, TEMPORARY_BUCKET
 from hook_processor._modes import (
@@ -64,7 +67,7 @@ from hook_processor._modes import (
     run_inprocess,
     run_subprocess,
 )
-from hook_processor.errors import ExitCode, OptionsError
+from hook_processor.errors import Cancelled, ExitCode, OptionsError
 from hook_processor.s3server import EmbeddedS3, S3Server  # light: moto is imported by start()
 
 __all__ = [
@@ -125,6 +128,9 @@ class RunRequest:
     """Called with one line per harness step (server started, options replaced, inputs uploaded)."""
     mode_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Extra settings for the mode (e.g. an image tag for a container mode)."""
+    handle_signals: bool = False
+    """SIGINT/SIGTERM cancel the run (exit 6) instead of raising KeyboardInterrupt; main thread
+    only (``hook-processor run`` sets it)."""
     inputs_label: str = "--input"
     """How messages about ``inputs`` name them (the plugin: ``run_processor(inputs=...)``)."""
 
@@ -149,6 +155,8 @@ class Outcome:
     uploaded_files: int = 0
     server: S3Server | None = None
     """The embedded server, while it is kept running (keep_server)."""
+    signal: str | None = None
+    """The signal (SIGINT, SIGTERM) that cancelled the run, when the harness handled it."""
     _embedded: EmbeddedS3 | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -187,39 +195,55 @@ def run(request: RunRequest) -> Outcome:
     output_dir = _harness_io.prepare_output_dir(request.output_dir)
     notify = request.notify or (lambda _line: None)
 
-    embedded: EmbeddedS3 | None = None
-    server = request.endpoint or request.server
-    if server is None:
-        embedded = EmbeddedS3()
-        server = embedded.start()
-        notify(f"embedded S3 server at {server.endpoint_url}")
-    work_dir = Path(request.work_dir or tempfile.mkdtemp(prefix="hook-run-")).resolve()
-    handed_over = False
-    try:
-        outcome = _run_on(
-            request,
-            mode,
-            server,
-            embedded is not None,
-            environ,
-            user_options,
-            file_options,
-            order,
-            entrypoint,
-            project_dir,
-            files,
-            output_dir,
-            work_dir,
-            notify,
-        )
-        if embedded is not None and request.keep_server:
-            outcome.server, outcome._embedded, handed_over = server, embedded, True
-        return outcome
-    finally:
-        if embedded is not None and not handed_over:
-            embedded.stop()
-        if request.work_dir is None:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    with _interrupt.handling(request.handle_signals) as interrupt:
+        step = _Step()
+        embedded: EmbeddedS3 | None = None
+        work_dir: Path | None = None
+        handed_over = False
+        try:
+            server = request.endpoint or request.server
+            if server is None:
+                embedded = EmbeddedS3()
+                server = embedded.start()
+                notify(f"embedded S3 server at {server.endpoint_url}")
+            work_dir = Path(request.work_dir or tempfile.mkdtemp(prefix="hook-run-")).resolve()
+            outcome = _run_on(
+                request,
+                mode,
+                server,
+                embedded is not None,
+                environ,
+                user_options,
+                file_options,
+                order,
+                entrypoint,
+                project_dir,
+                files,
+                output_dir,
+                work_dir,
+                notify,
+                interrupt,
+                step,
+            )
+            if embedded is not None and request.keep_server:
+                outcome.server, outcome._embedded, handed_over = server, embedded, True
+            return outcome
+        except (KeyboardInterrupt, Cancelled):
+            if interrupt is None or interrupt.name is None:
+                raise  # not a signal we handle: the caller's Ctrl-C stays a KeyboardInterrupt
+            raise Cancelled(f"cancelled ({interrupt.name}) {step.name}") from None
+        finally:
+            if embedded is not None and not handed_over:
+                embedded.stop()
+            if request.work_dir is None and work_dir is not None:
+                shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class _Step:
+    """Where the harness is, for the message of a signal that stops it outside the mode."""
+
+    name: str = "before the run started; nothing was uploaded or run"
 
 
 def _run_on(
@@ -237,6 +261,8 @@ def _run_on(
     output_dir: Path,
     work_dir: Path,
     notify: Callable[[str], None],
+    interrupt: _interrupt.Interrupt | None,
+    step: _Step,
 ) -> Outcome:
     from hook_processor import storage
 
@@ -267,6 +293,7 @@ def _run_on(
         log_stream=request.log_stream,
         progress=request.progress,
         mode_options=request.mode_options,
+        interrupt=interrupt,
     )
     with contextlib.ExitStack() as stack:
         try:
@@ -286,6 +313,7 @@ def _run_on(
             for bucket in sorted(b for b in buckets if b):
                 _harness_io.ensure_bucket(client, bucket, server.endpoint_url)
         if files:
+            step.name = "while uploading the inputs; nothing was run or published"
             uploaded = _harness_io.upload_inputs(
                 client,
                 input_bucket,
@@ -298,7 +326,9 @@ def _run_on(
                 f"uploaded {len(files)} input file{'s' if len(files) != 1 else ''} "
                 f"({uploaded} bytes) to s3://{input_bucket}/{input_prefix}"
             )
+        step.name = "while the processor ran"  # a mode that forwards signals never gets here
         done = mode(ready)
+    step.name = "while downloading the outputs"
     result = done.result or _read_result(prepared.result_path) or _missing_result(done.exit_code)
 
     outcome = Outcome(
@@ -312,6 +342,7 @@ def _run_on(
         published=False,
         replaced_options=tuple(replaced),
         uploaded_files=len(files),
+        signal=interrupt.name if interrupt is not None else None,
     )
     download = request.progress("download_output") if request.progress else None
     try:
