@@ -16,7 +16,7 @@ import click
 from hook_processor import _progress, harness
 from hook_processor._log import human_size
 from hook_processor.cli import _option_pairs, command_error, fail, project_argument, project_from
-from hook_processor.errors import UserError
+from hook_processor.errors import Cancelled, UserError
 from hook_processor.s3server import S3Server
 
 
@@ -139,6 +139,7 @@ def run_command(
         progress=display.factory if display else None,
         log_stream=log_stream,
         notify=lambda line: _note(log_stream, line),
+        handle_signals=True,  # Ctrl-C and SIGTERM: exit 6 naming the signal, never "Aborted!"
     )
     created = not output_dir.exists()
     try:
@@ -149,6 +150,12 @@ def run_command(
         if isinstance(exc, UserError):
             raise fail(exc) from None
         raise  # a missing dependency: the command group turns it into one Error line
+    except Cancelled as exc:
+        if display:
+            display.close()
+            display = None
+        _note(log_stream, str(exc))
+        sys.exit(int(exc.exit_code))
     finally:
         if display:
             display.close()
@@ -203,7 +210,8 @@ def _storage(value: str | None) -> str | None:
 def _summary(outcome: harness.Outcome, own_store: bool) -> str:
     result = outcome.result
     status = outcome.status
-    lines = [f"hook-processor run: {status} (exit code {outcome.exit_code})"]
+    signal_name = f"{outcome.signal}; " if outcome.signal and status == "cancelled" else ""
+    lines = [f"hook-processor run: {status} ({signal_name}exit code {outcome.exit_code})"]
     if status == "completed":
         lines[0] += f": {result.get('StatusMessage', '')}"
     timings = result.get("Timings") or {}

@@ -8,13 +8,15 @@ with the harness's own arguments, found before anything starts) or :class:`Stagi
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ipaddress
 import json
 import shutil
+import threading
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -38,17 +40,20 @@ def safe_relative(name: str, what: str) -> str:
     return str(path)
 
 
-def collect_inputs(inputs: Sequence[Path] | Mapping[str, bytes]) -> list[InputFile]:
+def collect_inputs(
+    inputs: Sequence[Path] | Mapping[str, bytes], what: str = "--input"
+) -> list[InputFile]:
     """Every input file with the key it gets under the input prefix; checks before any I/O.
 
     A file keeps its basename, a folder gives its contents (recursively); several inputs are
-    merged, and two files that would get the same name are refused.
+    merged, and two files that would get the same name are refused. ``what`` names the inputs
+    in messages (the CLI's ``--input``, the pytest plugin's ``run_processor(inputs=...)``).
     """
     if isinstance(inputs, Mapping):
         files: list[InputFile] = []
         for name, data in inputs.items():
             if not isinstance(data, bytes | bytearray | str):
-                raise OptionsError(f"input {name!r}: content must be bytes or str")
+                raise OptionsError(f"{what} {name!r}: content must be bytes or str")
             content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
             files.append((safe_relative(str(name), "input"), content))
         return files
@@ -64,15 +69,32 @@ def collect_inputs(inputs: Sequence[Path] | Mapping[str, bytes]) -> list[InputFi
                 if p.is_file()
             ]
         else:
-            raise OptionsError(f"--input {given}: no such file or folder")
+            raise OptionsError(f"{what} {given}: no such file or folder")
         for rel, path in pairs:
             if rel in found:
                 raise OptionsError(
-                    f"--input: two inputs give the file {rel!r} ({found[rel][1]} and {path}); "
+                    f"{what}: two inputs give the file {rel!r} ({found[rel][1]} and {path}); "
                     "rename one, or give their folders separately so that names differ"
                 )
             found[rel] = (given, path)
     return [(rel, path) for rel, (_, path) in found.items()]
+
+
+def no_inputs(inputs: Sequence[Path] | Mapping[str, bytes], what: str = "--input") -> str:
+    """Why there is nothing to upload, in words that fit what was given (nothing, empty folders)."""
+    if isinstance(inputs, Mapping):
+        return (
+            f"{what}: no input files; give at least one, e.g. inputs={{'example.data': b'hello'}} "
+            "or the path of a sample folder (a run stages its input as the Hook service does)"
+        )
+    folders = [Path(p) for p in inputs]
+    if not folders:
+        return f"{what}: give the files or folders to process (the embedded S3 server starts empty)"
+    shown = ", ".join(str(p) for p in folders)
+    return (
+        f"{what} {shown}: the folder holds no files{'' if len(folders) == 1 else ' (any of them)'}"
+        "; put the files to process in it (a run stages its input as the Hook service does)"
+    )
 
 
 def prepare_output_dir(output_dir: Path) -> Path:
@@ -112,12 +134,26 @@ def upload_inputs(
     endpoint: str,
     progress: Progress | None = None,
 ) -> int:
-    """Upload the inputs to ``s3://bucket/prefix<rel>``; returns the bytes uploaded."""
+    """Upload the inputs to ``s3://bucket/prefix<rel>``; returns the bytes uploaded.
+
+    Interrupted (KeyboardInterrupt in the calling thread), every upload stops at its next chunk
+    and a multipart upload is aborted (boto3 does that when its callback raises).
+    """
     from botocore.exceptions import BotoCoreError, ClientError
+
+    stop = threading.Event()
+
+    def sent(nbytes: int) -> None:
+        if stop.is_set():
+            raise _Stopped
+        if progress:
+            progress(nbytes)
 
     def one(item: InputFile) -> int:
         rel, source = item
         key = prefix + rel
+        if stop.is_set():
+            raise _Stopped
         try:
             if isinstance(source, bytes):
                 client.put_object(Bucket=bucket, Key=key, Body=source)
@@ -127,7 +163,7 @@ def upload_inputs(
                 return len(source)
             # s3transfer reports bytes as they are read, and takes them back (a negative
             # amount) when a retried request rewinds the file.
-            client.upload_file(str(source), bucket, key, Callback=progress)
+            client.upload_file(str(source), bucket, key, Callback=sent)
             if progress:
                 progress.file_done()
             return source.stat().st_size
@@ -140,8 +176,73 @@ def upload_inputs(
         return 0
     if progress:
         progress.start(len(files), sum(_size(source) for _, source in files))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
-        return sum(pool.map(one, files))
+    with _stoppable(client, stop):
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(files)))
+        try:
+            return sum(pool.map(one, files))
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _stoppable(client: Any, stop: threading.Event) -> Iterator[None]:
+    """botocore hooks on ``client`` so that an upload stops at once, quietly, when ``stop`` is set.
+
+    - no new upload, part or completion once stopped (AbortMultipartUpload, boto3's clean-up, is
+      left alone);
+    - no retry of a failed attempt once stopped: raised from the callback, _Stopped reaches
+      botocore as a retryable HTTPClientError whose backoff would delay the stop by seconds. A
+      successful attempt is never turned into a failure: boto3 must see the CreateMultipartUpload
+      it has to abort;
+    - the pure-Python SigV4 signer: boto3 interrupts the other parts' reads when one fails, and
+      awscrt's signer (used when awscrt is installed) prints a traceback for each.
+    """
+    import botocore.auth
+
+    def no_new_call(**_kwargs: Any) -> None:
+        if stop.is_set():
+            raise _Stopped
+
+    def no_retry(response: Any = None, caught_exception: Any = None, **_kwargs: Any) -> None:
+        failed = caught_exception is not None or (
+            response is not None and getattr(response[0], "status_code", 200) >= 300
+        )
+        if failed and stop.is_set():
+            raise _Stopped
+
+    def python_signer(signature_version: str | None = None, **_kwargs: Any) -> str | None:
+        # botocore's own choice for S3 ("v4", made "s3v4" by botocore's handler we preempt).
+        return _PYTHON_S3V4 if signature_version in ("v4", "s3v4") else None
+
+    botocore.auth.AUTH_TYPE_MAPS.setdefault(_PYTHON_S3V4, botocore.auth.S3SigV4Auth)
+    hooks = [
+        *((f"before-call.s3.{op}", no_new_call) for op in _STOPPABLE),
+        *((f"needs-retry.s3.{op}", no_retry) for op in _STOPPABLE),
+        *(
+            (f"choose-signer.s3.{op}", python_signer)
+            for op in (*_STOPPABLE, "AbortMultipartUpload")
+        ),
+    ]
+    events = client.meta.events
+    for name, hook in hooks:
+        events.register_first(name, hook, unique_id=f"{_STOP_ID}-{name}")
+    try:
+        yield
+    finally:
+        for name, _hook in hooks:
+            events.unregister(name, unique_id=f"{_STOP_ID}-{name}")
+
+
+_STOPPABLE = ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+_STOP_ID = "hook-processor-harness-upload-stop"
+_PYTHON_S3V4 = "hook-processor-python-s3v4"  # botocore's own S3 SigV4, whatever awscrt says
+
+
+class _Stopped(Exception):
+    """Internal: the upload was interrupted; raised inside boto3's callback to stop it."""
 
 
 def _size(source: Path | bytes) -> int:

@@ -30,39 +30,40 @@ Behind a TLS-intercepting proxy, the CA bundle (``--ca-bundle``, else ``PIP_CERT
 Dockerfiles use it in a build stage only, so it never reaches an image layer. Builds run on the
 host network (an engine without a bridge works) with the classic builder the SDK speaks.
 
-:func:`run_container` is the harness's ``container`` mode. Library code: never prints or exits;
-the build log goes to an ``on_event`` callback; problems raise :class:`ContainerError` or
-:class:`OptionsError` with the whole message.
+The harness's ``container`` mode (run and its checks before the upload) is in
+:mod:`hook_processor._container_mode`. Library code: never prints or exits; the build log goes
+to an ``on_event`` callback; problems raise :class:`ContainerError` or :class:`OptionsError` with
+the whole message.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import re
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hook_processor import __version__, _image_build, _image_context
 from hook_processor._image_build import BuildEvent, OnEvent
 from hook_processor._image_labels import (
-    LABEL,
+    LABEL as LABEL,  # re-exported
+)
+from hook_processor._image_labels import (
     LABEL_BASE_ID,
-    LABEL_BASE_IMAGE,
     LABEL_CONTEXT,
     LABEL_PACKAGE,
     LABEL_PYTHON_ID,
     LABEL_PYTHON_IMAGE,
     processor_labels,
 )
+from hook_processor._image_labels import (
+    LABEL_BASE_IMAGE as LABEL_BASE_IMAGE,  # re-exported
+)
 from hook_processor._image_labels import LABEL_WORKFLOW as LABEL_WORKFLOW  # re-exported
 from hook_processor.errors import ContainerError, OptionsError
-
-if TYPE_CHECKING:
-    from hook_processor._modes import ModeResult, PreparedRun
 
 BASE_REPOSITORY = "hook-processor-base"
 CLIENT_TIMEOUT = 3600  # seconds without a byte from the engine (a quiet pip install is long)
@@ -361,141 +362,3 @@ def build_processor(
         stages=tuple(stages),
         labels=dict(image.labels or {}),
     )
-
-
-# --- run: the harness's container mode -------------------------------------------------------
-
-
-_RESULT_MOUNT = "/hook-result"
-_WORK_DIR = "/work"  # the image's HOOK_WORK_DIR (Dockerfile.base)
-
-
-def run_container(prepared: PreparedRun) -> ModeResult:
-    """Run the project's image once, as the service does (``run --mode container``).
-
-    The image is the project's ``name:version``, rebuilt first when the project's files changed
-    (on the base image it was built on; ``hook-processor build`` refreshes the base). Options go
-    in as environment variables; the container uses the host network (S3 on 127.0.0.1); its result
-    is written to a mounted host folder; what ``process()`` wrote is copied out when the run failed.
-    ``mode_options``: ``image`` (run this image as is), ``python_image``, ``base_image``,
-    ``ca_bundle``, ``on_event`` (build log callback).
-    """
-    import shutil
-
-    from hook_processor._modes import ModeResult, _read_result, forwarded_environment
-
-    options = dict(prepared.mode_options)
-    client = connect()
-    try:
-        image = options.get("image") or _ensure_image(client, prepared, options)
-        if _image(client, image) is None:
-            raise ContainerError(
-                f"image {image} is not in the local engine; build it with hook-processor build"
-            )
-        env = {**forwarded_environment(prepared.environ, prepared.endpoint_url), **prepared.env}
-        env = {
-            k: v for k, v in env.items() if k.upper() not in ("HOOK_PROJECT_DIR", "SSL_CERT_FILE")
-        }
-        env.update(HOOK_WORK_DIR=_WORK_DIR, HOOK_RESULT_PATH=f"{_RESULT_MOUNT}/result.json")
-        result_dir = Path(tempfile.mkdtemp(prefix="hook-result-"))
-        try:
-            result_dir.chmod(0o777)  # the container runs as uid 1000, not as this user
-            code, logs = _run(client, image, env, result_dir, prepared)
-            result = _read_result(result_dir / "result.json")
-        finally:
-            shutil.rmtree(result_dir, ignore_errors=True)
-    finally:
-        client.close()
-    return ModeResult(code, result, logs)
-
-
-def _ensure_image(client: Any, prepared: PreparedRun, options: dict[str, Any]) -> str:
-    from hook_processor.loader import read_project
-
-    root = Path(prepared.project_dir or ".")
-    project = read_project(root)
-    tag = f"{project.name}:{project.version}"
-    python_image, base_image = options.get("python_image"), options.get("base_image")
-    # A Python image named anywhere (flag, HOOK_PYTHON_IMAGE, pyproject) is the one to build on.
-    chosen = base_image or not _image_context.python_image_choice(python_image, root).is_default
-    existing = _image(client, tag)
-    if existing is not None and not chosen:
-        recorded = (existing.labels or {}).get(LABEL_BASE_IMAGE)
-        if recorded and _image(client, recorded) is not None:
-            base_image = recorded  # rebuild (if needed) on the base it was built on
-    log = prepared.log_stream
-
-    def note(event: BuildEvent) -> None:
-        if event.kind in ("step", "note") and log is not None:
-            log.write(f"hook-processor build: [{event.stage}] {event.text}\n")
-            log.flush()
-
-    report = build_processor(
-        root,
-        tag=tag,
-        python_image=python_image,
-        base_image=base_image,
-        ca_bundle=options.get("ca_bundle"),
-        on_event=options.get("on_event") or note,
-        client=client,
-        reuse_unchanged=True,
-    )
-    return report.tag
-
-
-def _run(
-    client: Any, image: str, env: dict[str, str], result_dir: Path, prepared: PreparedRun
-) -> tuple[int, str]:
-    import codecs
-
-    import docker.errors
-
-    from hook_processor.errors import ExitCode
-
-    container = client.containers.create(
-        image,
-        environment=env,
-        network_mode="host",
-        labels={LABEL + "run": "harness"},
-        volumes={str(result_dir): {"bind": _RESULT_MOUNT, "mode": "rw"}},
-    )
-    chunks: list[str] = []
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    try:
-        container.start()
-        try:
-            for data in container.logs(stream=True, follow=True):
-                text = decoder.decode(data)
-                chunks.append(text)
-                if prepared.log_stream is not None:
-                    prepared.log_stream.write(text)
-                    prepared.log_stream.flush()
-            code = int(container.wait().get("StatusCode", ExitCode.INTERNAL_ERROR))
-        except KeyboardInterrupt:  # like SIGTERM from the platform: the runtime stops, exit 6
-            container.stop(timeout=20)
-            code = int(container.wait().get("StatusCode", ExitCode.CANCELLED))
-        if code != ExitCode.COMPLETED:
-            _copy_out(container, f"{_WORK_DIR}/output", prepared.work_dir)
-    except docker.errors.APIError as exc:
-        raise ContainerError(
-            f"docker run of {image}: {_image_build.short(exc.explanation or str(exc))}"
-        ) from None
-    finally:
-        with contextlib.suppress(docker.errors.APIError):
-            container.remove(force=True)
-    return code, "".join(chunks)
-
-
-def _copy_out(container: Any, path: str, dest: Path) -> None:
-    """What ``process()`` wrote (``path`` in the container) into ``dest/output``."""
-    import io
-    import tarfile
-
-    import docker.errors
-
-    try:
-        stream, _ = container.get_archive(path)
-    except docker.errors.NotFound:
-        return
-    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-        tar.extractall(dest, filter="data")

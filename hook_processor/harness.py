@@ -11,10 +11,13 @@
     ))
     outcome.exit_code, outcome.result["Status"], outcome.files
 
-One run: S3 (an embedded moto server on 127.0.0.1 unless an endpoint is given) -> buckets ->
-upload the inputs -> the option set (the standard options pointing at that S3; an order body's
-endpoints, buckets and credentials replaced, every other option kept) -> a *mode* runs the
-runtime -> what was published is downloaded into ``output_dir`` -> :class:`Outcome`.
+One run: S3 (an embedded moto server on 127.0.0.1 unless an endpoint is given) -> the option
+set (the standard options pointing at that S3; an order body's endpoints, buckets and credentials
+replaced, every other option kept) -> the mode's check, before any data moves (the project
+loads, the options pass the runtime's validation, the container engine answers and the image is
+built) -> buckets -> upload the inputs -> a *mode* runs the runtime -> what was published is
+downloaded into ``output_dir`` -> :class:`Outcome`. A run the check refuses returns exit 2 with
+the runtime's message, and nothing was uploaded.
 
 Modes (:data:`MODES`): ``inprocess`` calls :func:`hook_processor.runtime.run` with an explicit
 environment; ``subprocess`` runs ``python -m hook_processor exec`` with only the environment a
@@ -26,11 +29,15 @@ imported only when chosen): that is where ``container`` slots in, using
 Library code: never prints or exits. A problem the user can fix before the run raises a
 :class:`~hook_processor.errors.UserError`; a run that fails returns the runtime's exit code. The
 embedded server is always stopped (unless ``keep_server``), and when nothing was published, what
-``process()`` wrote is copied from the runtime's work folder into ``output_dir``.
+``process()`` wrote is copied from the runtime's work folder into ``output_dir``. With
+``handle_signals`` (the CLI), SIGINT/SIGTERM cancel the run: forwarded as themselves to the
+mode's child or container (exit 6), or, outside the mode, :class:`~hook_processor.errors.Cancelled`
+naming the signal and the step. In-process runs import their own project's code each time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -41,7 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from hook_processor import _harness_io
+from hook_processor import _harness_io, _interrupt, _preflight
 from hook_processor import _harness_options as _opts
 from hook_processor._harness_options import INPUT_BUCKET, OUTPUT_BUCKET, TEMPORARY_BUCKET
 from hook_processor._modes import (
@@ -56,10 +63,11 @@ from hook_processor._modes import (
     mode_names,
     register_mode,
     resolve_mode,
+    resolve_preparation,
     run_inprocess,
     run_subprocess,
 )
-from hook_processor.errors import ExitCode, OptionsError
+from hook_processor.errors import Cancelled, ExitCode, OptionsError
 from hook_processor.s3server import EmbeddedS3, S3Server  # light: moto is imported by start()
 
 __all__ = [
@@ -120,6 +128,11 @@ class RunRequest:
     """Called with one line per harness step (server started, options replaced, inputs uploaded)."""
     mode_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Extra settings for the mode (e.g. an image tag for a container mode)."""
+    handle_signals: bool = False
+    """SIGINT/SIGTERM cancel the run (exit 6) instead of raising KeyboardInterrupt; main thread
+    only (``hook-processor run`` sets it)."""
+    inputs_label: str = "--input"
+    """How messages about ``inputs`` name them (the plugin: ``run_processor(inputs=...)``)."""
 
 
 @dataclasses.dataclass
@@ -142,6 +155,8 @@ class Outcome:
     uploaded_files: int = 0
     server: S3Server | None = None
     """The embedded server, while it is kept running (keep_server)."""
+    signal: str | None = None
+    """The signal (SIGINT, SIGTERM) that cancelled the run, when the harness handled it."""
     _embedded: EmbeddedS3 | None = dataclasses.field(default=None, repr=False)
 
     @property
@@ -171,50 +186,64 @@ def run(request: RunRequest) -> Outcome:
         or _opts.lookup(environ, "HOOK_ENTRYPOINT")
     )
     project_dir = _check_project(request.project_dir, entrypoint)
-    files = _harness_io.collect_inputs(request.inputs)
+    files = _harness_io.collect_inputs(request.inputs, request.inputs_label)
     if request.endpoint is None and not files:
-        raise OptionsError(
-            "--input: give the files or folders to process (the embedded S3 server starts empty)"
-        )
+        raise OptionsError(_harness_io.no_inputs(request.inputs, request.inputs_label))
     file_options, order = (
         read_options_file(request.options_file) if request.options_file else ({}, {})
     )
     output_dir = _harness_io.prepare_output_dir(request.output_dir)
     notify = request.notify or (lambda _line: None)
 
-    embedded: EmbeddedS3 | None = None
-    server = request.endpoint or request.server
-    if server is None:
-        embedded = EmbeddedS3()
-        server = embedded.start()
-        notify(f"embedded S3 server at {server.endpoint_url}")
-    work_dir = Path(request.work_dir or tempfile.mkdtemp(prefix="hook-run-")).resolve()
-    handed_over = False
-    try:
-        outcome = _run_on(
-            request,
-            mode,
-            server,
-            embedded is not None,
-            environ,
-            user_options,
-            file_options,
-            order,
-            entrypoint,
-            project_dir,
-            files,
-            output_dir,
-            work_dir,
-            notify,
-        )
-        if embedded is not None and request.keep_server:
-            outcome.server, outcome._embedded, handed_over = server, embedded, True
-        return outcome
-    finally:
-        if embedded is not None and not handed_over:
-            embedded.stop()
-        if request.work_dir is None:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    with _interrupt.handling(request.handle_signals) as interrupt:
+        step = _Step()
+        embedded: EmbeddedS3 | None = None
+        work_dir: Path | None = None
+        handed_over = False
+        try:
+            server = request.endpoint or request.server
+            if server is None:
+                embedded = EmbeddedS3()
+                server = embedded.start()
+                notify(f"embedded S3 server at {server.endpoint_url}")
+            work_dir = Path(request.work_dir or tempfile.mkdtemp(prefix="hook-run-")).resolve()
+            outcome = _run_on(
+                request,
+                mode,
+                server,
+                embedded is not None,
+                environ,
+                user_options,
+                file_options,
+                order,
+                entrypoint,
+                project_dir,
+                files,
+                output_dir,
+                work_dir,
+                notify,
+                interrupt,
+                step,
+            )
+            if embedded is not None and request.keep_server:
+                outcome.server, outcome._embedded, handed_over = server, embedded, True
+            return outcome
+        except (KeyboardInterrupt, Cancelled):
+            if interrupt is None or interrupt.name is None:
+                raise  # not a signal we handle: the caller's Ctrl-C stays a KeyboardInterrupt
+            raise Cancelled(f"cancelled ({interrupt.name}) {step.name}") from None
+        finally:
+            if embedded is not None and not handed_over:
+                embedded.stop()
+            if request.work_dir is None and work_dir is not None:
+                shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class _Step:
+    """Where the harness is, for the message of a signal that stops it outside the mode."""
+
+    name: str = "before the run started; nothing was uploaded or run"
 
 
 def _run_on(
@@ -232,6 +261,8 @@ def _run_on(
     output_dir: Path,
     work_dir: Path,
     notify: Callable[[str], None],
+    interrupt: _interrupt.Interrupt | None,
+    step: _Step,
 ) -> Outcome:
     from hook_processor import storage
 
@@ -253,30 +284,7 @@ def _run_on(
     env = _opts.run_env(environ, options, order, server, scratch, work_dir, project_dir, entrypoint)
     env.update(_opts.given_options(file_options, user_options))  # unknown names: the runtime's
     settings = _opts.transfer_settings(env)
-    client = storage.make_client(_opts.target(options, "input", server), settings)
     input_bucket, input_prefix = _opts.input_location(options, files)
-    if scratch:
-        buckets = {input_bucket}
-        if storage_kind == "TEMPORARY":
-            buckets.add(TEMPORARY_BUCKET)
-        elif options.get("s3_bucket") or options.get("output_s3_path"):
-            buckets.add(_opts.output_bucket(options))
-        for bucket in sorted(b for b in buckets if b):
-            _harness_io.ensure_bucket(client, bucket, server.endpoint_url)
-    if files:
-        uploaded = _harness_io.upload_inputs(
-            client,
-            input_bucket,
-            input_prefix,
-            files,
-            server.endpoint_url,
-            request.progress("upload_input") if request.progress else None,
-        )
-        notify(
-            f"uploaded {len(files)} input file{'s' if len(files) != 1 else ''} "
-            f"({uploaded} bytes) to s3://{input_bucket}/{input_prefix}"
-        )
-
     prepared = PreparedRun(
         mode=request.mode,
         project_dir=project_dir,
@@ -288,8 +296,42 @@ def _run_on(
         log_stream=request.log_stream,
         progress=request.progress,
         mode_options=request.mode_options,
+        interrupt=interrupt,
     )
-    done = mode(prepared)
+    with contextlib.ExitStack() as stack:
+        try:
+            # Everything that can be checked before data moves: the project, the options as the
+            # runtime will read them, the container engine and image.
+            ready = stack.enter_context(resolve_preparation(request.mode)(prepared))
+        except _preflight.Refused as refused:
+            notify("the runtime would refuse this run (exit 2): nothing was uploaded")
+            return _refused(refused, request, server, options, order, project_dir, output_dir)
+        client = storage.make_client(_opts.target(options, "input", server), settings)
+        if scratch:
+            buckets = {input_bucket}
+            if storage_kind == "TEMPORARY":
+                buckets.add(TEMPORARY_BUCKET)
+            elif options.get("s3_bucket") or options.get("output_s3_path"):
+                buckets.add(_opts.output_bucket(options))
+            for bucket in sorted(b for b in buckets if b):
+                _harness_io.ensure_bucket(client, bucket, server.endpoint_url)
+        if files:
+            step.name = "while uploading the inputs; nothing was run or published"
+            uploaded = _harness_io.upload_inputs(
+                client,
+                input_bucket,
+                input_prefix,
+                files,
+                server.endpoint_url,
+                request.progress("upload_input") if request.progress else None,
+            )
+            notify(
+                f"uploaded {len(files)} input file{'s' if len(files) != 1 else ''} "
+                f"({uploaded} bytes) to s3://{input_bucket}/{input_prefix}"
+            )
+        step.name = "while the processor ran"  # a mode that forwards signals never gets here
+        done = mode(ready)
+    step.name = "while downloading the outputs"
     result = done.result or _read_result(prepared.result_path) or _missing_result(done.exit_code)
 
     outcome = Outcome(
@@ -303,6 +345,7 @@ def _run_on(
         published=False,
         replaced_options=tuple(replaced),
         uploaded_files=len(files),
+        signal=interrupt.name if interrupt is not None else None,
     )
     download = request.progress("download_output") if request.progress else None
     try:
@@ -351,6 +394,46 @@ def _check_project(project_dir: Path | None, entrypoint: str | None) -> Path | N
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _refused(
+    refused: _preflight.Refused,
+    request: RunRequest,
+    server: S3Server,
+    options: Mapping[str, str],
+    order: Mapping[str, Any],
+    project_dir: Path | None,
+    output_dir: Path,
+) -> Outcome:
+    """The outcome of a run the check refused, with the result the runtime would have written."""
+    from hook_processor.loader import read_project
+    from hook_processor.result import RunResult
+
+    project = None
+    if project_dir is not None and (project_dir / "pyproject.toml").is_file():
+        with contextlib.suppress(OptionsError):
+            project = read_project(project_dir)
+    result = RunResult(
+        exit_code=ExitCode.BAD_OPTIONS,
+        status_message=str(refused),
+        workflow_name=order.get("WorkflowName") or (project.name if project else None),
+        order_id=order.get("Id"),
+        order_name=order.get("Name"),
+        output_storage=str(options.get("output_storage", "PRIVATE")).strip().upper(),
+    )
+    result.finished = time.time()
+    data = result.to_json()
+    _harness_io.write_marker(output_dir, data)
+    return Outcome(
+        exit_code=ExitCode.BAD_OPTIONS,
+        result=data,
+        output_dir=output_dir,
+        files={},
+        logs=str(refused) + "\n",
+        endpoint_url=server.endpoint_url,
+        mode=request.mode,
+        published=False,
+    )
 
 
 def _missing_result(exit_code: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -375,6 +375,13 @@ def _timed(result: RunResult, name: str) -> Iterator[None]:
 
 def install_signal_handlers(cancel: threading.Event, phase: _Phase) -> None:
     """SIGTERM/SIGINT: stop the run, publish nothing. Main thread only (the CLI calls it)."""
+    handle = signal_handler(cancel, phase)
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def signal_handler(cancel: threading.Event, phase: _Phase) -> Callable[[int, object], None]:
+    """What a signal does to a run; the in-process harness calls it with the signal it got."""
 
     def handle(signum: int, _frame: object) -> None:
         cancel.set()
@@ -383,8 +390,7 @@ def install_signal_handlers(cancel: threading.Event, phase: _Phase) -> None:
             name = signal.Signals(signum).name
             raise Cancelled(f"cancelled by {name} during process(); nothing was published")
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    return handle
 
 
 def _log_failure(log: Any, exc: HookProcessorError) -> None:

@@ -160,6 +160,7 @@ def run_processor(
                 mode=mode,
                 server=hook_s3_server,
                 entrypoint=entrypoint,
+                inputs_label="run_processor(inputs=...)",
                 log_stream=sys.stderr,  # pytest captures it and shows it when the test fails
             )
         )

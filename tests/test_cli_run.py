@@ -166,6 +166,8 @@ def test_unreachable_s3_endpoint_exit_3(tmp_path) -> None:
         CANARY,
         "-o",
         "input_s3_path=s3://inb/x/",
+        "-o",
+        "s3_bucket=outb",  # valid options: they are checked before the upload
         env={"HOOK_S3_MAX_ATTEMPTS": "1"},
     )
     assert result.exit_code == 3

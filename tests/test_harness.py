@@ -284,7 +284,10 @@ def test_unreachable_user_endpoint_is_a_staging_failure(tmp_path) -> None:
                 tmp_path,
                 endpoint=endpoint,
                 environ={"HOOK_S3_MAX_ATTEMPTS": "1"},
-                options={"input_s3_path": "s3://bkt/in/"},
+                options={
+                    "input_s3_path": "s3://bkt/in/",
+                    "s3_bucket": "bkt",
+                },  # valid: checked first
             )
         )
 
