@@ -86,7 +86,7 @@ def run(
         stream=stream,
     )
     log = _log.get_logger()
-    result_path = _default_result_path(env)
+    result_path = _absolute(_default_result_path(env))
     try:
         with _timed(result, "load"):
             project, processor = _load(env, project_dir)
@@ -95,7 +95,10 @@ def run(
         run_log.add_secrets(config.secrets())
         if display is not None:
             display.min_seconds = config.platform.progress_min_seconds
-        result_path = config.platform.result_path or config.platform.work_dir / "result.json"
+        # Absolute from here on: process() may chdir, publication and the result must not care.
+        work_dir = Path(os.path.abspath(config.platform.work_dir))
+        config.platform.work_dir = work_dir
+        result_path = _absolute(config.platform.result_path or work_dir / "result.json")
         order = config.order
         result.workflow_name = result.workflow_name or order.workflow_name
         result.order_workflow_name = order.workflow_name
@@ -344,11 +347,39 @@ def _load(
 
 
 def _prepare_work_dir(work_dir: Path) -> tuple[Path, Path]:
-    """Fresh input/ and output/ folders; only folders this runtime created are ever emptied."""
+    """Fresh input/ and output/ folders; only folders this runtime created are ever emptied.
+
+    The work dir is the platform's configuration: whatever is wrong with it is exit 2 with the
+    path and the problem, never a traceback. A symlink at input/, output/ or the marker is
+    refused, not followed: staging through it would write, and emptying it delete, elsewhere.
+    """
+    try:
+        return _prepare_work_dir_unchecked(work_dir)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(work_dir) else ""
+        raise OptionsError(
+            f"HOOK_WORK_DIR {work_dir}: cannot be prepared: {problem}{where}; "
+            "point HOOK_WORK_DIR at a folder this process can create and write"
+        ) from None
+
+
+def _prepare_work_dir_unchecked(work_dir: Path) -> tuple[Path, Path]:
+    if work_dir.exists() and not work_dir.is_dir():
+        raise _work_dir_error(work_dir, "is not a folder (a file is in the way)")
     work_dir.mkdir(parents=True, exist_ok=True)
     marker = work_dir / _MARKER
     dirs = (work_dir / "input", work_dir / "output")
+    for entry in (marker, *dirs):
+        if entry.is_symlink():
+            raise _work_dir_error(
+                work_dir,
+                f"{entry.name} is a symbolic link (to {os.readlink(entry)}); hook-processor "
+                "neither follows nor removes it: remove it or choose another HOOK_WORK_DIR",
+            )
     for folder in dirs:
+        if folder.exists() and not folder.is_dir():
+            raise _work_dir_error(work_dir, f"{folder.name} is not a folder")
         if folder.exists() and any(folder.iterdir()):
             if not marker.exists():
                 raise OptionsError(
@@ -360,6 +391,15 @@ def _prepare_work_dir(work_dir: Path) -> tuple[Path, Path]:
     for folder in dirs:
         folder.mkdir(exist_ok=True)
     return dirs
+
+
+def _work_dir_error(work_dir: Path, problem: str) -> OptionsError:
+    return OptionsError(f"HOOK_WORK_DIR {work_dir}: {problem}")
+
+
+def _absolute(path: Path) -> Path:
+    # abspath, not resolve(): a work dir reached through a mount's symlink keeps its name.
+    return Path(os.path.abspath(path))
 
 
 @contextlib.contextmanager
