@@ -140,6 +140,8 @@ def run(
         result.status_message = f"internal error in hook-processor: {exc.__class__.__name__}: {exc}"
         log.exception("internal error in hook-processor (please report it)")
     finally:
+        # The outcome is decided: a signal from now on must not raise into the result's writing.
+        phase.name = "finish"
         result.timings["total"] = time.perf_counter() - began
         result.finished = time.time()
         result.status_message = run_log.redact(result.status_message)
@@ -214,9 +216,12 @@ def _execute(
     )
 
     phase.name = "process"
-    with _timed(result, "process"):
-        _call_process(processor, config, input_dir, output_dir, cancel)
-    phase.name = "publish"
+    try:
+        with _timed(result, "process"):
+            _call_process(processor, config, input_dir, output_dir, cancel)
+    finally:
+        # A signal interrupts process() only: from here on the run notices ``cancel`` itself.
+        phase.name = "publish"
     if cancel.is_set():
         raise Cancelled("cancelled after process(); nothing was published")
 
@@ -414,8 +419,15 @@ def _timed(result: RunResult, name: str) -> Iterator[None]:
 def install_signal_handlers(cancel: threading.Event, phase: _Phase) -> None:
     """SIGTERM/SIGINT: stop the run, publish nothing. Main thread only (the CLI calls it)."""
 
+    signalled: list[int] = []
+
     def handle(signum: int, _frame: object) -> None:
-        cancel.set()
+        # Re-entrant: a second signal can run this handler inside the first one's
+        # ``cancel.set()``, whose lock it would wait for forever (a RecursionError under a storm
+        # of signals). Only the first signal touches the event; a nested one returns at once.
+        if not signalled:
+            signalled.append(signum)
+            cancel.set()
         # Transfers notice the event and clean up themselves; the author's code is interrupted.
         if phase.name == "process":
             name = signal.Signals(signum).name
@@ -423,6 +435,22 @@ def install_signal_handlers(cancel: threading.Event, phase: _Phase) -> None:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+
+
+def ignore_signals_once_finished() -> None:
+    """SIGTERM/SIGINT after the result is written: ignored, so the exit code stays the result's.
+
+    Not a Python handler: the interpreter puts those back to the default while it shuts down,
+    and a signal then (tens of ms of module teardown) would end the process with 143 although
+    result.json says completed. Ignored signals stay ignored; SIGKILL still ends a stuck exit.
+    """
+    signals = {signal.SIGTERM, signal.SIGINT}
+    # Blocked first, so that none trips the Python handler while it is being replaced (Python
+    # would then print "Signal 15 ignored due to race condition"); ignoring discards them.
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    for signum in signals:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _log_failure(log: Any, exc: HookProcessorError) -> None:
