@@ -331,7 +331,12 @@ def author_traceback(exc: BaseException) -> str:
         if not str(Path(f.filename).resolve()).startswith(_PACKAGE_DIR + os.sep)
     ]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
-    lines += traceback.format_exception_only(type(exc), exc)
+    # The exception's message is one line per line of output, like a log message: a name with
+    # a newline in it must not start a line that looks like a record (see _log.escape_controls).
+    lines += [
+        _log.escape_controls(line.rstrip("\n")) + "\n"
+        for line in traceback.format_exception_only(type(exc), exc)
+    ]
     return "".join(lines).rstrip()
 
 
@@ -455,7 +460,7 @@ def ignore_signals_once_finished() -> None:
 
 def _log_failure(log: Any, exc: HookProcessorError) -> None:
     if isinstance(exc, ProcessError):
-        log.error("%s\n%s", exc, getattr(exc, "author_traceback", ""))
+        log.error("%s", exc, extra={_log.DETAILS: getattr(exc, "author_traceback", "")})
     else:
         log.error("%s", exc)
 
