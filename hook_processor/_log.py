@@ -73,10 +73,13 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 # Control characters (C0 but tab, DEL, C1) and the Unicode line separators: written raw, a
 # newline in a key name starts a line that looks like a record of ours, \r and ESC rewrite
-# what a terminal shows. Escaped, every record of the text log is one line.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+# what a terminal shows. So in the text log every line is a record (a timestamp at column 0) or
+# an indented continuation: a newline is kept only before indentation (the "  - " lines of our
+# error listings), tracebacks are indented, everything else is escaped.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]|\n(?![ \t])")
 _CONTROL_KEEP_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r"}
+_INDENT = "  "
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -87,13 +90,16 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
-def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``); tab is kept.
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): tab, and a
+    newline that an indented line follows, are kept."""
+    return _CONTROL.sub(_escape_char, text)
 
-    ``keep_newlines`` keeps the line structure of a traceback, escaping everything else.
-    """
-    pattern = _CONTROL_KEEP_NEWLINE if keep_newlines else _CONTROL
-    return pattern.sub(_escape_char, text)
+
+def _indented_block(text: str) -> str:
+    """A traceback as lines of their own, indented so that none can pass for a record."""
+    lines = _CONTROL_KEEP_NEWLINE.sub(_escape_char, text.rstrip("\n")).split("\n")
+    return "\n".join(_INDENT + line for line in lines)
 
 
 def _ours(name: str) -> bool:
@@ -108,12 +114,12 @@ class _TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         if not _ours(record.name):  # someone else's logger: say whose line it is
             record.message = f"{record.name}: {record.message}"
-        # The message is one line whatever names it carries: no forged records (see _CONTROL).
+        # Whatever names the message carries, no line of it can pass for a record (_CONTROL).
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
-        """The one-line message, then the traceback lines (the author's, or exc_info's)."""
+        """The escaped message, then the traceback (the author's, or exc_info's), indented."""
         record.message = record.getMessage()
         record.asctime = self.formatTime(record, self.datefmt)
         text = self.formatMessage(record)
@@ -124,7 +130,7 @@ class _TextFormatter(logging.Formatter):
             details.append(self.formatStack(record.stack_info))
         for block in details:
             if block:
-                text += "\n" + escape_controls(block.rstrip("\n"), keep_newlines=True)
+                text += "\n" + _indented_block(block)
         return text
 
 

@@ -331,12 +331,7 @@ def author_traceback(exc: BaseException) -> str:
         if not str(Path(f.filename).resolve()).startswith(_PACKAGE_DIR + os.sep)
     ]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
-    # The exception's message is one line per line of output, like a log message: a name with
-    # a newline in it must not start a line that looks like a record (see _log.escape_controls).
-    lines += [
-        _log.escape_controls(line.rstrip("\n")) + "\n"
-        for line in traceback.format_exception_only(type(exc), exc)
-    ]
+    lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines).rstrip()
 
 
@@ -367,6 +362,8 @@ def _prepare_work_dir(work_dir: Path) -> tuple[Path, Path]:
         return _prepare_work_dir_unchecked(work_dir)
     except OSError as exc:
         problem = exc.strerror or str(exc)
+        if isinstance(exc, NotADirectoryError):
+            problem += " (a file is in the way on its path)"
         where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(work_dir) else ""
         raise OptionsError(
             f"HOOK_WORK_DIR {work_dir}: cannot be prepared: {problem}{where}; "

@@ -120,8 +120,21 @@ def test_author_traceback_keeps_its_lines_but_not_a_forged_one(
     error = next(i for i, line in enumerate(lines) if " ERROR " in line)
     escaped = f"cannot read a\\r{FAKE}\\na\\r{FAKE}"
     assert lines[error].endswith(f"process() raised ValueError: {escaped}")
-    # The traceback follows the message as lines of its own, readable as Python prints it.
-    assert lines[error + 1] == "Traceback (most recent call last):"
-    assert lines[error + 2].startswith("  File ") and "in process" in lines[error + 2]
+    # The traceback follows the message as lines of its own, indented, readable as Python's.
+    assert lines[error + 1] == "  Traceback (most recent call last):"
+    assert lines[error + 2].startswith("    File ") and "in process" in lines[error + 2]
     assert any(line.strip().startswith('raise ValueError(f"cannot read') for line in lines)
-    assert f"ValueError: {escaped}" in lines
+    assert f"  ValueError: cannot read a\\r{FAKE}" in lines and f"  a\\r{FAKE}" in lines
+    assert all(RECORD.match(line) or line.startswith("  ") for line in lines), log
+
+
+def test_indented_lines_of_a_message_are_kept(tmp_path) -> None:
+    # Our error listings put each problem on an indented line of its own: those stay lines.
+    env = {"SOURCE_S3_PATH": "s3://in/x/", "HOOK_WORK_DIR": str(tmp_path / "work")}
+
+    result, log = _run(env, _project(tmp_path, "def process(input_dir, output_dir): pass\n"))
+
+    assert result.exit_code == ExitCode.BAD_OPTIONS
+    lines = log.splitlines()
+    assert any(RECORD.match(line) and line.endswith("nothing was transferred:") for line in lines)
+    assert any(line.startswith("  - s3_bucket (or output_s3_path): required") for line in lines)
