@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -18,6 +19,9 @@ from typing import IO
 LOGGER_NAME = "hook_processor"
 PROCESSOR_LOGGER_NAME = "hook_processor.process"
 REDACTED = "**********"
+DETAILS = "hook_details"
+"""Attribute of a record (``extra={DETAILS: text}``) with lines to show after its message as
+they are: the author's traceback."""
 # Their INFO/DEBUG lines are per request (botocore, urllib3, s3transfer) or per HTTP hit of the
 # embedded S3 server of in-process runs (werkzeug, moto): noise in a run log, so WARNING and up.
 NOISY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "werkzeug", "moto")
@@ -43,6 +47,9 @@ class _Redactor(logging.Filter):
             clean = redact(message, self.secrets)
             if record.exc_text:
                 record.exc_text = redact(record.exc_text, self.secrets)
+            details = getattr(record, DETAILS, None)
+            if details:
+                setattr(record, DETAILS, redact(details, self.secrets))
             record.msg, record.args = clean, None
         return record.levelno >= self.level
 
@@ -64,6 +71,37 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+# Control characters (C0 but tab, DEL, C1) and the Unicode line separators: written raw, a
+# newline in a key name starts a line that looks like a record of ours, \r and ESC rewrite
+# what a terminal shows. So in the text log every line is a record (a timestamp at column 0) or
+# an indented continuation: a newline is kept only before indentation (the "  - " lines of our
+# error listings), tracebacks are indented, everything else is escaped.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]|\n(?![ \t])")
+_CONTROL_KEEP_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+_INDENT = "  "
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): tab, and a
+    newline that an indented line follows, are kept."""
+    return _CONTROL.sub(_escape_char, text)
+
+
+def _indented_block(text: str) -> str:
+    """A traceback as lines of their own, indented so that none can pass for a record."""
+    lines = _CONTROL_KEEP_NEWLINE.sub(_escape_char, text.rstrip("\n")).split("\n")
+    return "\n".join(_INDENT + line for line in lines)
+
+
 def _ours(name: str) -> bool:
     return name == LOGGER_NAME or name.startswith(LOGGER_NAME + ".")
 
@@ -76,7 +114,24 @@ class _TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         if not _ours(record.name):  # someone else's logger: say whose line it is
             record.message = f"{record.name}: {record.message}"
+        # Whatever names the message carries, no line of it can pass for a record (_CONTROL).
+        record.message = escape_controls(record.message)
         return super().formatMessage(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The escaped message, then the traceback (the author's, or exc_info's), indented."""
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        details = [getattr(record, DETAILS, None), record.exc_text]
+        if record.stack_info:
+            details.append(self.formatStack(record.stack_info))
+        for block in details:
+            if block:
+                text += "\n" + _indented_block(block)
+        return text
 
 
 class _JsonFormatter(logging.Formatter):
@@ -87,9 +142,19 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if getattr(record, DETAILS, None):
+            entry["message"] += "\n" + getattr(record, DETAILS)
         if record.exc_text or record.exc_info:
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
-        return json.dumps(entry, ensure_ascii=False)
+        # json escapes C0 controls itself; C1 and U+2028/9 too, so no reader splits a record.
+        return _JSON_UNSAFE.sub(_escape_json, json.dumps(entry, ensure_ascii=False))
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_json(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 class RunLogging:

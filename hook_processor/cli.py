@@ -148,6 +148,7 @@ def exec_command(
     phase = runtime._Phase()
     runtime.install_signal_handlers(cancel, phase)
     result = runtime.run(sources, project_dir=project, cancel=cancel, phase=phase)
+    runtime.ignore_signals_once_finished()  # the result is written: its exit code is final
     sys.exit(int(result.exit_code))
 
 

@@ -86,7 +86,7 @@ def run(
         stream=stream,
     )
     log = _log.get_logger()
-    result_path = _default_result_path(env)
+    result_path = _absolute(_default_result_path(env))
     try:
         with _timed(result, "load"):
             project, processor = _load(env, project_dir)
@@ -95,7 +95,10 @@ def run(
         run_log.add_secrets(config.secrets())
         if display is not None:
             display.min_seconds = config.platform.progress_min_seconds
-        result_path = config.platform.result_path or config.platform.work_dir / "result.json"
+        # Absolute from here on: process() may chdir, publication and the result must not care.
+        work_dir = Path(os.path.abspath(config.platform.work_dir))
+        config.platform.work_dir = work_dir
+        result_path = _absolute(config.platform.result_path or work_dir / "result.json")
         order = config.order
         result.workflow_name = result.workflow_name or order.workflow_name
         result.order_workflow_name = order.workflow_name
@@ -139,6 +142,8 @@ def run(
         result.status_message = f"internal error in hook-processor: {exc.__class__.__name__}: {exc}"
         log.exception("internal error in hook-processor (please report it)")
     finally:
+        # The outcome is decided: a signal from now on must not raise into the result's writing.
+        phase.name = "finish"
         result.timings["total"] = time.perf_counter() - began
         result.finished = time.time()
         result.status_message = run_log.redact(result.status_message)
@@ -213,9 +218,12 @@ def _execute(
     )
 
     phase.name = "process"
-    with _timed(result, "process"):
-        _call_process(processor, config, input_dir, output_dir, cancel)
-    phase.name = "publish"
+    try:
+        with _timed(result, "process"):
+            _call_process(processor, config, input_dir, output_dir, cancel)
+    finally:
+        # A signal interrupts process() only: from here on the run notices ``cancel`` itself.
+        phase.name = "publish"
     if cancel.is_set():
         raise Cancelled("cancelled after process(); nothing was published")
 
@@ -346,11 +354,41 @@ def _load(
 
 
 def _prepare_work_dir(work_dir: Path) -> tuple[Path, Path]:
-    """Fresh input/ and output/ folders; only folders this runtime created are ever emptied."""
+    """Fresh input/ and output/ folders; only folders this runtime created are ever emptied.
+
+    The work dir is the platform's configuration: whatever is wrong with it is exit 2 with the
+    path and the problem, never a traceback. A symlink at input/, output/ or the marker is
+    refused, not followed: staging through it would write, and emptying it delete, elsewhere.
+    """
+    try:
+        return _prepare_work_dir_unchecked(work_dir)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+        if isinstance(exc, NotADirectoryError):
+            problem += " (a file is in the way on its path)"
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(work_dir) else ""
+        raise OptionsError(
+            f"HOOK_WORK_DIR {work_dir}: cannot be prepared: {problem}{where}; "
+            "point HOOK_WORK_DIR at a folder this process can create and write"
+        ) from None
+
+
+def _prepare_work_dir_unchecked(work_dir: Path) -> tuple[Path, Path]:
+    if work_dir.exists() and not work_dir.is_dir():
+        raise _work_dir_error(work_dir, "is not a folder (a file is in the way)")
     work_dir.mkdir(parents=True, exist_ok=True)
     marker = work_dir / _MARKER
     dirs = (work_dir / "input", work_dir / "output")
+    for entry in (marker, *dirs):
+        if entry.is_symlink():
+            raise _work_dir_error(
+                work_dir,
+                f"{entry.name} is a symbolic link (to {os.readlink(entry)}); hook-processor "
+                "neither follows nor removes it: remove it or choose another HOOK_WORK_DIR",
+            )
     for folder in dirs:
+        if folder.exists() and not folder.is_dir():
+            raise _work_dir_error(work_dir, f"{folder.name} is not a folder")
         if folder.exists() and any(folder.iterdir()):
             if not marker.exists():
                 raise OptionsError(
@@ -362,6 +400,15 @@ def _prepare_work_dir(work_dir: Path) -> tuple[Path, Path]:
     for folder in dirs:
         folder.mkdir(exist_ok=True)
     return dirs
+
+
+def _work_dir_error(work_dir: Path, problem: str) -> OptionsError:
+    return OptionsError(f"HOOK_WORK_DIR {work_dir}: {problem}")
+
+
+def _absolute(path: Path) -> Path:
+    # abspath, not resolve(): a work dir reached through a mount's symlink keeps its name.
+    return Path(os.path.abspath(path))
 
 
 @contextlib.contextmanager
@@ -383,8 +430,15 @@ def install_signal_handlers(cancel: threading.Event, phase: _Phase) -> None:
 def signal_handler(cancel: threading.Event, phase: _Phase) -> Callable[[int, object], None]:
     """What a signal does to a run; the in-process harness calls it with the signal it got."""
 
+    signalled: list[int] = []
+
     def handle(signum: int, _frame: object) -> None:
-        cancel.set()
+        # Re-entrant: a second signal can run this handler inside the first one's
+        # ``cancel.set()``, whose lock it would wait for forever (a RecursionError under a storm
+        # of signals). Only the first signal touches the event; a nested one returns at once.
+        if not signalled:
+            signalled.append(signum)
+            cancel.set()
         # Transfers notice the event and clean up themselves; the author's code is interrupted.
         if phase.name == "process":
             name = signal.Signals(signum).name
@@ -393,9 +447,25 @@ def signal_handler(cancel: threading.Event, phase: _Phase) -> Callable[[int, obj
     return handle
 
 
+def ignore_signals_once_finished() -> None:
+    """SIGTERM/SIGINT after the result is written: ignored, so the exit code stays the result's.
+
+    Not a Python handler: the interpreter puts those back to the default while it shuts down,
+    and a signal then (tens of ms of module teardown) would end the process with 143 although
+    result.json says completed. Ignored signals stay ignored; SIGKILL still ends a stuck exit.
+    """
+    signals = {signal.SIGTERM, signal.SIGINT}
+    # Blocked first, so that none trips the Python handler while it is being replaced (Python
+    # would then print "Signal 15 ignored due to race condition"); ignoring discards them.
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    for signum in signals:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _log_failure(log: Any, exc: HookProcessorError) -> None:
     if isinstance(exc, ProcessError):
-        log.error("%s\n%s", exc, getattr(exc, "author_traceback", ""))
+        log.error("%s", exc, extra={_log.DETAILS: getattr(exc, "author_traceback", "")})
     else:
         log.error("%s", exc)
 
