@@ -51,3 +51,20 @@ def bucket(s3) -> str:  # type: ignore[no-untyped-def]
     name = f"t-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def private_exec_env(s3_server: S3Server, bucket: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of an ``exec`` run from ``s3://<bucket>/in/`` to ``s3://<bucket>/out``
+    (PRIVATE) on the session's S3 server, with its work dir in ``tmp_path / "work"``."""
+    return {
+        "INPUT_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "INPUT_S3_PATH": f"s3://{bucket}/in/",
+        "INPUT_S3_ACCESS_KEY": s3_server.access_key,
+        "INPUT_S3_SECRET_KEY": s3_server.secret_key,
+        "S3_BUCKET": bucket,
+        "S3_PREFIX": "out",
+        "S3_ACCESS_KEY": s3_server.access_key,
+        "S3_SECRET_KEY": s3_server.secret_key,
+        "HOOK_WORK_DIR": str(tmp_path / "work"),
+    }

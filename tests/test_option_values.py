@@ -109,7 +109,9 @@ def test_the_case_hint_is_true_where_it_is_given(tmp_path: Path) -> None:
     assert config.platform.s3_checksum == "when_required"
 
 
-def test_exec_takes_a_list_and_a_choice_from_option(s3_server, s3, bucket, tmp_path) -> None:
+def test_exec_takes_a_list_and_a_choice_from_option(
+    private_exec_env, s3_server, s3, bucket, tmp_path
+) -> None:
     project = write_project(
         tmp_path,
         """
@@ -126,17 +128,7 @@ def test_exec_takes_a_list_and_a_choice_from_option(s3_server, s3, bucket, tmp_p
         """,
     )
     s3.put_object(Bucket=bucket, Key="in/a", Body=b"a")
-    env = {
-        "INPUT_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "INPUT_S3_PATH": f"s3://{bucket}/in/",
-        "INPUT_S3_ACCESS_KEY": s3_server.access_key,
-        "INPUT_S3_SECRET_KEY": s3_server.secret_key,
-        "S3_BUCKET": bucket,
-        "S3_PREFIX": "out",
-        "S3_ACCESS_KEY": s3_server.access_key,
-        "S3_SECRET_KEY": s3_server.secret_key,
-        "HOOK_WORK_DIR": str(tmp_path / "work"),
-    }
+    env = dict(private_exec_env)
     child = exec_child(
         env, "--project", str(project), "--option", 'tags=["a","b"]', "-o", "text_case=LOWER"
     )

@@ -135,19 +135,11 @@ def test_exec_strict_options_exit_2_before_any_transfer(tmp_path: Path) -> None:
     assert not (tmp_path / "work" / "input").exists()
 
 
-def test_exec_warns_once_and_runs_when_valid(s3_server, s3, bucket, tmp_path: Path) -> None:
+def test_exec_warns_once_and_runs_when_valid(
+    private_exec_env, s3_server, s3, bucket, tmp_path: Path
+) -> None:
     s3.put_object(Bucket=bucket, Key="in/example.data", Body=b"abc")
-    env = {
-        "INPUT_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "INPUT_S3_PATH": f"s3://{bucket}/in/",
-        "INPUT_S3_ACCESS_KEY": s3_server.access_key,
-        "INPUT_S3_SECRET_KEY": s3_server.secret_key,
-        "S3_BUCKET": bucket,
-        "S3_PREFIX": "out",
-        "S3_ACCESS_KEY": s3_server.access_key,
-        "S3_SECRET_KEY": s3_server.secret_key,
-        "HOOK_WORK_DIR": str(tmp_path / "work"),
-    }
+    env = dict(private_exec_env)
     child = exec_child(env, "--project", str(HELLO_WORLD), "-o", "s3_prefx=elsewhere")
     assert child.returncode == 0, child.stderr
     warning = "unknown option 's3_prefx' (from --option; did you mean 's3_prefix'?): ignored"

@@ -34,19 +34,13 @@ def order_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_exec_flags_the_order_of_another_workflow(s3_server, s3, bucket, tmp_path: Path) -> None:
+def test_exec_flags_the_order_of_another_workflow(
+    private_exec_env, s3_server, s3, bucket, tmp_path: Path
+) -> None:
     project = write_project(tmp_path, UPPER, name="ndvi_s2")
     s3.put_object(Bucket=bucket, Key="in/example.data", Body=b"abc")
     env = {
-        "INPUT_S3_ENDPOINT_URL": s3_server.endpoint_url,
-        "INPUT_S3_PATH": f"s3://{bucket}/in/",
-        "INPUT_S3_ACCESS_KEY": s3_server.access_key,
-        "INPUT_S3_SECRET_KEY": s3_server.secret_key,
-        "S3_BUCKET": bucket,
-        "S3_PREFIX": "out",
-        "S3_ACCESS_KEY": s3_server.access_key,
-        "S3_SECRET_KEY": s3_server.secret_key,
-        "HOOK_WORK_DIR": str(tmp_path / "work"),
+        **private_exec_env,
         "HOOK_WORKFLOW_NAME": "dedl_hello_world",
     }
     child = exec_child(env, "--project", str(project))
