@@ -195,6 +195,11 @@ class PlatformSettings(_SettingsBase):
         "when_supported",
         description="Flexible checksums; when_required for stores that reject them",
     )
+    s3_engine: Literal["lean", "boto3"] = Field(
+        "lean",
+        description="S3 data engine: lean (hand-signed requests, fastest) or boto3 (botocore's "
+        "client, e.g. behind an HTTP proxy)",
+    )
     s3_region: str | None = Field(
         None, description="Region for request signing (default us-east-1)"
     )
@@ -254,7 +259,7 @@ class RunConfig:
 
     @property
     def input_location(self) -> tuple[str, str]:
-        from hook_processor.storage import parse_s3_url
+        from hook_processor._s3url import parse_s3_url
 
         assert self.standard.input_s3_path is not None
         return parse_s3_url(self.standard.input_s3_path, option="input_s3_path")
@@ -489,7 +494,7 @@ def _cross_check(
     std: StandardOptions, platform: PlatformSettings | None, problems: list[str]
 ) -> None:
     """Rules that involve several options; fills derived values (output_s3_path -> bucket)."""
-    from hook_processor.storage import parse_s3_url
+    from hook_processor._s3url import parse_s3_url
 
     for name in ("input_s3_endpoint_url", "s3_endpoint_url"):
         url = getattr(std, name)

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from hook_processor._fast import Crc32
-from hook_processor._transfer import CHUNK, STREAM_ERRORS, Job, ranges
+from hook_processor._s3.lean import Crc32
+from hook_processor._s3.transfer import CHUNK, STREAM_ERRORS, Job, ranges
 from hook_processor.errors import StagingError
 
 TEMP_MARK = ".hookpart-"
@@ -45,7 +45,7 @@ def list_objects(job: Job, prefix: str) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"Bucket": job.bucket, "Prefix": prefix}
         if token:
             params["ContinuationToken"] = token
-        page = job.call(job.data.list_objects_v2, **params)
+        page = job.call(job.s3.list_objects_v2, **params)
         objects.extend(page.get("Contents", ()))
         token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
         if not token:
@@ -190,7 +190,7 @@ def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: b
     attempts = max(1, job.settings.max_attempts)
     for attempt in range(1, attempts + 1):
         job.check()
-        response = job.call(job.data.get_object, **params)
+        response = job.call(job.s3.get_object, **params)
         body = response["Body"]
         got = 0
         try:
@@ -328,7 +328,7 @@ def _verify_whole(job: Job, remote: Remote, tmp: str) -> None:
     params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key, "ChecksumMode": "ENABLED"}
     if remote.etag:
         params["IfMatch"] = remote.etag
-    head = job.call(job.client.head_object, **params)
+    head = job.call(job.s3.head_object, **params)
     kind = head.get("ChecksumType")
     if kind is None and "-" in str(head.get("ETag", remote.etag)).strip('"'):
         # A multipart object whose store does not say the checksum's type (moto 5.2 answers

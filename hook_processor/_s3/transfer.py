@@ -1,8 +1,8 @@
 """Internals shared by stage-in and publication: one job's context, the worker pool, error text.
 
 A transfer is a flat list of *units* (one small file, one part of a large file, one hash) run on
-one ThreadPoolExecutor that shares one boto3 client. No unit ever waits for another unit, so the
-pool cannot deadlock; the unit that finishes a large file's last part finalises it.
+one ThreadPoolExecutor that shares one engine (``engine.py``). No unit ever waits for another
+unit, so the pool cannot deadlock; the unit that finishes a large file's last part finalises it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from botocore.exceptions import (
 from hook_processor.errors import Cancelled, HookProcessorError, UserError
 
 if TYPE_CHECKING:
-    from hook_processor.storage import Progress, TransferSettings
+    from hook_processor._progress import Progress
+    from hook_processor._s3.engine import Engine, TransferSettings
 
 CHUNK = 1024 * 1024  # bytes read from a response body at a time
 MIN_PART = 5 * 1024 * 1024  # S3's smallest non-last multipart part
@@ -58,7 +59,7 @@ class Job:
 
     def __init__(
         self,
-        client: Any,
+        s3: Engine,
         bucket: str,
         settings: TransferSettings,
         *,
@@ -67,12 +68,7 @@ class Job:
         cancel: threading.Event | None,
         progress: Progress | None,
     ) -> None:
-        self.client = client
-        # ListObjectsV2 / GetObject / PutObject / UploadPart go through ``data``: the lean path
-        # of _fast.py when the client allows it, else the boto3 client itself.
-        from hook_processor import _fast
-
-        self.data: Any = _fast.for_client(client, settings) or client
+        self.s3 = s3  # every S3 call of the job, on the engine chosen when it was created
         self.bucket = bucket
         self.settings = settings
         self.error = error
@@ -86,7 +82,7 @@ class Job:
 
     @property
     def endpoint(self) -> str:
-        return str(getattr(getattr(self.client, "meta", None), "endpoint_url", "") or "S3")
+        return self.s3.endpoint_url or "S3"
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"

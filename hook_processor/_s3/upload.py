@@ -21,8 +21,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from hook_processor import _fast
-from hook_processor._transfer import CHUNK, MAX_PARTS, Job, part_size_for, ranges
+from hook_processor._s3.engine import Payload
+from hook_processor._s3.transfer import CHUNK, MAX_PARTS, Job, part_size_for, ranges
 from hook_processor.errors import PublishError
 
 
@@ -106,15 +106,6 @@ def _walk(
             raise PublishError(f"refusing to publish {shown}: not a regular file")
 
 
-def _read_exact(path: str, offset: int, length: int, shown: str, *, whole: bool = False) -> bytes:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read(length + 1 if whole else length)  # whole: a grown file is noticed too
-    if len(data) != length:
-        raise PublishError(f"{shown} changed while it was being published; run again")
-    return data
-
-
 class _Multipart:
     """One large file: parts in parallel plus a hash unit; the last one to finish completes it."""
 
@@ -133,9 +124,7 @@ class _Multipart:
         with self.lock:
             if self.upload_id is None:
                 job.check()
-                response = job.call(
-                    job.client.create_multipart_upload, Bucket=job.bucket, Key=self.key
-                )
+                response = job.call(job.s3.create_multipart_upload, Bucket=job.bucket, Key=self.key)
                 self.upload_id = str(response["UploadId"])
             return self.upload_id
 
@@ -147,13 +136,13 @@ class _Multipart:
     def abort(self, job: Job) -> None:
         if self.upload_id is not None and not self.completed:
             with contextlib.suppress(Exception):  # best effort
-                job.client.abort_multipart_upload(
+                job.s3.abort_multipart_upload(
                     Bucket=job.bucket, Key=self.key, UploadId=self.upload_id
                 )
 
 
 def _verify_size(job: Job, key: str, size: int) -> None:
-    head = job.call(job.client.head_object, Bucket=job.bucket, Key=key)
+    head = job.call(job.s3.head_object, Bucket=job.bucket, Key=key)
     if int(head.get("ContentLength", -1)) != size:
         raise PublishError(
             f"{job.url(key)} holds {head.get('ContentLength')} bytes after upload, expected "
@@ -209,33 +198,20 @@ def _put(
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
-        if isinstance(job.data, _fast.FastS3):
-            kept, sha256, md5, crc = _digest(local.path, local.size, shown)
-            body: bytes | _fast.FileRange = (
-                kept
-                if kept is not None
-                else _fast.FileRange(
-                    local.path,
-                    0,
-                    local.size,
-                    lambda: PublishError(
-                        f"{shown} changed while it was being published; run again"
-                    ),
-                )
+        kept, sha256, md5, crc = _digest(local.path, local.size, shown)
+        body = (
+            Payload(data=kept, sha256=sha256, md5=md5, crc32=crc)
+            if kept is not None
+            else Payload(
+                path=local.path,
+                length=local.size,
+                on_short=_changed(shown),
+                sha256=sha256,
+                md5=md5,
+                crc32=crc,
             )
-            response = job.call(
-                job.data.put_object, Bucket=job.bucket, Key=key, Body=body, sha256=sha256, crc32=crc
-            )
-            if str(response.get("ETag", "")).strip('"') != md5:
-                _verify_size(job, key, local.size)
-            job.arrived(local.size)
-            results[local.rel] = Uploaded(key, local.size, sha256)
-            job.file_done()
-            return
-        data = _read_exact(local.path, 0, local.size, shown, whole=True)
-        sha256 = hashlib.sha256(data).hexdigest()
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        response = job.call(job.client.put_object, Bucket=job.bucket, Key=key, Body=data)
+        )
+        response = job.call(job.s3.put_object, Bucket=job.bucket, Key=key, Body=body)
         # A plain PUT's ETag is the MD5 of the bytes (except with SSE-KMS): a match is our
         # verification for free; otherwise one HEAD checks the size.
         if str(response.get("ETag", "")).strip('"') != md5:
@@ -245,6 +221,10 @@ def _put(
         job.file_done()
 
     return run
+
+
+def _changed(shown: str) -> Callable[[], BaseException]:
+    return lambda: PublishError(f"{shown} changed while it was being published; run again")
 
 
 def _hash(job: Job, mp: _Multipart, shown: str, results: dict[str, Uploaded]) -> Callable[[], None]:
@@ -276,18 +256,10 @@ def _part(
     def run() -> None:
         job.check()
         upload_id = mp.start(job)
-        body: bytes | _fast.FileRange
-        if isinstance(job.data, _fast.FastS3):  # streamed from disk: one CHUNK in memory
-            body = _fast.FileRange(
-                mp.local.path,
-                offset,
-                length,
-                lambda: PublishError(f"{shown} changed while it was being published; run again"),
-            )
-        else:
-            body = _read_exact(mp.local.path, offset, length, shown)
+        # streamed from disk by the lean engine (one block in memory), read whole by boto3
+        body = Payload(path=mp.local.path, offset=offset, length=length, on_short=_changed(shown))
         response = job.call(
-            job.data.upload_part,
+            job.s3.upload_part,
             Bucket=job.bucket,
             Key=mp.key,
             UploadId=upload_id,
@@ -308,7 +280,7 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     assert mp.upload_id is not None
     parts = [{"PartNumber": n, "ETag": mp.etags[n]} for n in sorted(mp.etags)]
     job.call(
-        job.client.complete_multipart_upload,
+        job.s3.complete_multipart_upload,
         Bucket=job.bucket,
         Key=mp.key,
         UploadId=mp.upload_id,
@@ -334,7 +306,7 @@ def add_to_zip(job: Job, archive: zipfile.ZipFile, local: Local) -> None:
 def head_exists(job: Job, key: str) -> bool:
     """Does ``key`` exist? (404 -> False; any other error propagates.)"""
     try:
-        job.call(job.client.head_object, Bucket=job.bucket, Key=key)
+        job.call(job.s3.head_object, Bucket=job.bucket, Key=key)
     except ClientError as err:
         code = str(err.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchKey", "NotFound"):
@@ -401,7 +373,7 @@ class MultipartSink:
         self._raise_failed()
         if self._upload_id is None:
             response = self.job.call(
-                self.job.client.create_multipart_upload, Bucket=self.job.bucket, Key=self.key
+                self.job.s3.create_multipart_upload, Bucket=self.job.bucket, Key=self.key
             )
             self._upload_id = str(response["UploadId"])
         number = self._next
@@ -421,12 +393,12 @@ class MultipartSink:
     def _upload(self, number: int, chunk: bytes, upload_id: str) -> None:
         self.job.check()
         response = self.job.call(
-            self.job.client.upload_part,
+            self.job.s3.upload_part,
             Bucket=self.job.bucket,
             Key=self.key,
             UploadId=upload_id,
             PartNumber=number,
-            Body=chunk,
+            Body=Payload(data=chunk),
         )
         self._etags[number] = str(response["ETag"])
 
@@ -441,7 +413,10 @@ class MultipartSink:
             body = bytes(self._buf)
             self.job.check()
             self.job.call(
-                self.job.client.put_object, Bucket=self.job.bucket, Key=self.key, Body=body
+                self.job.s3.put_object,
+                Bucket=self.job.bucket,
+                Key=self.key,
+                Body=Payload(data=body),
             )
         else:
             if self._buf:
@@ -452,7 +427,7 @@ class MultipartSink:
             self.job.check()
             parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
             self.job.call(
-                self.job.client.complete_multipart_upload,
+                self.job.s3.complete_multipart_upload,
                 Bucket=self.job.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
@@ -469,6 +444,6 @@ class MultipartSink:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._upload_id is not None and not self._completed:
             with contextlib.suppress(Exception):  # best effort
-                self.job.client.abort_multipart_upload(
+                self.job.s3.abort_multipart_upload(
                     Bucket=self.job.bucket, Key=self.key, UploadId=self._upload_id
                 )
