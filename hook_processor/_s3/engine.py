@@ -8,6 +8,11 @@ engine it is, so that stage-in and publication have one code path:
   urllib3 pool (``lean.py``); HEAD, multipart bookkeeping and presigning on its boto3 client;
 * ``boto3``: every call on the boto3 client (``boto.py``).
 
+Every PutObject and UploadPart of either engine carries ``Content-MD5``, which every S3 store
+verifies (also with ``HOOK_S3_CHECKSUM=when_required``, for stores that reject the flexible
+``x-amz-checksum-*`` headers); the lean engine also signs the real SHA-256 of the body, and both
+add CRC32 with ``when_supported``. No upload travels unchecked.
+
 The engine is chosen once, by :func:`create` from ``TransferSettings.engine``
 (``HOOK_S3_ENGINE``), and never changes afterwards: hooking the boto3 client's events does not
 turn the lean engine off, and a client handed in is used as it is.
@@ -15,7 +20,10 @@ turn the lean engine off, and a client handed in is used as it is.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -99,6 +107,23 @@ class Payload:
 
     def read_all(self) -> bytes:
         return self.data if self.data is not None else b"".join(self.chunks())
+
+    def digests(self) -> tuple[str, str, int]:
+        """(md5 hex, sha256 hex, crc32) of the body: those not given are computed in one pass."""
+        if self.md5 is None or self.sha256 is None or self.crc32 is None:
+            md5, sha256, crc = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+            for block in self.chunks():
+                md5.update(block)
+                sha256.update(block)
+                crc = zlib.crc32(block, crc)
+            self.md5 = self.md5 or md5.hexdigest()
+            self.sha256 = self.sha256 or sha256.hexdigest()
+            self.crc32 = crc if self.crc32 is None else self.crc32
+        return self.md5, self.sha256, self.crc32
+
+    def content_md5(self) -> str:
+        """The Content-MD5 header: every store verifies it (BadDigest), whatever its checksums."""
+        return base64.b64encode(bytes.fromhex(self.digests()[0])).decode()
 
 
 class Body(Protocol):

@@ -309,17 +309,13 @@ class LeanEngine:
         headers: dict[str, str],
     ) -> dict[str, Any]:
         headers["Content-Length"] = str(len(body))
+        # Content-MD5 in both modes and the body's real SHA-256 signed: the store verifies both
+        # (BadDigest, XAmzContentSHA256Mismatch); CRC32 too where flexible checksums are wanted.
+        _, sha256, crc32 = body.digests()
+        headers["Content-MD5"] = body.content_md5()
         if self.checksum:
-            crc32 = body.crc32
-            if crc32 is None:
-                crc32 = 0
-                for block in body.chunks():
-                    crc32 = zlib.crc32(block, crc32)
             headers["x-amz-checksum-crc32"] = crc32_b64(crc32)
             headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
-        sha256 = body.sha256
-        if sha256 is None and body.data is not None:
-            sha256 = hashlib.sha256(body.data).hexdigest()
         response, retries = self._request(
             operation, "PUT", bucket, key, query, headers, body, payload_sha256=sha256
         )
