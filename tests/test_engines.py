@@ -7,7 +7,10 @@ trips run on every engine: odd keys, empty, multipart and ranged objects.
 
 from __future__ import annotations
 
+import builtins
+import collections
 import dataclasses
+import hashlib
 import io
 import os
 import threading
@@ -192,3 +195,69 @@ def test_multipart_object_with_an_untyped_checksum_stages_in(
     stage_in(client, bucket, "mp/", tmp_path / "dest", SMALL_PARTS)
 
     assert (tmp_path / "dest" / "big.bin").read_bytes() == big
+
+
+class _Counting:
+    """A file object that adds the bytes read through it to ``tally[name]``."""
+
+    def __init__(self, fh: Any, tally: collections.Counter[str], name: str) -> None:
+        self._fh, self._tally, self._name = fh, tally, name
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        self._tally[self._name] += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._fh.readinto(buffer) or 0
+        self._tally[self._name] += n
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+    def __enter__(self) -> _Counting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_publish_reads_each_output_file_once(
+    s3_server: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+) -> None:
+    files = {
+        "small.txt": b"s" * 1000,
+        "mid.bin": os.urandom(3 * MiB),  # one PUT, several read blocks
+        "big.bin": os.urandom(12 * MiB + 5),  # multipart: 3 parts
+    }
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, body in files.items():
+        (src / name).write_bytes(body)
+    client = _make(s3_server, engine=engine)
+    tally: collections.Counter[str] = collections.Counter()
+    real_open = builtins.open
+
+    def counting_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        fh = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, str | os.PathLike) and Path(file).parent == src and "r" in mode:
+            return _Counting(fh, tally, Path(file).name)
+        return fh
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    out = publish_private(client, bucket, "once", src, SMALL_PARTS, manifest_extra={})
+    monkeypatch.undo()
+
+    assert dict(tally) == {name: len(body) for name, body in files.items()}  # 1x, not 2x
+    assert {p.name: p.sha256 for p in out.products} == {
+        name: hashlib.sha256(body).hexdigest() for name, body in files.items()
+    }
+    for name, body in files.items():
+        assert s3.get_object(Bucket=bucket, Key=f"once/{name}")["Body"].read() == body

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -121,15 +120,15 @@ class BotoEngine:
         return dict(self.boto.head_object(**params))
 
     def put_object(self, *, Body: Payload, **params: Any) -> dict[str, Any]:  # noqa: N803
-        data = Body.read_all()
-        return dict(self.boto.put_object(Body=data, ContentMD5=_md5(Body, data), **_given(params)))
+        return dict(
+            self.boto.put_object(Body=Body.data, ContentMD5=Body.content_md5(), **_given(params))
+        )
 
     def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.create_multipart_upload(**params))
 
     def upload_part(self, *, Body: Payload, **params: Any) -> dict[str, Any]:  # noqa: N803
-        data = Body.read_all()
-        return dict(self.boto.upload_part(Body=data, ContentMD5=_md5(Body, data), **params))
+        return dict(self.boto.upload_part(Body=Body.data, ContentMD5=Body.content_md5(), **params))
 
     def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.complete_multipart_upload(**params))
@@ -147,14 +146,6 @@ class BotoEngine:
 
     def close(self) -> None:
         self.boto.close()
-
-
-def _md5(body: Payload, data: bytes) -> str:
-    """Content-MD5 of ``data`` (the bytes read for ``body``): botocore sends it as given, in
-    both checksum modes (with ``when_required`` it would send no checksum of its own)."""
-    if body.md5 is None:
-        body.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    return body.content_md5()
 
 
 def _given(params: dict[str, Any]) -> dict[str, Any]:

@@ -24,13 +24,12 @@ import base64
 import dataclasses
 import hashlib
 import zlib
-from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from pydantic import SecretStr
 
 ENGINES = ("lean", "boto3")
-SEND_BLOCK = 1024 * 1024  # bytes read from a file and sent at a time
+SEND_BLOCK = 1024 * 1024  # bytes handed to the socket at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,69 +55,34 @@ class TransferSettings:
 
 
 class Payload:
-    """The body of one PutObject or UploadPart: bytes in memory, or ``length`` bytes of the file
-    ``path`` from ``offset`` streamed in SEND_BLOCK pieces.
-
-    A file that shrank while it is sent ends the body early with ``on_short()``: nothing is
-    buffered beyond one block. ``sha256`` (hex), ``md5`` (hex) and ``crc32`` are the body's
-    digests when the caller already has them.
-    """
+    """The body of one PutObject or UploadPart, in memory: the bytes read once from the file,
+    from which every checksum is computed. ``sha256`` (hex), ``md5`` (hex) and ``crc32`` are
+    the body's digests when the caller already has them (else computed on demand)."""
 
     def __init__(
         self,
         *,
-        data: bytes | None = None,
-        path: str | None = None,
-        offset: int = 0,
-        length: int | None = None,
-        on_short: Callable[[], BaseException] | None = None,
+        data: bytes,
         sha256: str | None = None,
         md5: str | None = None,
         crc32: int | None = None,
     ) -> None:
-        if (data is None) == (path is None):
-            raise ValueError("a Payload is either data or a file range")
         self.data = data
-        self.path = path
-        self.offset = offset
-        self.length = len(data) if data is not None else int(length or 0)
-        self.on_short = on_short or (lambda: ValueError(f"{path} is shorter than expected"))
         self.sha256 = sha256
         self.md5 = md5
         self.crc32 = crc32
 
     def __len__(self) -> int:
-        return self.length
-
-    def chunks(self) -> Iterator[bytes]:
-        if self.data is not None:
-            yield self.data
-            return
-        assert self.path is not None
-        with open(self.path, "rb", buffering=0) as fh:
-            fh.seek(self.offset)
-            left = self.length
-            while left > 0:
-                block = fh.read(min(SEND_BLOCK, left))
-                if not block:
-                    raise self.on_short()
-                left -= len(block)
-                yield block
-
-    def read_all(self) -> bytes:
-        return self.data if self.data is not None else b"".join(self.chunks())
+        return len(self.data)
 
     def digests(self) -> tuple[str, str, int]:
-        """(md5 hex, sha256 hex, crc32) of the body: those not given are computed in one pass."""
-        if self.md5 is None or self.sha256 is None or self.crc32 is None:
-            md5, sha256, crc = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-            for block in self.chunks():
-                md5.update(block)
-                sha256.update(block)
-                crc = zlib.crc32(block, crc)
-            self.md5 = self.md5 or md5.hexdigest()
-            self.sha256 = self.sha256 or sha256.hexdigest()
-            self.crc32 = crc if self.crc32 is None else self.crc32
+        """(md5 hex, sha256 hex, crc32) of the body."""
+        if self.md5 is None:
+            self.md5 = hashlib.md5(self.data, usedforsecurity=False).hexdigest()
+        if self.sha256 is None:
+            self.sha256 = hashlib.sha256(self.data).hexdigest()
+        if self.crc32 is None:
+            self.crc32 = zlib.crc32(self.data)
         return self.md5, self.sha256, self.crc32
 
     def content_md5(self) -> str:

@@ -355,9 +355,7 @@ class LeanEngine:
             signed = self.signer().sign(method, path, canonical_query, headers, payload_sha256)
             signed["User-Agent"] = self.user_agent
             signed["amz-sdk-request"] = f"attempt={attempt}; max={self.attempts}"
-            data: Any = (
-                None if body is None else body.data if body.data is not None else body.chunks()
-            )
+            data = None if body is None else body.data
             try:
                 response = self.pool.urlopen(
                     method,

@@ -13,7 +13,6 @@ import io
 import os
 import threading
 import zipfile
-import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -107,18 +106,36 @@ def _walk(
 
 
 class _Multipart:
-    """One large file: parts in parallel plus a hash unit; the last one to finish completes it."""
+    """One large file: parts in parallel; the last one to finish completes it.
+
+    Each part is read once, into memory; its checksums and the file's SHA-256 (for the
+    manifest) are computed from the bytes it sends. SHA-256 cannot be combined out of order, so
+    a sent part waits for its predecessor to be hashed: parts are submitted in order to a FIFO
+    pool, so the earliest part not yet hashed is always running and never waits; no deadlock.
+    """
 
     def __init__(self, local: Local, key: str, part_size: int) -> None:
         self.local = local
         self.key = key
         self.parts = ranges(local.size, part_size)
-        self.remaining = len(self.parts) + 1  # + the sha256 unit
+        self.remaining = len(self.parts)
         self.lock = threading.Lock()
         self.upload_id: str | None = None
         self.etags: dict[int, str] = {}
-        self.sha256 = ""
+        self.digest = hashlib.sha256()
+        self.hashed = 0  # parts fed to ``digest``, in order
+        self.turn = threading.Condition()
         self.completed = False
+
+    def hash_in_order(self, job: Job, number: int, data: bytes) -> None:
+        """Feed part ``number``'s bytes to the file's SHA-256 once parts 1..number-1 are in."""
+        with self.turn:
+            while self.hashed != number - 1:
+                job.check()  # the job stopped: the predecessor will never come
+                self.turn.wait(0.1)
+            self.digest.update(data)
+            self.hashed = number
+            self.turn.notify_all()
 
     def start(self, job: Job) -> str:
         with self.lock:
@@ -166,31 +183,24 @@ def private_units(
             continue
         mp = _Multipart(local, key, part_size_for(local.size, settings.part_size))
         multiparts.append(mp)
-        units.append(job.unit(what, _hash(job, mp, shown, results)))
         for number, (offset, length) in enumerate(mp.parts, start=1):
             units.append(job.unit(what, _part(job, mp, number, offset, length, shown, results)))
     return units, multiparts
 
 
-def _digest(path: str, size: int, shown: str) -> tuple[bytes | None, str, str, int]:
-    """One pass over a file: (its bytes if it fits in one CHUNK, sha256, md5, crc32).
-
-    Larger files are hashed in CHUNK pieces and later streamed from disk again (the page
-    cache), so memory stays at one CHUNK per worker whatever the file size.
-    """
-    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    crc, total, kept = 0, 0, None
+def _read(path: str, offset: int, length: int, shown: str, *, last: bool) -> bytes:
+    """``length`` bytes of ``path`` from ``offset``, read once; ``last``: the file must end
+    there (one byte more is asked for, so a file that grew is noticed too)."""
     with open(path, "rb", buffering=0) as fh:
-        while block := fh.read(CHUNK if size > CHUNK else size + 1):
-            if total == 0 and len(block) == size and size <= CHUNK:
-                kept = block
-            sha256.update(block)
-            md5.update(block)
-            crc = zlib.crc32(block, crc)
-            total += len(block)
-    if total != size:
+        if offset:
+            fh.seek(offset)
+        data = bytearray()
+        want = length + 1 if last else length
+        while len(data) < want and (block := fh.read(want - len(data))):
+            data += block
+    if len(data) != length:
         raise PublishError(f"{shown} changed while it was being published; run again")
-    return (kept if size <= CHUNK else None), sha256.hexdigest(), md5.hexdigest(), crc
+    return bytes(data)
 
 
 def _put(
@@ -198,19 +208,10 @@ def _put(
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
-        kept, sha256, md5, crc = _digest(local.path, local.size, shown)
-        body = (
-            Payload(data=kept, sha256=sha256, md5=md5, crc32=crc)
-            if kept is not None
-            else Payload(
-                path=local.path,
-                length=local.size,
-                on_short=_changed(shown),
-                sha256=sha256,
-                md5=md5,
-                crc32=crc,
-            )
-        )
+        # Read once: the manifest's SHA-256 and the upload's checksums are of the bytes sent.
+        data = _read(local.path, 0, local.size, shown, last=True)
+        body = Payload(data=data)
+        md5, sha256, _ = body.digests()
         response = job.call(job.s3.put_object, Bucket=job.bucket, Key=key, Body=body)
         # A plain PUT's ETag is the MD5 of the bytes (except with SSE-KMS): a match is our
         # verification for free; otherwise one HEAD checks the size.
@@ -219,27 +220,6 @@ def _put(
         job.arrived(local.size)
         results[local.rel] = Uploaded(key, local.size, sha256)
         job.file_done()
-
-    return run
-
-
-def _changed(shown: str) -> Callable[[], BaseException]:
-    return lambda: PublishError(f"{shown} changed while it was being published; run again")
-
-
-def _hash(job: Job, mp: _Multipart, shown: str, results: dict[str, Uploaded]) -> Callable[[], None]:
-    def run() -> None:
-        digest, total = hashlib.sha256(), 0
-        with open(mp.local.path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                job.check()
-                digest.update(chunk)
-                total += len(chunk)
-        if total != mp.local.size:
-            raise PublishError(f"{shown} changed while it was being published; run again")
-        mp.sha256 = digest.hexdigest()
-        if mp.one_done():
-            _complete(job, mp, results)
 
     return run
 
@@ -256,19 +236,21 @@ def _part(
     def run() -> None:
         job.check()
         upload_id = mp.start(job)
-        # streamed from disk by the lean engine (one block in memory), read whole by boto3
-        body = Payload(path=mp.local.path, offset=offset, length=length, on_short=_changed(shown))
+        last = number == len(mp.parts)
+        data = _read(mp.local.path, offset, length, shown, last=last)  # read once, sent, hashed
         response = job.call(
             job.s3.upload_part,
             Bucket=job.bucket,
             Key=mp.key,
             UploadId=upload_id,
             PartNumber=number,
-            Body=body,
+            Body=Payload(data=data),
         )
         with mp.lock:
             mp.etags[number] = str(response["ETag"])
         job.arrived(length)
+        mp.hash_in_order(job, number, data)
+        del data
         if mp.one_done():
             _complete(job, mp, results)
 
@@ -288,7 +270,7 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     )
     mp.completed = True
     _verify_size(job, mp.key, mp.local.size)
-    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.sha256)
+    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.digest.hexdigest())
     job.file_done()
 
 
