@@ -261,3 +261,111 @@ def test_publish_reads_each_output_file_once(
     }
     for name, body in files.items():
         assert s3.get_object(Bucket=bucket, Key=f"once/{name}")["Body"].read() == body
+
+
+class _Counted:
+    """Records the most futures a job had submitted and not yet finished at any moment."""
+
+    def __init__(self) -> None:
+        self.outstanding = self.most = self.submitted = 0
+        self.lock = threading.Lock()
+
+    def executor(self) -> type:
+        from concurrent.futures import ThreadPoolExecutor
+
+        counted = self
+
+        class Pool(ThreadPoolExecutor):
+            def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+                with counted.lock:
+                    counted.outstanding += 1
+                    counted.submitted += 1
+                    counted.most = max(counted.most, counted.outstanding)
+                future = super().submit(fn, *args, **kwargs)
+                future.add_done_callback(lambda _f: counted.finished())
+                return future
+
+        return Pool
+
+    def finished(self) -> None:
+        with self.lock:
+            self.outstanding -= 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_many_files_are_submitted_to_the_pool_a_few_at_a_time(
+    s3_server: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+) -> None:
+    from hook_processor._s3 import transfer
+
+    settings = dataclasses.replace(SMALL_PARTS, concurrency=3)
+    files = {f"f{i:03d}.txt": f"file {i}".encode() for i in range(150)}
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, body in files.items():
+        (src / name).write_bytes(body)
+    client = _make(s3_server, settings, engine=engine)
+    up, down = _Counted(), _Counted()
+
+    monkeypatch.setattr(transfer, "ThreadPoolExecutor", up.executor())
+    publish_private(client, bucket, "many", src, settings, manifest_extra={})
+    monkeypatch.setattr(transfer, "ThreadPoolExecutor", down.executor())
+    stage_in(client, bucket, "many/", tmp_path / "dest", settings)
+
+    bound = transfer.QUEUED_PER_WORKER * settings.concurrency  # 6, not 150
+    assert (up.submitted, down.submitted) == (150, 151)  # every file (and the manifest) ran
+    assert 1 < up.most <= bound and 1 < down.most <= bound
+    staged = {p.name: p.read_bytes() for p in (tmp_path / "dest").iterdir()}
+    assert staged.pop("_manifest.json") and staged == files
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_retried_upload_is_not_counted_twice(
+    s3_server: Any, bucket: str, tmp_path: Path, engine: str
+) -> None:
+    from fault_proxy import FaultProxy, Rule
+
+    from hook_processor import _progress
+
+    files = {"a.txt": b"a" * 1000, "big.bin": os.urandom(12 * MiB + 5)}
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, body in files.items():
+        (src / name).write_bytes(body)
+    seen: list[int] = []
+
+    class Tracker(_progress.Tracker):
+        def __call__(self, nbytes: int) -> None:
+            super().__call__(nbytes)
+            seen.append(self.bytes_done)
+
+    tracker = Tracker("publish")
+    with FaultProxy(upstream=s3_server.endpoint_url) as proxy:
+        proxy.add_rule(Rule(fault="status", status=503, methods="PUT", query="partNumber", count=1))
+        proxy.add_rule(
+            Rule(fault="status", status=500, methods="PUT", key_pattern=r"a\.txt$", count=1)
+        )
+        target = S3Target(
+            proxy.endpoint_url, SecretStr(s3_server.access_key), SecretStr(s3_server.secret_key)
+        )
+        settings = dataclasses.replace(SMALL_PARTS, engine=engine)
+        out = publish_private(
+            make_client(target, settings),
+            bucket,
+            "p",
+            src,
+            settings,
+            manifest_extra={},
+            progress=tracker,
+        )
+
+    assert [e.rule for e in proxy.events] == ["status", "status"]
+    assert out.stats.retries >= 2
+    total = sum(len(b) for b in files.values())
+    assert (tracker.bytes_done, tracker.files_done) == (total, 2)
+    assert max(seen) == total  # never more than the files hold, retries included

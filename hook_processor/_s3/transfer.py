@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -36,6 +36,7 @@ MAX_PARTS = 10_000  # S3's largest part number
 # answered at once and will not change in the next seconds. A few quick attempts cover a server
 # that is just (re)starting; the standard policy's backoff would wait ~10 s for the same answer.
 UNREACHABLE_ATTEMPTS = 3
+QUEUED_PER_WORKER = 2  # units submitted to the pool at a time, per thread
 
 # Errors raised while reading a body after a 200 OK: botocore does not retry those, we do.
 # FlexibleChecksumError is a body that arrived complete but corrupted (its CRC does not match the
@@ -165,24 +166,41 @@ class Job:
         return run
 
     def run(self, units: list[Callable[[], None]]) -> None:
-        """Run ``units`` on ``settings.concurrency`` threads; stop all at the first failure."""
+        """Run ``units`` on ``settings.concurrency`` threads; stop all at the first failure.
+
+        Units are submitted in order, at most ``QUEUED_PER_WORKER`` per thread at a time (not
+        all at once: the pool's queue and its futures stay small at any number of files), so a
+        FIFO pool starts them in order (``upload._Multipart`` relies on it).
+        """
         if not units:
             self.check()
             return
         workers = max(1, min(self.settings.concurrency, len(units)))
+        bound = QUEUED_PER_WORKER * workers
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hook-s3")
-        futures = []
+        todo = iter(units)
+        pending: set[Future[None]] = set()
+        errors: list[BaseException] = []
         try:
-            futures = [pool.submit(u) for u in units]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if any(f.done() and not f.cancelled() and f.exception() for f in futures):
-                self.abort.set()
+            while True:
+                while len(pending) < bound and not self.abort.is_set():
+                    unit = next(todo, None)
+                    if unit is None:
+                        break
+                    pending.add(pool.submit(unit))
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                failed = [e for f in done if not f.cancelled() and (e := f.exception())]
+                if failed:
+                    errors += failed
+                    self.abort.set()  # the running units stop at their next check
         except BaseException:  # KeyboardInterrupt in the waiting thread: stop the workers too
             self.abort.set()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=self.abort.is_set())
-        errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
+        errors += [e for f in pending if f.done() and not f.cancelled() and (e := f.exception())]
         if not errors:
             return
         if self.cancel is not None and self.cancel.is_set():
