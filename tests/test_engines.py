@@ -369,3 +369,44 @@ def test_a_retried_upload_is_not_counted_twice(
     total = sum(len(b) for b in files.values())
     assert (tracker.bytes_done, tracker.files_done) == (total, 2)
     assert max(seen) == total  # never more than the files hold, retries included
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_upload_bodies_in_memory_stay_within_the_job_budget(
+    s3_server: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+) -> None:
+    from hook_processor._s3 import transfer
+
+    most: list[int] = [0]
+
+    class Recorded(transfer.Buffers):
+        def take(self, *args: Any, **kwargs: Any) -> None:
+            super().take(*args, **kwargs)
+            most[0] = max(most[0], self.used)
+
+    limit = 8 * MiB
+    monkeypatch.setattr(transfer, "BUFFER_BYTES", limit)
+    monkeypatch.setattr(transfer, "Buffers", Recorded)
+    files = {"big.bin": os.urandom(26 * MiB)} | {f"m{i}.bin": os.urandom(3 * MiB) for i in range(6)}
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, body in files.items():
+        (src / name).write_bytes(body)
+    settings = dataclasses.replace(SMALL_PARTS, concurrency=4)
+
+    out = publish_private(
+        _make(s3_server, settings, engine), bucket, "b", src, settings, manifest_extra={}
+    )
+
+    # at most the budget, plus one part that the in-order hash needs next (5 MiB parts)
+    assert 3 * MiB <= most[0] <= limit + 5 * MiB
+    assert {p.name: p.sha256 for p in out.products} == {
+        name: hashlib.sha256(body).hexdigest() for name, body in files.items()
+    }
+    for name, body in files.items():
+        assert s3.get_object(Bucket=bucket, Key=f"b/{name}")["Body"].read() == body

@@ -37,6 +37,7 @@ MAX_PARTS = 10_000  # S3's largest part number
 # that is just (re)starting; the standard policy's backoff would wait ~10 s for the same answer.
 UNREACHABLE_ATTEMPTS = 3
 QUEUED_PER_WORKER = 2  # units submitted to the pool at a time, per thread
+BUFFER_BYTES = 64 * 1024 * 1024  # upload bodies held in memory by one job (see Buffers)
 
 # Errors raised while reading a body after a 200 OK: botocore does not retry those, we do.
 # FlexibleChecksumError is a body that arrived complete but corrupted (its CRC does not match the
@@ -76,6 +77,7 @@ class Job:
         self.phase = phase
         self.cancel = cancel
         self.abort = threading.Event()
+        self.buffers = Buffers(BUFFER_BYTES)
         self.retries = 0
         self._lock = threading.Lock()
         self._progress = progress
@@ -209,6 +211,35 @@ class Job:
             )
         real = [e for e in errors if not isinstance(e, Aborted)]
         raise real[0] if real else self.error(f"{self.phase} stopped")
+
+
+class Buffers:
+    """The bytes of upload bodies one job holds in memory, bounded by ``limit``.
+
+    A unit takes room before it reads a file or part and gives it back once done with the
+    bytes; it waits while the room is taken, unless it is ``urgent``: the next part that a
+    file's in-order SHA-256 needs (``upload._Multipart``), which other parts of that file wait
+    for while holding room. Such a part was started before them (FIFO pool), so it is running
+    and, never waiting here, always ends: the job cannot deadlock. One body larger than
+    ``limit`` goes alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._room = threading.Condition()
+
+    def take(self, job: Job, nbytes: int, urgent: Callable[[], bool] = lambda: False) -> None:
+        with self._room:
+            while self.used and self.used + nbytes > self.limit and not urgent():
+                job.check()
+                self._room.wait(0.1)
+            self.used += nbytes
+
+    def give(self, nbytes: int) -> None:
+        with self._room:
+            self.used -= nbytes
+            self._room.notify_all()
 
 
 def describe(err: BaseException) -> str:

@@ -208,11 +208,15 @@ def _put(
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
-        # Read once: the manifest's SHA-256 and the upload's checksums are of the bytes sent.
-        data = _read(local.path, 0, local.size, shown, last=True)
-        body = Payload(data=data)
-        md5, sha256, _ = body.digests()
-        response = job.call(job.s3.put_object, Bucket=job.bucket, Key=key, Body=body)
+        job.buffers.take(job, local.size)
+        try:
+            # Read once: the manifest's SHA-256 and the upload's checksums are of the bytes sent.
+            body = Payload(data=_read(local.path, 0, local.size, shown, last=True))
+            md5, sha256, _ = body.digests()
+            response = job.call(job.s3.put_object, Bucket=job.bucket, Key=key, Body=body)
+            del body
+        finally:
+            job.buffers.give(local.size)
         # A plain PUT's ETag is the MD5 of the bytes (except with SSE-KMS): a match is our
         # verification for free; otherwise one HEAD checks the size.
         if str(response.get("ETag", "")).strip('"') != md5:
@@ -237,20 +241,24 @@ def _part(
         job.check()
         upload_id = mp.start(job)
         last = number == len(mp.parts)
-        data = _read(mp.local.path, offset, length, shown, last=last)  # read once, sent, hashed
-        response = job.call(
-            job.s3.upload_part,
-            Bucket=job.bucket,
-            Key=mp.key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=Payload(data=data),
-        )
-        with mp.lock:
-            mp.etags[number] = str(response["ETag"])
-        job.arrived(length)
-        mp.hash_in_order(job, number, data)
-        del data
+        job.buffers.take(job, length, urgent=lambda: mp.hashed == number - 1)
+        try:
+            data = _read(mp.local.path, offset, length, shown, last=last)  # once: sent, hashed
+            response = job.call(
+                job.s3.upload_part,
+                Bucket=job.bucket,
+                Key=mp.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=Payload(data=data),
+            )
+            with mp.lock:
+                mp.etags[number] = str(response["ETag"])
+            job.arrived(length)
+            mp.hash_in_order(job, number, data)
+            del data
+        finally:
+            job.buffers.give(length)
         if mp.one_done():
             _complete(job, mp, results)
 
