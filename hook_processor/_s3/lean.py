@@ -5,9 +5,10 @@ response parsing); this path spends about 0.25 ms (BENCHMARKS.md). On a small ma
 the client shares the CPUs with everything else, that is what many small files are bound by.
 HEADs, multipart bookkeeping and presigning go to the boto3 client of the same store.
 
-The wire behaviour follows botocore's with the same settings: path-style URLs, SigV4,
-``x-amz-checksum-crc32`` on uploads and ``x-amz-checksum-mode: ENABLED`` with response checksum
-validation on whole-object GETs when the checksum setting is ``when_supported``; the "standard"
+Every upload carries ``Content-MD5`` and is signed with the real SHA-256 of its body (never
+``UNSIGNED-PAYLOAD``), in both checksum modes; with ``when_supported`` it also carries
+``x-amz-checksum-crc32``, and whole-object GETs ask for (``x-amz-checksum-mode: ENABLED``) and
+validate the stored checksum. Otherwise it follows botocore: path-style URLs, SigV4, the "standard"
 retry policy (transient and throttling errors and broken connections, jittered exponential
 backoff up to 20 s, a shared retry quota, ``max_attempts`` attempts in all), except that a
 refused connection or an unknown host gets a few quick attempts only, as the boto3 client is set
