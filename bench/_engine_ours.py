@@ -1,10 +1,9 @@
 """The runtime's two request engines for ``python -m bench engines``: boto3's client and the lean
-data path (``hook_processor/_fast.py``).
+engine (``hook_processor/_s3/lean.py``), each made by ``make_client`` with ``engine=``.
 
 Requests go straight to the engine (``get_object`` / ``put_object`` with boto3's calling
 convention); whole transfers go through the runtime's own code, ``storage.stage_in`` and
-``storage.publish_private``, with a client that takes the lean path (made by ``make_client``) or
-one that cannot (the same client without the lean-path mark). So these rows include what the
+``storage.publish_private``, with the engine of the row. So these rows include what the
 runtime does on top of moving bytes: for publication a sha256 (+ MD5, CRC32) pass over each file
 and a ``_manifest.json`` PUT.
 """
@@ -29,23 +28,19 @@ class RuntimeEngine:
         secret_key: str,
         region: str,
     ) -> None:
+        import dataclasses
+
         from pydantic import SecretStr
 
-        from hook_processor import _fast, storage
+        from hook_processor import storage
 
+        settings = dataclasses.replace(settings, engine="boto3" if name == "boto3" else "lean")
         self.name, self.bucket, self.settings = name, bucket, settings
         target = storage.S3Target(
             endpoint_url, SecretStr(access_key), SecretStr(secret_key), region
         )
         self.client = storage.make_client(target, settings)
-        if name == "boto3":
-            delattr(self.client, _fast.MARK)  # unmarked: the runtime's code uses boto3 for it
-            self.api: Any = self.client
-        else:
-            fast = _fast.for_client(self.client, settings)
-            if fast is None:
-                raise RuntimeError("the lean path is not available for this server")
-            self.api = fast
+        self.api: Any = self.client
         # Threads for the request rows, as the runtime's pool: created once, outside the timing.
         self.pool = ThreadPoolExecutor(settings.concurrency)
 
@@ -59,8 +54,12 @@ class RuntimeEngine:
         self._each(get, keys, in_flight)
 
     def put_all(self, keys: list[str], body: bytes, in_flight: int) -> None:
+        from hook_processor._s3.engine import Payload
+
         self._each(
-            lambda key: self.api.put_object(Bucket=self.bucket, Key=key, Body=body), keys, in_flight
+            lambda key: self.api.put_object(Bucket=self.bucket, Key=key, Body=Payload(data=body)),
+            keys,
+            in_flight,
         )
 
     def _each(self, fn: Any, items: list[str], in_flight: int) -> None:

@@ -1,5 +1,5 @@
 """Side by side, four S3 request engines: boto3's client, hook-processor's lean data path
-(``hook_processor/_fast.py``), obstore (Rust object_store) and the AWS CRT (``awscrt``).
+(``hook_processor/_s3/lean.py``), obstore (Rust object_store) and the AWS CRT (``awscrt``).
 
     python -m bench engines [--objects 1000] [--size 32768] [--rounds 3] [--servers rclone,moto]
                             [--engines boto3,lean,obstore,crt] [--datasets ...] [--scale 1.0]

@@ -356,6 +356,6 @@ def is_loopback_url(url: str) -> bool:
 
 
 def _reason(err: BaseException) -> str:
-    from hook_processor._transfer import describe  # says "connection refused" in those words
+    from hook_processor._s3.transfer import describe  # says "connection refused" in those words
 
     return describe(err).strip() or err.__class__.__name__

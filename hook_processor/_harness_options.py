@@ -55,7 +55,7 @@ def build_options(
     """
     from hook_processor._option_names import CLI, FILE
     from hook_processor._option_sources import Layer, flatten
-    from hook_processor.storage import parse_s3_url
+    from hook_processor._s3url import parse_s3_url
 
     aliases, endpoints_and_keys, locations = _standard_names()
     replace = endpoints_and_keys | (locations if scratch else frozenset())
@@ -190,6 +190,7 @@ def transfer_settings(env: Mapping[str, str]) -> Any:
         checksum="when_required"
         if env.get("HOOK_S3_CHECKSUM") == "when_required"
         else "when_supported",
+        engine="boto3" if env.get("HOOK_S3_ENGINE", "").strip().lower() == "boto3" else "lean",
     )
 
 
@@ -212,7 +213,7 @@ def target(options: Mapping[str, str], side: str, server: S3Server) -> Any:
 
 def input_location(options: Mapping[str, str], files: list[Any]) -> tuple[str, str]:
     """(bucket, key prefix ending in '/' or empty) that --input is uploaded under."""
-    from hook_processor.storage import parse_s3_url
+    from hook_processor._s3url import parse_s3_url
 
     path = options.get("input_s3_path")
     if not path:
@@ -227,7 +228,7 @@ def input_location(options: Mapping[str, str], files: list[Any]) -> tuple[str, s
 
 
 def output_bucket(options: Mapping[str, str]) -> str:
-    from hook_processor.storage import parse_s3_url
+    from hook_processor._s3url import parse_s3_url
 
     if options.get("output_s3_path"):
         return parse_s3_url(options["output_s3_path"], option="output_s3_path")[0]

@@ -314,11 +314,11 @@ def _run_on(
             elif options.get("s3_bucket") or options.get("output_s3_path"):
                 buckets.add(_opts.output_bucket(options))
             for bucket in sorted(b for b in buckets if b):
-                _harness_io.ensure_bucket(client, bucket, server.endpoint_url)
+                _harness_io.ensure_bucket(client.boto, bucket, server.endpoint_url)
         if files:
             step.name = "while uploading the inputs; nothing was run or published"
             uploaded = _harness_io.upload_inputs(
-                client,
+                client.boto,
                 input_bucket,
                 input_prefix,
                 files,

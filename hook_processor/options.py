@@ -208,6 +208,11 @@ class PlatformSettings(_SettingsBase):
         "when_supported",
         description="Flexible checksums; when_required for stores that reject them",
     )
+    s3_engine: Literal["lean", "boto3"] = Field(
+        "lean",
+        description="S3 data engine: lean (hand-signed requests, fastest) or boto3 (botocore's "
+        "client, e.g. behind an HTTP proxy)",
+    )
     s3_region: str | None = Field(
         None, description="Region for request signing (default us-east-1)"
     )
@@ -269,7 +274,7 @@ class RunConfig:
 
     @property
     def input_location(self) -> tuple[str, str]:
-        from hook_processor.storage import parse_s3_url
+        from hook_processor._s3url import parse_s3_url
 
         assert self.standard.input_s3_path is not None
         return parse_s3_url(self.standard.input_s3_path, option="input_s3_path")
@@ -381,7 +386,7 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
     Unknown option names are in :attr:`RunConfig.unknown_options` (warnings), or among the
     problems when there are others or ``HOOK_STRICT_OPTIONS`` is set.
     """
-    from hook_processor.storage import parse_s3_url
+    from hook_processor._s3url import parse_s3_url
 
     problems: list[str] = []
     unknown: list[tuple[str, str]] = []
@@ -493,7 +498,7 @@ def _cross_check(
     """Rules that involve several options, for the options that passed validation (``failed``
     are the others: their rules are skipped, not reported twice). ``origins`` names where
     each value came from, e.g. ``output_s3_path (from the options file)``."""
-    from hook_processor.storage import parse_s3_url
+    from hook_processor._s3url import parse_s3_url
 
     for name in ("input_s3_endpoint_url", "s3_endpoint_url"):
         url = getattr(std, name)

@@ -179,6 +179,7 @@ def _execute(
         multipart_threshold=2 * platform.part_size_mb * 1024 * 1024,
         max_attempts=platform.s3_max_attempts,
         checksum=platform.s3_checksum,
+        engine=platform.s3_engine,
     )
 
     phase.name = "stage_in"
@@ -196,6 +197,7 @@ def _execute(
             std.input_s3_endpoint_url or "default endpoint",
         )
         client = storage.make_client(source, settings)
+        log.info("S3 engine: %s", client.name)
         stats = storage.stage_in(
             client,
             bucket,

@@ -9,7 +9,8 @@
 * :func:`publish_temporary` streams output_dir as one zip straight into a multipart upload and
   returns a presigned download link.
 
-Internals live in ``_transfer.py`` (pool, errors), ``_download.py`` and ``_upload.py``.
+Internals live in the ``_s3`` sub-package: ``engine.py`` (the interface and the engine choice,
+``HOOK_S3_ENGINE``), ``transfer.py`` (pool, errors), ``download.py`` and ``upload.py``.
 """
 
 from __future__ import annotations
@@ -18,42 +19,36 @@ import contextlib
 import dataclasses
 import datetime
 import json
-import re
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-from hook_processor import _transfer
 from hook_processor._progress import Progress
-from hook_processor.errors import OptionsError, PublishError, StagingError
+from hook_processor._s3 import transfer as _transfer
+from hook_processor._s3.engine import Engine, Payload, S3Target, TransferSettings
+from hook_processor._s3url import parse_s3_url
+from hook_processor.errors import PublishError, StagingError
+
+__all__ = [
+    "DOWNLOAD_LINK_SECONDS",
+    "MANIFEST_NAME",
+    "Engine",
+    "Product",
+    "PublishOutcome",
+    "S3Target",
+    "TransferSettings",
+    "TransferStats",
+    "make_client",
+    "parse_s3_url",
+    "publish_private",
+    "publish_temporary",
+    "stage_in",
+]
 
 MANIFEST_NAME = "_manifest.json"
 DOWNLOAD_LINK_SECONDS = 14 * 24 * 3600
-
-
-@dataclasses.dataclass(frozen=True)
-class S3Target:
-    """Where and how to reach one S3 store."""
-
-    endpoint_url: str | None
-    access_key: SecretStr | None
-    secret_key: SecretStr | None
-    region: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class TransferSettings:
-    concurrency: int = 16
-    part_size: int = 8 * 1024 * 1024
-    multipart_threshold: int = 16 * 1024 * 1024
-    max_attempts: int = 5
-    checksum: str = "when_supported"  # or "when_required"
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
 
 
 @dataclasses.dataclass
@@ -79,135 +74,20 @@ class PublishOutcome:
     manifest: str | None = None  # s3:// URL of the manifest (PRIVATE)
 
 
-_S3_FORM = "s3://bucket/prefix"
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+def make_client(target: S3Target, settings: TransferSettings) -> Engine:
+    """The S3 engine ``settings.engine`` names (``lean`` or ``boto3``) for ``target``.
 
-
-def parse_s3_url(url: str, *, option: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key); raises OptionsError naming ``option``.
-
-    ``s3://bucket`` and ``s3://bucket/`` give ``(bucket, "")``. The value itself is never
-    repeated in the message (a mistyped option could hold a secret).
+    Its ``boto`` attribute is the boto3 client of the same store (path-style addressing,
+    standard retries, sized for ``settings.concurrency`` threads) for any other call.
     """
-
-    def bad(why: str) -> OptionsError:
-        return OptionsError(
-            f"{option}: expected an S3 URL of the form {_S3_FORM} (for example "
-            f"s3://my-bucket/input/), but {why}"
-        )
-
-    if not isinstance(url, str) or url[:5].lower() != "s3://":
-        raise bad("the value does not start with s3://")
-    bucket, _, key = url[5:].partition("/")
-    if not bucket:
-        raise bad("the bucket name is missing")
-    if not _BUCKET.fullmatch(bucket):
-        raise bad(
-            "the bucket name is not valid (letters, digits, '.', '-' and '_' only, "
-            "starting with a letter or digit)"
-        )
-    return bucket, key
-
-
-_data_loader: Any = None
-
-
-def _botocore_session() -> Any:
-    """A fresh botocore session (no credentials shared between clients) with a shared data loader.
-
-    The loader caches botocore's parsed service models: every client after the first is created
-    in ~10 ms instead of ~60 ms, which matters when one process runs many times (harness, tests).
-    """
-    import botocore.session
-
-    global _data_loader
-    session = botocore.session.Session()
-    if _data_loader is None:
-        _data_loader = session.get_component("data_loader")
-    else:
-        session.register_component("data_loader", _data_loader)
-    return session
-
-
-def make_client(target: S3Target, settings: TransferSettings) -> Any:
-    """One boto3 S3 client sized for ``settings.concurrency`` threads, path-style addressing."""
-    import boto3  # lazy: importing boto3 costs ~0.15 s of start-up
-    from botocore.config import Config
-
     from hook_processor import __version__
+    from hook_processor._s3 import engine
 
-    if (target.access_key is None) != (target.secret_key is None):
-        raise OptionsError(
-            "S3 credentials: give both the access key and the secret key, or neither"
-        )
-    region = target.region or "us-east-1"
-    config = Config(
-        region_name=region,
-        max_pool_connections=max(1, settings.concurrency) + 4,
-        # total_max_attempts counts the first try too (botocore's max_attempts counts retries).
-        retries={"mode": "standard", "total_max_attempts": settings.max_attempts},
-        connect_timeout=settings.connect_timeout,
-        read_timeout=settings.read_timeout,
-        request_checksum_calculation=settings.checksum,
-        response_checksum_validation=settings.checksum,
-        s3={"addressing_style": "path"},
-        user_agent_extra=f"hook-processor/{__version__}",
-    )
-    try:
-        client = boto3.session.Session(botocore_session=_botocore_session()).client(
-            "s3",
-            endpoint_url=target.endpoint_url or None,
-            region_name=region,
-            aws_access_key_id=(
-                target.access_key.get_secret_value() if target.access_key is not None else None
-            ),
-            aws_secret_access_key=(
-                target.secret_key.get_secret_value() if target.secret_key is not None else None
-            ),
-            config=config,
-        )
-    except ValueError as err:  # botocore: "Invalid endpoint: ..."
-        raise OptionsError(f"S3 endpoint {target.endpoint_url!r} is not usable: {err}") from err
-    # First, so that it also precedes the fast path's baseline of event handlers below.
-    client.meta.events.register_first(
-        "needs-retry.s3", _unreachable_retries(settings.max_attempts), unique_id=_UNREACHABLE_ID
-    )
-    if target.endpoint_url:
-        # Data transfers may take the lean path of _fast.py (GET/PUT without botocore's
-        # per-request overhead) while nobody has hooked this client's events since now.
-        from hook_processor import _fast
-
-        setattr(client, _fast.MARK, _fast.handler_signature(client))
-    return client
-
-
-_UNREACHABLE_ID = "hook-processor-unreachable-retries"
-
-
-def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
-    """A botocore ``needs-retry`` handler: few, quick attempts for a refused connection or an
-    unknown host (see ``_transfer.UNREACHABLE_ATTEMPTS``); every other case is left to the
-    standard retry policy (None).
-
-    botocore retries with the first delay any handler returns and has no "do not retry" answer,
-    so the last attempt re-raises the error itself, as botocore would once it gives up.
-    """
-    limit = max(1, min(max_attempts, _transfer.UNREACHABLE_ATTEMPTS))
-
-    def needs_retry(
-        attempts: int = 1, caught_exception: BaseException | None = None, **_: Any
-    ) -> float | None:
-        if caught_exception is None or _transfer.unreachable(caught_exception) is None:
-            return None
-        if attempts >= limit:
-            raise caught_exception
-        return _transfer.unreachable_delay(attempts)
-
-    return needs_retry
+    return engine.create(target, settings, user_agent=f"hook-processor/{__version__}")
 
 
 def stage_in(
-    client: Any,
+    client: Engine,
     bucket: str,
     key_or_prefix: str,
     dest: Path,
@@ -225,7 +105,7 @@ def stage_in(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from hook_processor import _download
+    from hook_processor._s3 import download as _download
 
     job = _transfer.Job(
         client,
@@ -257,7 +137,7 @@ def stage_in(
 
 
 def _publish_job(
-    client: Any,
+    client: Engine,
     bucket: str,
     settings: TransferSettings,
     cancel: threading.Event | None,
@@ -275,7 +155,7 @@ def _publish_job(
 
 
 def publish_private(
-    client: Any,
+    client: Engine,
     bucket: str,
     prefix: str,
     src: Path,
@@ -292,7 +172,7 @@ def publish_private(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from hook_processor import _upload
+    from hook_processor._s3 import upload as _upload
 
     job = _publish_job(client, bucket, settings, cancel, progress)
     prefix = prefix.rstrip("/")
@@ -339,7 +219,7 @@ def publish_private(
             client.put_object,
             Bucket=bucket,
             Key=manifest_key,
-            Body=body,
+            Body=Payload(data=body),
             IfNoneMatch="*",
             ContentType="application/json",
         )
@@ -366,7 +246,7 @@ def publish_private(
 
 
 def publish_temporary(
-    client: Any,
+    client: Engine,
     bucket: str,
     key: str,
     src: Path,
@@ -383,7 +263,7 @@ def publish_temporary(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from hook_processor import _upload
+    from hook_processor._s3 import upload as _upload
 
     job = _publish_job(client, bucket, settings, cancel, progress)
     files = _upload.walk(src)

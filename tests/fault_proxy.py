@@ -34,6 +34,13 @@ Faults (``Rule.fault``):
     ``x-amz-checksum-mode`` (a GET asking for the stored checksum) does not count.
 ``down``
     close the connection abruptly (RST) after reading the request head, without a response.
+``flip_request_byte``
+    forward the request with one byte of its body at ``offset`` XORed with ``0xFF`` (the
+    upload the server receives is corrupted; the client's checksums are of the right bytes).
+
+Every forwarded request is recorded in ``proxy.sent`` with its headers and the length, MD5,
+SHA-256 and CRC32 of the body the client sent (before any flip): what the client claimed in
+its checksum headers can be compared with what it really sent.
 
 A rule matches on HTTP method(s), a regex searched in the percent-decoded path (``/bucket/key``
 with path-style addressing) and the presence of query parameters (e.g. ``uploadId``,
@@ -59,6 +66,7 @@ before the body is read.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import re
@@ -67,13 +75,14 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape
 
-__all__ = ["FAULTS", "Event", "FaultProxy", "Rule"]
+__all__ = ["FAULTS", "Event", "FaultProxy", "Rule", "Sent"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +95,7 @@ FAULTS = frozenset(
         "latency",
         "reject_checksum_headers",
         "down",
+        "flip_request_byte",
     }
 )
 
@@ -127,6 +137,22 @@ class Event(NamedTuple):
     path: str
 
 
+class Sent(NamedTuple):
+    """One forwarded request: its head and digests of the body the client sent."""
+
+    method: str
+    target: str
+    headers: dict[str, str]  # names lower-cased
+    length: int
+    md5: str  # hex
+    sha256: str  # hex
+    crc32: int
+
+    @property
+    def query_names(self) -> frozenset[str]:
+        return frozenset(k for k, _ in parse_qsl(urlsplit(self.target).query, True))
+
+
 @dataclass(eq=False)
 class Rule:
     """One fault and the requests it applies to (see the module docstring)."""
@@ -149,7 +175,7 @@ class Rule:
     delay: float = 0.0  # latency
     after_bytes: int = 0  # reset_after
     short_by: int = 1  # short_body
-    offset: int = 0  # flip_byte
+    offset: int = 0  # flip_byte, flip_request_byte
 
     matched: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
@@ -468,6 +494,7 @@ class FaultProxy:
         self._rules: list[Rule] = list(rules)
         self._events: list[Event] = []
         self._requests: list[tuple[str, str]] = []
+        self._sent: list[Sent] = []
         self._accepted = 0
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
@@ -565,6 +592,12 @@ class FaultProxy:
             return list(self._requests)
 
     @property
+    def sent(self) -> list[Sent]:
+        """Every forwarded request with its headers and body digests (a copy)."""
+        with self._lock:
+            return list(self._sent)
+
+    @property
     def connections_accepted(self) -> int:
         with self._lock:
             return self._accepted
@@ -573,6 +606,7 @@ class FaultProxy:
         with self._lock:
             self._events.clear()
             self._requests.clear()
+            self._sent.clear()
 
     # ---- serving
 
@@ -725,12 +759,29 @@ class FaultProxy:
                 # response on a kept-alive connection after an Expect request answered without 100.
                 sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             up.sendall(req.raw_head)
+            md5, sha256, crc, length = hashlib.md5(), hashlib.sha256(), 0, 0
+            flip = rule.offset if rule is not None and rule.fault == "flip_request_byte" else None
             try:
-                for _, piece in _iter_body(reader, body):
+                for kind, piece in _iter_body(reader, body):
+                    if kind == "data":
+                        md5.update(piece)
+                        sha256.update(piece)
+                        crc = zlib.crc32(piece, crc)
+                        if flip is not None and length <= flip < length + len(piece):
+                            b = bytearray(piece)
+                            b[flip - length] ^= 0xFF
+                            piece = bytes(b)
+                        length += len(piece)
                     up.sendall(piece)
             except (BrokenPipeError, ConnectionResetError):
                 # upstream stopped reading: the rest of the body is lost; relay its answer anyway
                 keep = False
+            heads = {k.lower(): v for k, v in req.headers}
+            sent = Sent(
+                req.method, req.target, heads, length, md5.hexdigest(), sha256.hexdigest(), crc
+            )
+            with self._lock:
+                self._sent.append(sent)
 
             up_reader = _Reader(up)
             while True:

@@ -136,7 +136,9 @@ def test_harness_upload_to_a_refused_port_says_refused(tmp_path, attempts) -> No
     )
     try:
         with pytest.raises(StagingError) as caught:
-            _harness_io.upload_inputs(client, "in", "x/", [("example.data", b"data")], endpoint)
+            _harness_io.upload_inputs(
+                client.boto, "in", "x/", [("example.data", b"data")], endpoint
+            )
     finally:
         client.close()
     assert str(caught.value) == (

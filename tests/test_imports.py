@@ -58,3 +58,27 @@ def test_exec_path_imports_no_heavy_module(tmp_path: Path) -> None:
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["code"] == 3, completed.stderr  # the staging failed: the path was walked
     assert report["loaded"] == []
+
+
+def test_the_data_plane_imports_nothing_of_a_run_and_options_no_data_plane() -> None:
+    data_plane = (
+        "import sys\n"
+        "import hook_processor._s3.engine, hook_processor._s3.lean, hook_processor._s3.boto\n"
+        "import hook_processor._s3.transfer, hook_processor._s3.download\n"
+        "import hook_processor._s3.upload, hook_processor._s3.sigv4\n"
+        "run = {'hook_processor.context', 'hook_processor.runtime', 'hook_processor.options',\n"
+        "       'hook_processor.storage', 'hook_processor.loader'} & set(sys.modules)\n"
+        "assert not run, run\n"
+    )
+    options = (
+        "import sys\n"
+        "from hook_processor.options import OptionSources, load_config\n"
+        "env = {'INPUT_S3_PATH': 's3://inb/x/', 's3_bucket': 'outb', 'S3_ACCESS_KEY': 'a',\n"
+        "       'S3_SECRET_KEY': 'b'}\n"
+        "assert load_config(OptionSources(env=env)).input_location == ('inb', 'x/')\n"
+        "plane = [m for m in sys.modules if m.startswith('hook_processor._s3.')\n"
+        "         or m in ('hook_processor._s3', 'hook_processor.storage')]\n"
+        "assert not plane, plane\n"
+    )
+    for code in (data_plane, options):
+        subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,6 +1,6 @@
 """Our requests are correctly signed: checked by a server that verifies SigV4 (rclone serve s3).
 
-moto accepts any signature, so the lean data path's hand-made SigV4 (``_fast.py``) is proven
+moto accepts any signature, so the lean data path's hand-made SigV4 (``_s3/sigv4.py``) is proven
 here against an independent implementation: odd keys, multipart, ranged and whole GETs, a
 listing, and a wrong secret that must be refused.
 """
@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from hook_processor import _fast
 from hook_processor.errors import StagingError
 from hook_processor.storage import (
     S3Target,
@@ -84,8 +83,8 @@ def test_lean_path_signatures_are_accepted_by_a_verifying_server(
     verifying_s3: str, tmp_path: Path
 ) -> None:
     client = _client(verifying_s3)
-    assert _fast.for_client(client, SETTINGS) is not None  # the hand-signed path is the one used
-    client.create_bucket(Bucket="signed")
+    assert client.name == "lean"  # the hand-signed path is the one used
+    client.boto.create_bucket(Bucket="signed")
     files = {
         "a b/x+y%z é.txt": b"odd key",
         "日本/データ.txt": "データ".encode(),
@@ -108,7 +107,7 @@ def test_lean_path_signatures_are_accepted_by_a_verifying_server(
 def test_a_wrong_secret_is_refused_by_the_verifying_server(
     verifying_s3: str, tmp_path: Path
 ) -> None:
-    _client(verifying_s3).create_bucket(Bucket="refused")
+    _client(verifying_s3).boto.create_bucket(Bucket="refused")
     with pytest.raises(StagingError, match="SignatureDoesNotMatch") as caught:
         stage_in(
             _client(verifying_s3, secret="not-the-secret"), "refused", "x/", tmp_path, SETTINGS

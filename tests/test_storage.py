@@ -35,6 +35,9 @@ MiB = 1024 * 1024
 # moto enforces S3's 5 MiB minimum for non-last parts: 12 MiB is 3 parts of 5, 5 and 2 MiB.
 SMALL_PARTS = TransferSettings(concurrency=4, part_size=5 * MiB, multipart_threshold=6 * MiB)
 DEFAULT = TransferSettings(concurrency=8)
+# The tests that hook botocore's events to force a case choose the boto3 engine explicitly
+# (the lean engine never goes through botocore); test_engines.py runs the lean one.
+BOTO3 = TransferSettings(concurrency=8, engine="boto3")
 ODD_NAMES = ["é t/naïve file.txt", "plus+sign.txt", "100%/pct %41.txt", "日本/データ.bin"]
 
 
@@ -52,24 +55,25 @@ def _client(s3_server):  # type: ignore[no-untyped-def]
     target = S3Target(
         s3_server.endpoint_url, SecretStr(s3_server.access_key), SecretStr(s3_server.secret_key)
     )
-    return make_client(target, DEFAULT)
+    return make_client(target, BOTO3)
 
 
 @pytest.fixture
 def client(_client: Any) -> Any:
-    """The module's make_client() client; event hooks registered in a test are removed after it."""
+    """The module's make_client() client (boto3 engine); event hooks registered in a test are
+    removed after it."""
     registered: list[tuple[str, Any]] = []
-    original = _client.meta.events.register
+    original = _client.boto.meta.events.register
 
     def register(event: str, handler: Any, *args: Any, **kwargs: Any) -> None:
         registered.append((event, handler))
         original(event, handler, *args, **kwargs)
 
-    _client.meta.events.register = register
+    _client.boto.meta.events.register = register
     yield _client
-    _client.meta.events.register = original
+    _client.boto.meta.events.register = original
     for event, handler in registered:
-        _client.meta.events.unregister(event, handler)
+        _client.boto.meta.events.unregister(event, handler)
 
 
 def put_objects(s3: Any, bucket: str, objects: dict[str, bytes]) -> None:
@@ -136,7 +140,7 @@ def record_calls(client: Any, operation: str) -> list[dict[str, Any]]:
         with lock:
             seen.append(dict(params))
 
-    client.meta.events.register(f"provide-client-params.s3.{operation}", hook)
+    client.boto.meta.events.register(f"provide-client-params.s3.{operation}", hook)
     return seen
 
 
@@ -192,16 +196,17 @@ def test_make_client_config_and_it_works(s3_server, bucket: str) -> None:  # typ
     client = make_client(
         S3Target(s3_server.endpoint_url, SecretStr(s3_server.access_key), secret), settings
     )
-    config = client.meta.config
+    assert client.name == "lean"  # the default engine
+    config = client.boto.meta.config
     assert config.max_pool_connections >= 24
     assert config.retries["mode"] == "standard"
     assert config.retries["total_max_attempts"] == 7  # attempts in all, the first one included
     assert config.request_checksum_calculation == "when_required"
     assert config.response_checksum_validation == "when_required"
     assert config.s3["addressing_style"] == "path"
-    assert client.meta.region_name == "us-east-1"
+    assert client.boto.meta.region_name == "us-east-1"
     assert (config.connect_timeout, config.read_timeout) == (10.0, 60.0)
-    client.put_object(Bucket=bucket, Key="k", Body=b"v")
+    client.boto.put_object(Bucket=bucket, Key="k", Body=b"v")
     assert client.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": "k"}
     ).startswith(f"{s3_server.endpoint_url}/{bucket}/k?")
@@ -325,7 +330,7 @@ def test_stage_in_paginates(client: Any, s3: Any, bucket: str, tmp_path: Path) -
     objects = {f"p/{i:03d}.txt": str(i).encode() for i in range(40)}
     put_objects(s3, bucket, objects)
     lists = record_calls(client, "ListObjectsV2")
-    client.meta.events.register(
+    client.boto.meta.events.register(
         "provide-client-params.s3.ListObjectsV2", lambda params, **_: params.update(MaxKeys=7)
     )
     stats = stage_in(client, bucket, "p/", tmp_path, DEFAULT)
@@ -366,7 +371,7 @@ def test_stage_in_object_replaced_mid_download_fails_cleanly(
         if once.acquire(blocking=False):  # a new version before the first part is fetched
             s3.put_object(Bucket=bucket, Key="v/blob.bin", Body=b"2" * (12 * MiB))
 
-    client.meta.events.register("provide-client-params.s3.GetObject", overwrite)
+    client.boto.meta.events.register("provide-client-params.s3.GetObject", overwrite)
     with pytest.raises(
         StagingError, match="could not download s3://.*/v/blob.bin .*PreconditionFailed"
     ):
@@ -427,7 +432,7 @@ def test_retries_are_counted(client: Any, s3: Any, bucket: str, tmp_path: Path) 
             return AWSResponse(request.url, 503, {}, Raw())
         return None
 
-    client.meta.events.register("before-send.s3.ListObjectsV2", throttle_once)
+    client.boto.meta.events.register("before-send.s3.ListObjectsV2", throttle_once)
     assert stage_in(client, bucket, "r/", tmp_path, DEFAULT).retries == 1
 
 
@@ -456,7 +461,7 @@ def test_stage_in_retries_a_stream_broken_after_the_200(
         if once.acquire(blocking=False):
             parsed["Body"] = Breaks(parsed["Body"])
 
-    client.meta.events.register("after-call.s3.GetObject", break_first)
+    client.boto.meta.events.register("after-call.s3.GetObject", break_first)
     stats = stage_in(client, bucket, "s/", tmp_path, DEFAULT)
     assert (tmp_path / "a.bin").read_bytes() == body
     assert stats.retries == 1
@@ -475,7 +480,7 @@ def test_publish_private_uploads_then_manifest_last(
     (tmp_path / "dlink").symlink_to(tmp_path / "d")  # a folder inside: followed too
     expected = files | {"link.txt": b"f", "dlink/e/f.txt": b"f"}
     order: list[str] = []
-    client.meta.events.register(
+    client.boto.meta.events.register(
         "provide-client-params.s3.PutObject", lambda params, **_: order.append(params["Key"])
     )
     puts = record_calls(client, "PutObject")

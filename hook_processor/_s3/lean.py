@@ -1,33 +1,33 @@
-"""A lean path for ListObjectsV2, GetObject, PutObject, UploadPart: SigV4 by hand, one urllib3 pool.
+"""The lean engine: ListObjectsV2, GetObject, PutObject, UploadPart with SigV4 by hand, one pool.
 
 botocore spends about 1 ms of CPU on every request (event hooks, endpoint rules, user agent,
 response parsing); this path spends about 0.25 ms (BENCHMARKS.md). On a small machine where
 the client shares the CPUs with everything else, that is what many small files are bound by.
-Listing, multipart bookkeeping, HEADs and every other call stay on the boto3 client.
+HEADs, multipart bookkeeping and presigning go to the boto3 client of the same store.
 
-The wire behaviour follows botocore's with the same settings: path-style URLs, SigV4,
-``x-amz-checksum-crc32`` on uploads and ``x-amz-checksum-mode: ENABLED`` with response checksum
-validation on whole-object GETs when the checksum setting is ``when_supported``; the "standard"
+Every upload carries ``Content-MD5`` and is signed with the real SHA-256 of its body (never
+``UNSIGNED-PAYLOAD``), in both checksum modes; with ``when_supported`` it also carries
+``x-amz-checksum-crc32``, and whole-object GETs ask for (``x-amz-checksum-mode: ENABLED``) and
+validate the stored checksum. Otherwise it follows botocore: path-style URLs, SigV4, the "standard"
 retry policy (transient and throttling errors and broken connections, jittered exponential
 backoff up to 20 s, a shared retry quota, ``max_attempts`` attempts in all), except that a
-refused connection or an unknown host gets a few quick attempts only, as make_client() sets up
-for botocore too; errors are botocore's own exception types, so callers handle both paths alike.
+refused connection or an unknown host gets a few quick attempts only, as the boto3 client is set
+up to do too; errors are botocore's own exception types, so callers handle both engines alike.
 
-:func:`for_client` returns None (and the caller uses boto3) unless the client is one that
-:func:`hook_processor.storage.make_client` made for an explicit http(s) endpoint with path-style
-addressing and static credentials, without a proxy, and with no event handler added since it
-was made (a Stubber, instrumentation or a test hook must see every call, so it gets boto3).
+It is chosen explicitly (``HOOK_S3_ENGINE=lean``, the default) and never swaps itself for boto3:
+an endpoint behind an HTTP proxy is refused at creation with the fix named.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
@@ -39,15 +39,15 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     FlexibleChecksumError,
+    NoCredentialsError,
     ReadTimeoutError,
     ResponseStreamingError,
 )
 
-from hook_processor._sigv4 import SigV4Signer
-from hook_processor._transfer import UNREACHABLE_ATTEMPTS, unreachable, unreachable_delay
-
-SEND_BLOCK = 1024 * 1024  # bytes per socket send of a streamed body
-MARK = "_hook_fast_baseline"  # attribute make_client() sets on its clients
+from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
+from hook_processor._s3.sigv4 import SigV4Signer
+from hook_processor._s3.transfer import UNREACHABLE_ATTEMPTS, unreachable, unreachable_delay
+from hook_processor.errors import OptionsError
 
 # botocore's standard retry mode (botocore/retries/standard.py)
 _TRANSIENT_CODES = frozenset(
@@ -83,17 +83,6 @@ _RESPONSE_CHECKSUMS: tuple[tuple[str, Callable[[], Any]], ...] = (
     ("sha1", lambda: hashlib.sha1(usedforsecurity=False)),
     ("sha256", lambda: hashlib.sha256()),
 )
-_EVENTS = (
-    "provide-client-params",
-    "before-parameter-build",
-    "before-call",
-    "request-created",
-    "before-sign",
-    "before-send",
-    "needs-retry",
-    "after-call",
-)
-_OPERATIONS = ("ListObjectsV2", "GetObject", "PutObject", "UploadPart")
 
 
 class Crc32:
@@ -113,53 +102,29 @@ def crc32_b64(value: int) -> str:
     return base64.b64encode(value.to_bytes(4, "big")).decode()
 
 
-def handler_signature(client: Any) -> tuple[int, ...] | None:
-    """Identity of the event handlers that would see our operations (None if unknowable)."""
-    try:
-        handlers = client.meta.events._emitter._handlers  # botocore's prefix trie
-        return tuple(
-            id(h)
-            for op in _OPERATIONS
-            for event in _EVENTS
-            for h in handlers.prefix_search(f"{event}.s3.{op}")
-        )
-    except Exception:  # noqa: BLE001 - a botocore without these internals: use boto3
-        return None
+class LeanEngine:
+    """The :class:`~hook_processor._s3.engine.Engine` of hand-signed requests (module doc)."""
 
-
-def for_client(client: Any, settings: Any) -> FastS3 | None:
-    """The lean data path for ``client``, or None when boto3 must do the calls (module doc)."""
-    baseline = getattr(client, MARK, None)
-    if baseline is None or handler_signature(client) != baseline:
-        return None
-    try:
-        meta = client.meta
-        if (meta.config.s3 or {}).get("addressing_style") != "path":
-            return None
-        endpoint = str(meta.endpoint_url)
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-            return None
-        session = client._endpoint.http_session
-        if session._proxy_config.proxy_url_for(endpoint):
-            return None
-        verify = session._verify
-        credentials = client._request_signer._credentials
-        if credentials is None or type(credentials).__name__ != "Credentials":
-            return None  # anonymous, or refreshable: leave those to botocore
-        frozen = credentials.get_frozen_credentials()
-    except Exception:  # noqa: BLE001 - anything unexpected: use boto3
-        return None
-    return FastS3(endpoint, meta.region_name or "us-east-1", frozen, settings, verify)
-
-
-class FastS3:
-    """GetObject / PutObject / UploadPart with the boto3 client's calling convention."""
+    name = "lean"
 
     def __init__(
-        self, endpoint: str, region: str, credentials: Any, settings: Any, verify: Any
+        self, client: Any, credentials: Any, settings: TransferSettings, *, user_agent: str
     ) -> None:
+        self.boto = client  # HEAD, multipart bookkeeping, presigning
+        endpoint = str(client.meta.endpoint_url)
         parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise OptionsError(
+                f"S3 endpoint {endpoint!r}: HOOK_S3_ENGINE=lean needs an http(s)://host[:port] "
+                "endpoint; fix the endpoint or set HOOK_S3_ENGINE=boto3"
+            )
+        proxy = _proxy_for(endpoint)
+        if proxy:
+            raise OptionsError(
+                f"S3 endpoint {endpoint}: the environment sends it through an HTTP proxy "
+                f"({proxy.upper()}_PROXY), which HOOK_S3_ENGINE=lean does not support; set "
+                f"HOOK_S3_ENGINE=boto3, or NO_PROXY={parts.hostname} to reach it directly"
+            )
         self.endpoint_url = endpoint
         self.scheme = parts.scheme
         self.host = parts.hostname or ""
@@ -169,12 +134,14 @@ class FastS3:
         if ":" in self.host:  # IPv6 literal
             self.netloc = f"[{self.host}]" + ("" if self.port == default_port else f":{self.port}")
         self.base = parts.path.rstrip("/")
-        self.signer = SigV4Signer(
-            credentials.access_key, credentials.secret_key, credentials.token, region, self.netloc
-        )
+        self.region = str(client.meta.region_name or "us-east-1")
+        self._credentials = credentials  # botocore's: refreshable ones refresh on their own
+        self._frozen: Any = None
+        self._signer: SigV4Signer | None = None
+        self._signer_lock = threading.Lock()
         self.checksum = settings.checksum == "when_supported"
         self.attempts = max(1, int(settings.max_attempts))
-        self.user_agent = _user_agent()
+        self.user_agent = f"{user_agent} Python/{_python()} urllib3/{urllib3.__version__}"
         timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         common: dict[str, Any] = {
             "maxsize": max(1, settings.concurrency) + 4,
@@ -184,13 +151,10 @@ class FastS3:
             "blocksize": SEND_BLOCK,
         }
         if self.scheme == "https":
-            if verify is False:
-                common["cert_reqs"] = "CERT_NONE"
-            else:
-                from botocore.httpsession import get_cert_path
+            from botocore.httpsession import get_cert_path
 
-                common["cert_reqs"] = "CERT_REQUIRED"
-                common["ca_certs"] = get_cert_path(verify)
+            common["cert_reqs"] = "CERT_REQUIRED"
+            common["ca_certs"] = get_cert_path(os.environ.get("AWS_CA_BUNDLE") or True)
             self.pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
                 self.host, self.port, **common
             )
@@ -199,7 +163,42 @@ class FastS3:
         self._quota = _QUOTA
         self._quota_lock = threading.Lock()
 
-    # ---------------------------------------------------------------- operations
+    def signer(self) -> SigV4Signer:
+        """The signer of the current credentials (botocore refreshes refreshable ones)."""
+        if self._credentials is None:
+            raise NoCredentialsError()
+        frozen = self._credentials.get_frozen_credentials()
+        with self._signer_lock:
+            if self._signer is None or frozen != self._frozen:
+                self._frozen = frozen
+                self._signer = SigV4Signer(
+                    frozen.access_key, frozen.secret_key, frozen.token, self.region, self.netloc
+                )
+            return self._signer
+
+    # ---------------------------------------------------------------- control calls: boto3
+
+    def head_object(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.head_object(**params))
+
+    def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.create_multipart_upload(**params))
+
+    def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.complete_multipart_upload(**params))
+
+    def abort_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.abort_multipart_upload(**params))
+
+    def generate_presigned_url(
+        self,
+        ClientMethod: str,  # noqa: N803
+        Params: dict[str, Any],  # noqa: N803
+        ExpiresIn: int = 3600,  # noqa: N803
+    ) -> str:
+        return str(self.boto.generate_presigned_url(ClientMethod, Params, ExpiresIn))
+
+    # ---------------------------------------------------------------- data calls: by hand
 
     def get_object(
         self,
@@ -278,11 +277,16 @@ class FastS3:
         *,
         Bucket: str,  # noqa: N803
         Key: str,  # noqa: N803
-        Body: bytes | FileRange,  # noqa: N803
-        sha256: str | None = None,
-        crc32: int | None = None,
+        Body: Payload,  # noqa: N803
+        IfNoneMatch: str | None = None,  # noqa: N803
+        ContentType: str | None = None,  # noqa: N803
     ) -> dict[str, Any]:
-        return self._upload("PutObject", Bucket, Key, {}, Body, sha256, crc32)
+        headers: dict[str, str] = {}
+        if IfNoneMatch:
+            headers["If-None-Match"] = IfNoneMatch
+        if ContentType:
+            headers["Content-Type"] = ContentType
+        return self._upload("PutObject", Bucket, Key, {}, Body, headers)
 
     def upload_part(
         self,
@@ -291,12 +295,10 @@ class FastS3:
         Key: str,  # noqa: N803
         UploadId: str,  # noqa: N803
         PartNumber: int,  # noqa: N803
-        Body: bytes | FileRange,  # noqa: N803
-        sha256: str | None = None,
-        crc32: int | None = None,
+        Body: Payload,  # noqa: N803
     ) -> dict[str, Any]:
         query = {"partNumber": str(PartNumber), "uploadId": UploadId}
-        return self._upload("UploadPart", Bucket, Key, query, Body, sha256, crc32)
+        return self._upload("UploadPart", Bucket, Key, query, Body, {})
 
     def _upload(
         self,
@@ -304,18 +306,17 @@ class FastS3:
         bucket: str,
         key: str,
         query: dict[str, str],
-        body: bytes | FileRange,
-        sha256: str | None,
-        crc32: int | None,
+        body: Payload,
+        headers: dict[str, str],
     ) -> dict[str, Any]:
-        headers = {"Content-Length": str(len(body))}
+        headers["Content-Length"] = str(len(body))
+        # Content-MD5 in both modes and the body's real SHA-256 signed: the store verifies both
+        # (BadDigest, XAmzContentSHA256Mismatch); CRC32 too where flexible checksums are wanted.
+        _, sha256, crc32 = body.digests()
+        headers["Content-MD5"] = body.content_md5()
         if self.checksum:
-            if crc32 is None:
-                crc32 = body.crc32() if isinstance(body, FileRange) else zlib.crc32(body)
             headers["x-amz-checksum-crc32"] = crc32_b64(crc32)
             headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
-        if sha256 is None and isinstance(body, bytes):
-            sha256 = hashlib.sha256(body).hexdigest()
         response, retries = self._request(
             operation, "PUT", bucket, key, query, headers, body, payload_sha256=sha256
         )
@@ -338,7 +339,7 @@ class FastS3:
         key: str | None,
         query: dict[str, str],
         headers: dict[str, str],
-        body: bytes | FileRange | None,
+        body: Payload | None,
         *,
         payload_sha256: str | None = None,
     ) -> tuple[urllib3.BaseHTTPResponse, int]:
@@ -352,10 +353,10 @@ class FastS3:
         attempt = 0
         while True:
             attempt += 1
-            signed = self.signer.sign(method, path, canonical_query, headers, payload_sha256)
+            signed = self.signer().sign(method, path, canonical_query, headers, payload_sha256)
             signed["User-Agent"] = self.user_agent
             signed["amz-sdk-request"] = f"attempt={attempt}; max={self.attempts}"
-            data: Any = body if not isinstance(body, FileRange) else body.chunks()
+            data = None if body is None else body.data
             try:
                 response = self.pool.urlopen(
                     method,
@@ -421,42 +422,7 @@ class FastS3:
 
     def close(self) -> None:
         self.pool.close()
-
-
-class FileRange:
-    """``length`` bytes of the file ``path`` from ``offset``, streamed in SEND_BLOCK pieces.
-
-    A file that shrank while it is sent ends the body early: the server sees a short request
-    and the caller's size or ETag check fails; nothing is buffered beyond one block.
-    """
-
-    def __init__(
-        self, path: str, offset: int, length: int, on_short: Callable[[], BaseException]
-    ) -> None:
-        self.path = path
-        self.offset = offset
-        self.length = length
-        self.on_short = on_short
-
-    def __len__(self) -> int:
-        return self.length
-
-    def chunks(self) -> Iterator[bytes]:
-        with open(self.path, "rb", buffering=0) as fh:
-            fh.seek(self.offset)
-            left = self.length
-            while left > 0:
-                block = fh.read(min(SEND_BLOCK, left))
-                if not block:
-                    raise self.on_short()
-                left -= len(block)
-                yield block
-
-    def crc32(self) -> int:
-        value = 0
-        for block in self.chunks():
-            value = zlib.crc32(block, value)
-        return value
+        self.boto.close()
 
 
 class _Body:
@@ -568,10 +534,19 @@ def _connection_error(err: BaseException, endpoint: str) -> Exception:
     return ConnectionClosedError(endpoint_url=endpoint, error=err)
 
 
-def _user_agent() -> str:
+def _python() -> str:
     import platform
 
-    from hook_processor import __version__
+    return platform.python_version()
 
-    python = platform.python_version()
-    return f"hook-processor/{__version__} Python/{python} urllib3/{urllib3.__version__}"
+
+def _proxy_for(url: str) -> str | None:
+    """The scheme whose proxy the environment applies to ``url`` (as botocore reads it), or None."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    if not urllib.request.getproxies().get(parts.scheme):
+        return None
+    if urllib.request.proxy_bypass(parts.netloc):
+        return None
+    return parts.scheme

@@ -13,7 +13,6 @@ import io
 import os
 import threading
 import zipfile
-import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from hook_processor import _fast
-from hook_processor._transfer import CHUNK, MAX_PARTS, Job, part_size_for, ranges
+from hook_processor._s3.engine import Payload
+from hook_processor._s3.transfer import CHUNK, MAX_PARTS, Job, part_size_for, ranges
 from hook_processor.errors import PublishError
 
 
@@ -106,36 +105,43 @@ def _walk(
             raise PublishError(f"refusing to publish {shown}: not a regular file")
 
 
-def _read_exact(path: str, offset: int, length: int, shown: str, *, whole: bool = False) -> bytes:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read(length + 1 if whole else length)  # whole: a grown file is noticed too
-    if len(data) != length:
-        raise PublishError(f"{shown} changed while it was being published; run again")
-    return data
-
-
 class _Multipart:
-    """One large file: parts in parallel plus a hash unit; the last one to finish completes it."""
+    """One large file: parts in parallel; the last one to finish completes it.
+
+    Each part is read once, into memory; its checksums and the file's SHA-256 (for the
+    manifest) are computed from the bytes it sends. SHA-256 cannot be combined out of order, so
+    a sent part waits for its predecessor to be hashed: parts are submitted in order to a FIFO
+    pool, so the earliest part not yet hashed is always running and never waits; no deadlock.
+    """
 
     def __init__(self, local: Local, key: str, part_size: int) -> None:
         self.local = local
         self.key = key
         self.parts = ranges(local.size, part_size)
-        self.remaining = len(self.parts) + 1  # + the sha256 unit
+        self.remaining = len(self.parts)
         self.lock = threading.Lock()
         self.upload_id: str | None = None
         self.etags: dict[int, str] = {}
-        self.sha256 = ""
+        self.digest = hashlib.sha256()
+        self.hashed = 0  # parts fed to ``digest``, in order
+        self.turn = threading.Condition()
         self.completed = False
+
+    def hash_in_order(self, job: Job, number: int, data: bytes) -> None:
+        """Feed part ``number``'s bytes to the file's SHA-256 once parts 1..number-1 are in."""
+        with self.turn:
+            while self.hashed != number - 1:
+                job.check()  # the job stopped: the predecessor will never come
+                self.turn.wait(0.1)
+            self.digest.update(data)
+            self.hashed = number
+            self.turn.notify_all()
 
     def start(self, job: Job) -> str:
         with self.lock:
             if self.upload_id is None:
                 job.check()
-                response = job.call(
-                    job.client.create_multipart_upload, Bucket=job.bucket, Key=self.key
-                )
+                response = job.call(job.s3.create_multipart_upload, Bucket=job.bucket, Key=self.key)
                 self.upload_id = str(response["UploadId"])
             return self.upload_id
 
@@ -147,13 +153,13 @@ class _Multipart:
     def abort(self, job: Job) -> None:
         if self.upload_id is not None and not self.completed:
             with contextlib.suppress(Exception):  # best effort
-                job.client.abort_multipart_upload(
+                job.s3.abort_multipart_upload(
                     Bucket=job.bucket, Key=self.key, UploadId=self.upload_id
                 )
 
 
 def _verify_size(job: Job, key: str, size: int) -> None:
-    head = job.call(job.client.head_object, Bucket=job.bucket, Key=key)
+    head = job.call(job.s3.head_object, Bucket=job.bucket, Key=key)
     if int(head.get("ContentLength", -1)) != size:
         raise PublishError(
             f"{job.url(key)} holds {head.get('ContentLength')} bytes after upload, expected "
@@ -177,31 +183,24 @@ def private_units(
             continue
         mp = _Multipart(local, key, part_size_for(local.size, settings.part_size))
         multiparts.append(mp)
-        units.append(job.unit(what, _hash(job, mp, shown, results)))
         for number, (offset, length) in enumerate(mp.parts, start=1):
             units.append(job.unit(what, _part(job, mp, number, offset, length, shown, results)))
     return units, multiparts
 
 
-def _digest(path: str, size: int, shown: str) -> tuple[bytes | None, str, str, int]:
-    """One pass over a file: (its bytes if it fits in one CHUNK, sha256, md5, crc32).
-
-    Larger files are hashed in CHUNK pieces and later streamed from disk again (the page
-    cache), so memory stays at one CHUNK per worker whatever the file size.
-    """
-    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    crc, total, kept = 0, 0, None
+def _read(path: str, offset: int, length: int, shown: str, *, last: bool) -> bytes:
+    """``length`` bytes of ``path`` from ``offset``, read once; ``last``: the file must end
+    there (one byte more is asked for, so a file that grew is noticed too)."""
     with open(path, "rb", buffering=0) as fh:
-        while block := fh.read(CHUNK if size > CHUNK else size + 1):
-            if total == 0 and len(block) == size and size <= CHUNK:
-                kept = block
-            sha256.update(block)
-            md5.update(block)
-            crc = zlib.crc32(block, crc)
-            total += len(block)
-    if total != size:
+        if offset:
+            fh.seek(offset)
+        data = bytearray()
+        want = length + 1 if last else length
+        while len(data) < want and (block := fh.read(want - len(data))):
+            data += block
+    if len(data) != length:
         raise PublishError(f"{shown} changed while it was being published; run again")
-    return (kept if size <= CHUNK else None), sha256.hexdigest(), md5.hexdigest(), crc
+    return bytes(data)
 
 
 def _put(
@@ -209,33 +208,15 @@ def _put(
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
-        if isinstance(job.data, _fast.FastS3):
-            kept, sha256, md5, crc = _digest(local.path, local.size, shown)
-            body: bytes | _fast.FileRange = (
-                kept
-                if kept is not None
-                else _fast.FileRange(
-                    local.path,
-                    0,
-                    local.size,
-                    lambda: PublishError(
-                        f"{shown} changed while it was being published; run again"
-                    ),
-                )
-            )
-            response = job.call(
-                job.data.put_object, Bucket=job.bucket, Key=key, Body=body, sha256=sha256, crc32=crc
-            )
-            if str(response.get("ETag", "")).strip('"') != md5:
-                _verify_size(job, key, local.size)
-            job.arrived(local.size)
-            results[local.rel] = Uploaded(key, local.size, sha256)
-            job.file_done()
-            return
-        data = _read_exact(local.path, 0, local.size, shown, whole=True)
-        sha256 = hashlib.sha256(data).hexdigest()
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        response = job.call(job.client.put_object, Bucket=job.bucket, Key=key, Body=data)
+        job.buffers.take(job, local.size)
+        try:
+            # Read once: the manifest's SHA-256 and the upload's checksums are of the bytes sent.
+            body = Payload(data=_read(local.path, 0, local.size, shown, last=True))
+            md5, sha256, _ = body.digests()
+            response = job.call(job.s3.put_object, Bucket=job.bucket, Key=key, Body=body)
+            del body
+        finally:
+            job.buffers.give(local.size)
         # A plain PUT's ETag is the MD5 of the bytes (except with SSE-KMS): a match is our
         # verification for free; otherwise one HEAD checks the size.
         if str(response.get("ETag", "")).strip('"') != md5:
@@ -243,23 +224,6 @@ def _put(
         job.arrived(local.size)
         results[local.rel] = Uploaded(key, local.size, sha256)
         job.file_done()
-
-    return run
-
-
-def _hash(job: Job, mp: _Multipart, shown: str, results: dict[str, Uploaded]) -> Callable[[], None]:
-    def run() -> None:
-        digest, total = hashlib.sha256(), 0
-        with open(mp.local.path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                job.check()
-                digest.update(chunk)
-                total += len(chunk)
-        if total != mp.local.size:
-            raise PublishError(f"{shown} changed while it was being published; run again")
-        mp.sha256 = digest.hexdigest()
-        if mp.one_done():
-            _complete(job, mp, results)
 
     return run
 
@@ -276,27 +240,25 @@ def _part(
     def run() -> None:
         job.check()
         upload_id = mp.start(job)
-        body: bytes | _fast.FileRange
-        if isinstance(job.data, _fast.FastS3):  # streamed from disk: one CHUNK in memory
-            body = _fast.FileRange(
-                mp.local.path,
-                offset,
-                length,
-                lambda: PublishError(f"{shown} changed while it was being published; run again"),
+        last = number == len(mp.parts)
+        job.buffers.take(job, length, urgent=lambda: mp.hashed == number - 1)
+        try:
+            data = _read(mp.local.path, offset, length, shown, last=last)  # once: sent, hashed
+            response = job.call(
+                job.s3.upload_part,
+                Bucket=job.bucket,
+                Key=mp.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=Payload(data=data),
             )
-        else:
-            body = _read_exact(mp.local.path, offset, length, shown)
-        response = job.call(
-            job.data.upload_part,
-            Bucket=job.bucket,
-            Key=mp.key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=body,
-        )
-        with mp.lock:
-            mp.etags[number] = str(response["ETag"])
-        job.arrived(length)
+            with mp.lock:
+                mp.etags[number] = str(response["ETag"])
+            job.arrived(length)
+            mp.hash_in_order(job, number, data)
+            del data
+        finally:
+            job.buffers.give(length)
         if mp.one_done():
             _complete(job, mp, results)
 
@@ -308,7 +270,7 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     assert mp.upload_id is not None
     parts = [{"PartNumber": n, "ETag": mp.etags[n]} for n in sorted(mp.etags)]
     job.call(
-        job.client.complete_multipart_upload,
+        job.s3.complete_multipart_upload,
         Bucket=job.bucket,
         Key=mp.key,
         UploadId=mp.upload_id,
@@ -316,7 +278,7 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     )
     mp.completed = True
     _verify_size(job, mp.key, mp.local.size)
-    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.sha256)
+    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.digest.hexdigest())
     job.file_done()
 
 
@@ -334,7 +296,7 @@ def add_to_zip(job: Job, archive: zipfile.ZipFile, local: Local) -> None:
 def head_exists(job: Job, key: str) -> bool:
     """Does ``key`` exist? (404 -> False; any other error propagates.)"""
     try:
-        job.call(job.client.head_object, Bucket=job.bucket, Key=key)
+        job.call(job.s3.head_object, Bucket=job.bucket, Key=key)
     except ClientError as err:
         code = str(err.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchKey", "NotFound"):
@@ -401,7 +363,7 @@ class MultipartSink:
         self._raise_failed()
         if self._upload_id is None:
             response = self.job.call(
-                self.job.client.create_multipart_upload, Bucket=self.job.bucket, Key=self.key
+                self.job.s3.create_multipart_upload, Bucket=self.job.bucket, Key=self.key
             )
             self._upload_id = str(response["UploadId"])
         number = self._next
@@ -421,12 +383,12 @@ class MultipartSink:
     def _upload(self, number: int, chunk: bytes, upload_id: str) -> None:
         self.job.check()
         response = self.job.call(
-            self.job.client.upload_part,
+            self.job.s3.upload_part,
             Bucket=self.job.bucket,
             Key=self.key,
             UploadId=upload_id,
             PartNumber=number,
-            Body=chunk,
+            Body=Payload(data=chunk),
         )
         self._etags[number] = str(response["ETag"])
 
@@ -441,7 +403,10 @@ class MultipartSink:
             body = bytes(self._buf)
             self.job.check()
             self.job.call(
-                self.job.client.put_object, Bucket=self.job.bucket, Key=self.key, Body=body
+                self.job.s3.put_object,
+                Bucket=self.job.bucket,
+                Key=self.key,
+                Body=Payload(data=body),
             )
         else:
             if self._buf:
@@ -452,7 +417,7 @@ class MultipartSink:
             self.job.check()
             parts = [{"PartNumber": n, "ETag": self._etags[n]} for n in sorted(self._etags)]
             self.job.call(
-                self.job.client.complete_multipart_upload,
+                self.job.s3.complete_multipart_upload,
                 Bucket=self.job.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
@@ -469,6 +434,6 @@ class MultipartSink:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._upload_id is not None and not self._completed:
             with contextlib.suppress(Exception):  # best effort
-                self.job.client.abort_multipart_upload(
+                self.job.s3.abort_multipart_upload(
                     Bucket=self.job.bucket, Key=self.key, UploadId=self._upload_id
                 )

@@ -13,14 +13,17 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from hook_processor._fast import Crc32
-from hook_processor._transfer import CHUNK, STREAM_ERRORS, Job, ranges
+from botocore.exceptions import FlexibleChecksumError
+
+from hook_processor._s3.lean import Crc32
+from hook_processor._s3.transfer import CHUNK, STREAM_ERRORS, Job, ranges
 from hook_processor.errors import StagingError
 
 TEMP_MARK = ".hookpart-"
@@ -45,7 +48,7 @@ def list_objects(job: Job, prefix: str) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"Bucket": job.bucket, "Prefix": prefix}
         if token:
             params["ContinuationToken"] = token
-        page = job.call(job.data.list_objects_v2, **params)
+        page = job.call(job.s3.list_objects_v2, **params)
         objects.extend(page.get("Contents", ()))
         token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
         if not token:
@@ -175,12 +178,39 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: bool) -> None:
-    """GET ``length`` bytes (the whole object, or one range) into ``fd`` at ``offset``.
+# Response checksums the engines validate on whole-object GETs (with ``when_supported``).
+_VALIDATED = ("x-amz-checksum-crc32", "x-amz-checksum-sha1", "x-amz-checksum-sha256")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+def md5_etag(etag: str, headers: dict[str, str]) -> str | None:
+    """The object's MD5 when its ETag is one (a single-part upload, no SSE-KMS / SSE-C), else
+    None: a multipart ETag ends in ``-N`` and an encrypted object's is not its MD5."""
+    value = etag.strip('"').lower()
+    if not _MD5.fullmatch(value):
+        return None
+    if headers.get("x-amz-server-side-encryption", "AES256").upper() != "AES256":
+        return None
+    if "x-amz-server-side-encryption-customer-algorithm" in headers:
+        return None
+    return value
+
+
+def _headers(response: dict[str, Any]) -> dict[str, str]:
+    return dict(response.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
+
+
+def fetch(
+    job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: bool
+) -> dict[str, str]:
+    """GET ``length`` bytes (the whole object, or one range) into ``fd`` at ``offset``; returns
+    the response headers.
 
     The body is streamed in CHUNK pieces; a stream broken after the 200 OK is retried
     (botocore only retries the request itself) up to ``settings.max_attempts`` times, and the
-    bytes it had counted as progress are taken back: the retry counts them again.
+    bytes it had counted as progress are taken back: the retry counts them again. A whole
+    object that the engine did not check against a stored checksum is checked against its MD5
+    ETag (if it has one): a corrupted body is retried the same way.
     """
     params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key}
     if ranged:
@@ -190,8 +220,14 @@ def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: b
     attempts = max(1, job.settings.max_attempts)
     for attempt in range(1, attempts + 1):
         job.check()
-        response = job.call(job.data.get_object, **params)
+        response = job.call(job.s3.get_object, **params)
         body = response["Body"]
+        headers = _headers(response)
+        validated = job.settings.checksum == "when_supported" and any(
+            "-" not in headers.get(h, "-") for h in _VALIDATED
+        )
+        md5 = None if ranged or validated else md5_etag(remote.etag, headers)
+        digest = hashlib.md5(usedforsecurity=False) if md5 else None
         got = 0
         try:
             if int(response.get("ContentLength", length)) != length:
@@ -206,9 +242,16 @@ def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: b
                 if not chunk:
                     break
                 _pwrite_all(fd, chunk, pos)
+                if digest is not None:
+                    digest.update(chunk)
                 pos += len(chunk)
                 got += len(chunk)
                 job.arrived(len(chunk))
+            if digest is not None and got == length and digest.hexdigest() != md5:
+                raise FlexibleChecksumError(
+                    error_msg=f"the body of {job.url(remote.key)} does not match its MD5 ETag "
+                    f"{md5} (corrupted in transit)"
+                )
         except STREAM_ERRORS:
             if attempt == attempts:
                 raise
@@ -221,7 +264,8 @@ def fetch(job: Job, remote: Remote, fd: int, offset: int, length: int, ranged: b
             raise StagingError(
                 f"{job.url(remote.key)}: received {got} bytes, expected {length}; run again"
             )
-        return
+        return headers
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 class _BigFile:
@@ -234,6 +278,7 @@ class _BigFile:
         self.lock = threading.Lock()
         self.tmp: str | None = None
         self.fd = -1
+        self.headers: dict[str, str] = {}  # of a ranged GET: what encryption the object has
 
     def open(self, temps: TempFiles) -> int:
         with self.lock:
@@ -296,10 +341,10 @@ def _part(
     def run() -> None:
         job.check()
         fd = big.open(temps)
-        fetch(job, big.remote, fd, offset, length, ranged=True)
+        big.headers = fetch(job, big.remote, fd, offset, length, ranged=True)
         if big.part_done():
             assert big.tmp is not None
-            _verify_whole(job, big.remote, big.tmp)
+            _verify_whole(job, big.remote, big.tmp, big.headers)
             temps.commit(big.tmp, fd, big.final, big.remote.size, job.url(big.remote.key))
             job.file_done()
 
@@ -314,40 +359,53 @@ _WHOLE_CHECKSUMS: tuple[tuple[str, Callable[[], Any]], ...] = (
 )
 
 
-def _verify_whole(job: Job, remote: Remote, tmp: str) -> None:
-    """Check a large object assembled from ranged GETs against its stored checksum.
+def _verify_whole(job: Job, remote: Remote, tmp: str, headers: dict[str, str]) -> None:
+    """Check a large object assembled from ranged GETs against its stored checksum or MD5 ETag.
 
     A ranged GET comes without a checksum (S3 stores one for the whole object), so a byte
     corrupted in transit would pass the size check. The object's full-object checksum (when it
-    has one of a kind we can compute: not a composite ``...-N`` of a multipart upload) is
-    compared with the assembled file before it is renamed into place; a mismatch fails the
-    staging (no partial file is kept) instead of keeping corrupt data.
+    has one of a kind we can compute: not a composite ``...-N`` of a multipart upload), else
+    its MD5 ETag (a single-part upload), is compared with the assembled file before it is
+    renamed into place; a mismatch fails the staging (no partial file is kept) instead of
+    keeping corrupt data.
     """
-    if job.settings.checksum == "when_required":
-        return  # the store may not support checksums at all
-    params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key, "ChecksumMode": "ENABLED"}
-    if remote.etag:
-        params["IfMatch"] = remote.etag
-    head = job.call(job.client.head_object, **params)
-    kind = head.get("ChecksumType")
-    if kind is None and "-" in str(head.get("ETag", remote.etag)).strip('"'):
-        # A multipart object whose store does not say the checksum's type (moto 5.2 answers
-        # the value without ChecksumType or a "-N" suffix): not a whole-object checksum.
+    expected, field, make = None, "MD5", None
+    if job.settings.checksum == "when_supported":  # else the store may not support checksums
+        expected, field, make = _stored_checksum(job, remote)
+    md5 = md5_etag(remote.etag, headers)
+    if expected is None and md5 is not None:
+        expected, field = md5, "MD5"
+        make = lambda: hashlib.md5(usedforsecurity=False)  # noqa: E731
+    if expected is None or make is None:
         return
-    if (kind or "FULL_OBJECT") != "FULL_OBJECT":
-        return
-    usable = [(f, make) for f, make in _WHOLE_CHECKSUMS if "-" not in str(head.get(f) or "-")]
-    if not usable:
-        return
-    field, make = usable[0]
-    expected = str(head[field])
     digest = make()
     with open(tmp, "rb") as fh:
         while chunk := fh.read(CHUNK):
             job.check()
             digest.update(chunk)
-    if base64.b64encode(digest.digest()).decode() != expected:
+    got = digest.hexdigest() if field == "MD5" else base64.b64encode(digest.digest()).decode()
+    if got != expected:
         raise StagingError(
             f"{job.url(remote.key)}: the downloaded bytes do not match the object's stored "
             f"{field.removeprefix('Checksum')} checksum (corrupted in transit); run again"
         )
+
+
+def _stored_checksum(job: Job, remote: Remote) -> tuple[str | None, str, Any]:
+    """(value, field, digest factory) of the object's full-object checksum, or (None, ...)."""
+    params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key, "ChecksumMode": "ENABLED"}
+    if remote.etag:
+        params["IfMatch"] = remote.etag
+    head = job.call(job.s3.head_object, **params)
+    kind = head.get("ChecksumType")
+    if kind is None and "-" in str(head.get("ETag", remote.etag)).strip('"'):
+        # A multipart object whose store does not say the checksum's type (moto 5.2 answers
+        # the value without ChecksumType or a "-N" suffix): not a whole-object checksum.
+        return None, "", None
+    if (kind or "FULL_OBJECT") != "FULL_OBJECT":
+        return None, "", None
+    usable = [(f, make) for f, make in _WHOLE_CHECKSUMS if "-" not in str(head.get(f) or "-")]
+    if not usable:
+        return None, "", None
+    field, make = usable[0]
+    return str(head[field]), field, make

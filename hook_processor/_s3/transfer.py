@@ -1,8 +1,8 @@
 """Internals shared by stage-in and publication: one job's context, the worker pool, error text.
 
 A transfer is a flat list of *units* (one small file, one part of a large file, one hash) run on
-one ThreadPoolExecutor that shares one boto3 client. No unit ever waits for another unit, so the
-pool cannot deadlock; the unit that finishes a large file's last part finalises it.
+one ThreadPoolExecutor that shares one engine (``engine.py``). No unit ever waits for another
+unit, so the pool cannot deadlock; the unit that finishes a large file's last part finalises it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -26,7 +26,8 @@ from botocore.exceptions import (
 from hook_processor.errors import Cancelled, HookProcessorError, UserError
 
 if TYPE_CHECKING:
-    from hook_processor.storage import Progress, TransferSettings
+    from hook_processor._progress import Progress
+    from hook_processor._s3.engine import Engine, TransferSettings
 
 CHUNK = 1024 * 1024  # bytes read from a response body at a time
 MIN_PART = 5 * 1024 * 1024  # S3's smallest non-last multipart part
@@ -35,6 +36,8 @@ MAX_PARTS = 10_000  # S3's largest part number
 # answered at once and will not change in the next seconds. A few quick attempts cover a server
 # that is just (re)starting; the standard policy's backoff would wait ~10 s for the same answer.
 UNREACHABLE_ATTEMPTS = 3
+QUEUED_PER_WORKER = 2  # units submitted to the pool at a time, per thread
+BUFFER_BYTES = 64 * 1024 * 1024  # upload bodies held in memory by one job (see Buffers)
 
 # Errors raised while reading a body after a 200 OK: botocore does not retry those, we do.
 # FlexibleChecksumError is a body that arrived complete but corrupted (its CRC does not match the
@@ -58,7 +61,7 @@ class Job:
 
     def __init__(
         self,
-        client: Any,
+        s3: Engine,
         bucket: str,
         settings: TransferSettings,
         *,
@@ -67,18 +70,14 @@ class Job:
         cancel: threading.Event | None,
         progress: Progress | None,
     ) -> None:
-        self.client = client
-        # ListObjectsV2 / GetObject / PutObject / UploadPart go through ``data``: the lean path
-        # of _fast.py when the client allows it, else the boto3 client itself.
-        from hook_processor import _fast
-
-        self.data: Any = _fast.for_client(client, settings) or client
+        self.s3 = s3  # every S3 call of the job, on the engine chosen when it was created
         self.bucket = bucket
         self.settings = settings
         self.error = error
         self.phase = phase
         self.cancel = cancel
         self.abort = threading.Event()
+        self.buffers = Buffers(BUFFER_BYTES)
         self.retries = 0
         self._lock = threading.Lock()
         self._progress = progress
@@ -86,7 +85,7 @@ class Job:
 
     @property
     def endpoint(self) -> str:
-        return str(getattr(getattr(self.client, "meta", None), "endpoint_url", "") or "S3")
+        return self.s3.endpoint_url or "S3"
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -169,24 +168,41 @@ class Job:
         return run
 
     def run(self, units: list[Callable[[], None]]) -> None:
-        """Run ``units`` on ``settings.concurrency`` threads; stop all at the first failure."""
+        """Run ``units`` on ``settings.concurrency`` threads; stop all at the first failure.
+
+        Units are submitted in order, at most ``QUEUED_PER_WORKER`` per thread at a time (not
+        all at once: the pool's queue and its futures stay small at any number of files), so a
+        FIFO pool starts them in order (``upload._Multipart`` relies on it).
+        """
         if not units:
             self.check()
             return
         workers = max(1, min(self.settings.concurrency, len(units)))
+        bound = QUEUED_PER_WORKER * workers
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hook-s3")
-        futures = []
+        todo = iter(units)
+        pending: set[Future[None]] = set()
+        errors: list[BaseException] = []
         try:
-            futures = [pool.submit(u) for u in units]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if any(f.done() and not f.cancelled() and f.exception() for f in futures):
-                self.abort.set()
+            while True:
+                while len(pending) < bound and not self.abort.is_set():
+                    unit = next(todo, None)
+                    if unit is None:
+                        break
+                    pending.add(pool.submit(unit))
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                failed = [e for f in done if not f.cancelled() and (e := f.exception())]
+                if failed:
+                    errors += failed
+                    self.abort.set()  # the running units stop at their next check
         except BaseException:  # KeyboardInterrupt in the waiting thread: stop the workers too
             self.abort.set()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=self.abort.is_set())
-        errors = [e for f in futures if f.done() and not f.cancelled() and (e := f.exception())]
+        errors += [e for f in pending if f.done() and not f.cancelled() and (e := f.exception())]
         if not errors:
             return
         if self.cancel is not None and self.cancel.is_set():
@@ -195,6 +211,35 @@ class Job:
             )
         real = [e for e in errors if not isinstance(e, Aborted)]
         raise real[0] if real else self.error(f"{self.phase} stopped")
+
+
+class Buffers:
+    """The bytes of upload bodies one job holds in memory, bounded by ``limit``.
+
+    A unit takes room before it reads a file or part and gives it back once done with the
+    bytes; it waits while the room is taken, unless it is ``urgent``: the next part that a
+    file's in-order SHA-256 needs (``upload._Multipart``), which other parts of that file wait
+    for while holding room. Such a part was started before them (FIFO pool), so it is running
+    and, never waiting here, always ends: the job cannot deadlock. One body larger than
+    ``limit`` goes alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._room = threading.Condition()
+
+    def take(self, job: Job, nbytes: int, urgent: Callable[[], bool] = lambda: False) -> None:
+        with self._room:
+            while self.used and self.used + nbytes > self.limit and not urgent():
+                job.check()
+                self._room.wait(0.1)
+            self.used += nbytes
+
+    def give(self, nbytes: int) -> None:
+        with self._room:
+            self.used -= nbytes
+            self._room.notify_all()
 
 
 def describe(err: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""AWS Signature Version 4 for S3 requests, by hand (the lean data path of ``_fast.py``).
+"""AWS Signature Version 4 for S3 requests, by hand (the lean engine of ``lean.py``).
 
 botocore's signer runs inside its event machinery, which costs more CPU per request than the
 signature itself; this is the same algorithm with nothing around it. tests/test_signatures.py

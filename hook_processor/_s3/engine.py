@@ -1,0 +1,184 @@
+"""The one interface the transfer code calls, the settings of a client, and the engine choice.
+
+An :class:`Engine` speaks boto3's calling convention (keyword parameters named as in the S3 API,
+response dicts with ``ResponseMetadata``) and raises botocore's exception types, whichever
+engine it is, so that stage-in and publication have one code path:
+
+* ``lean`` (default): ListObjectsV2, GetObject, PutObject and UploadPart signed by hand on one
+  urllib3 pool (``lean.py``); HEAD, multipart bookkeeping and presigning on its boto3 client;
+* ``boto3``: every call on the boto3 client (``boto.py``).
+
+Every PutObject and UploadPart of either engine carries ``Content-MD5``, which every S3 store
+verifies (also with ``HOOK_S3_CHECKSUM=when_required``, for stores that reject the flexible
+``x-amz-checksum-*`` headers); the lean engine also signs the real SHA-256 of the body, and both
+add CRC32 with ``when_supported``. No upload travels unchecked.
+
+The engine is chosen once, by :func:`create` from ``TransferSettings.engine``
+(``HOOK_S3_ENGINE``), and never changes afterwards: hooking the boto3 client's events does not
+turn the lean engine off, and a client handed in is used as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import zlib
+from typing import Any, Protocol
+
+from pydantic import SecretStr
+
+ENGINES = ("lean", "boto3")
+SEND_BLOCK = 1024 * 1024  # bytes handed to the socket at a time
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Target:
+    """Where and how to reach one S3 store."""
+
+    endpoint_url: str | None
+    access_key: SecretStr | None
+    secret_key: SecretStr | None
+    region: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferSettings:
+    concurrency: int = 16
+    part_size: int = 8 * 1024 * 1024
+    multipart_threshold: int = 16 * 1024 * 1024
+    max_attempts: int = 5
+    checksum: str = "when_supported"  # or "when_required"
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    engine: str = "lean"  # or "boto3" (ENGINES)
+
+
+class Payload:
+    """The body of one PutObject or UploadPart, in memory: the bytes read once from the file,
+    from which every checksum is computed. ``sha256`` (hex), ``md5`` (hex) and ``crc32`` are
+    the body's digests when the caller already has them (else computed on demand)."""
+
+    def __init__(
+        self,
+        *,
+        data: bytes,
+        sha256: str | None = None,
+        md5: str | None = None,
+        crc32: int | None = None,
+    ) -> None:
+        self.data = data
+        self.sha256 = sha256
+        self.md5 = md5
+        self.crc32 = crc32
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def digests(self) -> tuple[str, str, int]:
+        """(md5 hex, sha256 hex, crc32) of the body."""
+        if self.md5 is None:
+            self.md5 = hashlib.md5(self.data, usedforsecurity=False).hexdigest()
+        if self.sha256 is None:
+            self.sha256 = hashlib.sha256(self.data).hexdigest()
+        if self.crc32 is None:
+            self.crc32 = zlib.crc32(self.data)
+        return self.md5, self.sha256, self.crc32
+
+    def content_md5(self) -> str:
+        """The Content-MD5 header: every store verifies it (BadDigest), whatever its checksums."""
+        return base64.b64encode(bytes.fromhex(self.digests()[0])).decode()
+
+
+class Body(Protocol):
+    """A GetObject body: ``read(n)`` until b"", then ``close()``."""
+
+    def read(self, amt: int | None = None, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    """The S3 calls of stage-in and publication (boto3's names and calling convention)."""
+
+    name: str  # "lean" or "boto3"
+    endpoint_url: str
+    boto: Any  # the boto3 client of the same store, for anything else (harness, tests)
+
+    def list_objects_v2(
+        self,
+        *,
+        Bucket: str,  # noqa: N803 - boto3's parameter names
+        Prefix: str = "",  # noqa: N803
+        ContinuationToken: str | None = None,  # noqa: N803
+    ) -> dict[str, Any]:
+        """One page: Contents (Key, Size, ETag), IsTruncated, NextContinuationToken."""
+
+    def get_object(
+        self,
+        *,
+        Bucket: str,  # noqa: N803
+        Key: str,  # noqa: N803
+        Range: str | None = None,  # noqa: N803
+        IfMatch: str | None = None,  # noqa: N803
+    ) -> dict[str, Any]:
+        """Body (a :class:`Body`), ContentLength, ETag."""
+
+    def head_object(self, **params: Any) -> dict[str, Any]: ...
+
+    def put_object(
+        self,
+        *,
+        Bucket: str,  # noqa: N803
+        Key: str,  # noqa: N803
+        Body: Payload,  # noqa: N803
+        IfNoneMatch: str | None = None,  # noqa: N803
+        ContentType: str | None = None,  # noqa: N803
+    ) -> dict[str, Any]:
+        """ETag; ``IfNoneMatch="*"``: 412 (a ClientError) if the key exists."""
+
+    def create_multipart_upload(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        """UploadId."""
+
+    def upload_part(
+        self,
+        *,
+        Bucket: str,  # noqa: N803
+        Key: str,  # noqa: N803
+        UploadId: str,  # noqa: N803
+        PartNumber: int,  # noqa: N803
+        Body: Payload,  # noqa: N803
+    ) -> dict[str, Any]:
+        """ETag."""
+
+    def complete_multipart_upload(self, **params: Any) -> dict[str, Any]: ...
+
+    def abort_multipart_upload(self, **params: Any) -> dict[str, Any]: ...
+
+    def generate_presigned_url(
+        self,
+        ClientMethod: str,  # noqa: N803
+        Params: dict[str, Any],  # noqa: N803
+        ExpiresIn: int = 3600,  # noqa: N803
+    ) -> str: ...
+
+    def close(self) -> None:
+        """Close the connections (the boto3 client's too)."""
+
+
+def create(target: S3Target, settings: TransferSettings, *, user_agent: str) -> Engine:
+    """The engine ``settings.engine`` names, for ``target``; OptionsError if it cannot be."""
+    from hook_processor._s3 import boto
+    from hook_processor.errors import OptionsError
+
+    if settings.engine not in ENGINES:
+        raise OptionsError(
+            f"HOOK_S3_ENGINE: {settings.engine!r} is not an S3 engine; use one of "
+            f"{', '.join(ENGINES)}"
+        )
+    client, credentials = boto.client_for(target, settings, user_agent=user_agent)
+    if settings.engine == "boto3":
+        return boto.BotoEngine(client)
+    from hook_processor._s3 import lean
+
+    return lean.LeanEngine(client, credentials, settings, user_agent=user_agent)
