@@ -176,6 +176,7 @@ def given_options(
 
 
 def transfer_settings(env: Mapping[str, str]) -> Any:
+    from hook_processor._s3.engine import ENGINES
     from hook_processor.storage import TransferSettings
 
     def number(name: str, default: int, low: int, high: int) -> int:
@@ -190,7 +191,9 @@ def transfer_settings(env: Mapping[str, str]) -> Any:
         checksum="when_required"
         if env.get("HOOK_S3_CHECKSUM") == "when_required"
         else "when_supported",
-        engine="boto3" if env.get("HOOK_S3_ENGINE", "").strip().lower() == "boto3" else "lean",
+        engine=engine
+        if (engine := env.get("HOOK_S3_ENGINE", "").strip().lower()) in ENGINES
+        else "auto",
     )
 
 

@@ -208,10 +208,10 @@ class PlatformSettings(_SettingsBase):
         "when_supported",
         description="Flexible checksums; when_required for stores that reject them",
     )
-    s3_engine: Literal["lean", "boto3"] = Field(
-        "lean",
-        description="S3 data engine: lean (hand-signed requests, fastest) or boto3 (botocore's "
-        "client, e.g. behind an HTTP proxy)",
+    s3_engine: Literal["auto", "lean", "boto3"] = Field(
+        "auto",
+        description="S3 data engine: lean (hand-signed requests, fastest), boto3 (botocore's "
+        "client), or auto: lean, and boto3 for an endpoint behind an HTTP proxy",
     )
     s3_region: str | None = Field(
         None, description="Region for request signing (default us-east-1)"

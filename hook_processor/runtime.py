@@ -197,7 +197,7 @@ def _execute(
             std.input_s3_endpoint_url or "default endpoint",
         )
         client = storage.make_client(source, settings)
-        log.info("S3 engine: %s", client.name)
+        log.info("S3 engine: %s (%s)", client.name, client.choice)
         stats = storage.stage_in(
             client,
             bucket,

@@ -76,9 +76,9 @@ def test_the_engine_is_the_one_chosen_and_a_hook_does_not_change_it(
 
 
 def test_default_engine_is_lean() -> None:
-    assert TransferSettings().engine == "lean"
+    assert TransferSettings().engine == "auto"
     config = load_config(OptionSources(env={"INPUT_S3_PATH": "s3://inb/x/", **_OUTPUT}))
-    assert config.platform.s3_engine == "lean"
+    assert config.platform.s3_engine == "auto"
 
 
 _OUTPUT = {"s3_bucket": "outb", "S3_ACCESS_KEY": "AK", "S3_SECRET_KEY": "SK"}
@@ -86,7 +86,9 @@ _OUTPUT = {"s3_bucket": "outb", "S3_ACCESS_KEY": "AK", "S3_SECRET_KEY": "SK"}
 
 def test_hook_s3_engine_is_validated_and_named() -> None:
     env = {"INPUT_S3_PATH": "s3://inb/x/", "HOOK_S3_ENGINE": "warp", **_OUTPUT}
-    with pytest.raises(OptionsError, match=r"HOOK_S3_ENGINE: Input should be 'lean' or 'boto3'"):
+    with pytest.raises(
+        OptionsError, match=r"HOOK_S3_ENGINE: Input should be 'auto', 'lean' or 'boto3'"
+    ):
         load_config(OptionSources(env=env))
     env["HOOK_S3_ENGINE"] = "boto3"
     assert load_config(OptionSources(env=env)).platform.s3_engine == "boto3"
@@ -106,6 +108,21 @@ def test_lean_engine_behind_a_proxy_is_refused_with_the_fix(
     with pytest.raises(OptionsError, match=r"HTTP_PROXY.*set HOOK_S3_ENGINE=boto3"):
         _make(s3_server, engine="lean")
     assert _make(s3_server, engine="boto3").name == "boto3"  # botocore goes through proxies
+
+
+def test_auto_is_lean_and_boto3_behind_a_proxy_and_says_why(
+    s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    direct = _make(s3_server, engine="auto")
+    assert (direct.name, direct.choice) == ("lean", "auto")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    proxied = _make(s3_server, engine="auto")
+    assert proxied.name == "boto3"
+    assert proxied.choice.startswith("auto: HTTP_PROXY applies to the endpoint")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert _make(s3_server, engine="auto").name == "lean"  # NO_PROXY: reached directly
 
 
 def test_a_boto3_client_handed_in_is_used_as_it_is(
@@ -133,7 +150,7 @@ def test_a_run_names_its_engine_once(
     result = runtime.run(OptionSources(env=env), project_dir=HELLO_WORLD, log_stream=stream)
     assert result.exit_code == ExitCode.COMPLETED, stream.getvalue()
     named = [line for line in stream.getvalue().splitlines() if "S3 engine:" in line]
-    assert len(named) == 1 and named[0].endswith(f"S3 engine: {engine}"), named
+    assert len(named) == 1 and f"S3 engine: {engine} (HOOK_S3_ENGINE)" in named[0], named
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -105,6 +105,7 @@ class BotoEngine:
     """Every call on the boto3 client (its event hooks, retries and checksums)."""
 
     name = "boto3"
+    choice = "HOOK_S3_ENGINE"
 
     def __init__(self, client: Any) -> None:
         self.boto = client

@@ -4,7 +4,10 @@ An :class:`Engine` speaks boto3's calling convention (keyword parameters named a
 response dicts with ``ResponseMetadata``) and raises botocore's exception types, whichever
 engine it is, so that stage-in and publication have one code path:
 
-* ``lean`` (default): ListObjectsV2, GetObject, PutObject and UploadPart signed by hand on one
+* ``auto`` (default): ``lean``, except for an endpoint the environment sends through an HTTP
+  proxy (``HTTP(S)_PROXY`` without a ``NO_PROXY`` match), which gets ``boto3``: the lean engine
+  does not speak through proxies. The choice and its reason are logged once per run;
+* ``lean``: ListObjectsV2, GetObject, PutObject and UploadPart signed by hand on one
   urllib3 pool (``lean.py``); HEAD, multipart bookkeeping and presigning on its boto3 client;
 * ``boto3``: every call on the boto3 client (``boto.py``).
 
@@ -28,7 +31,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-ENGINES = ("lean", "boto3")
+ENGINES = ("auto", "lean", "boto3")
 SEND_BLOCK = 1024 * 1024  # bytes handed to the socket at a time
 
 
@@ -51,7 +54,7 @@ class TransferSettings:
     checksum: str = "when_supported"  # or "when_required"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    engine: str = "lean"  # or "boto3" (ENGINES)
+    engine: str = "auto"  # or "lean", "boto3" (ENGINES)
 
 
 class Payload:
@@ -102,6 +105,7 @@ class Engine(Protocol):
     """The S3 calls of stage-in and publication (boto3's names and calling convention)."""
 
     name: str  # "lean" or "boto3"
+    choice: str  # how it was chosen: "HOOK_S3_ENGINE", or "auto" and why (logged once per run)
     endpoint_url: str
     boto: Any  # the boto3 client of the same store, for anything else (harness, tests)
 
@@ -176,9 +180,21 @@ def create(target: S3Target, settings: TransferSettings, *, user_agent: str) -> 
             f"HOOK_S3_ENGINE: {settings.engine!r} is not an S3 engine; use one of "
             f"{', '.join(ENGINES)}"
         )
-    client, credentials = boto.client_for(target, settings, user_agent=user_agent)
-    if settings.engine == "boto3":
-        return boto.BotoEngine(client)
     from hook_processor._s3 import lean
 
+    client, credentials = boto.client_for(target, settings, user_agent=user_agent)
+    if settings.engine == "auto":
+        proxy = lean.proxy_for(str(client.meta.endpoint_url))
+        if proxy:
+            engine: Engine = boto.BotoEngine(client)
+            engine.choice = (
+                f"auto: {proxy.upper()}_PROXY applies to the endpoint, and the lean engine does "
+                "not go through proxies"
+            )
+            return engine
+        engine = lean.LeanEngine(client, credentials, settings, user_agent=user_agent)
+        engine.choice = "auto"
+        return engine
+    if settings.engine == "boto3":
+        return boto.BotoEngine(client)
     return lean.LeanEngine(client, credentials, settings, user_agent=user_agent)

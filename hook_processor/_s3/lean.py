@@ -106,6 +106,7 @@ class LeanEngine:
     """The :class:`~hook_processor._s3.engine.Engine` of hand-signed requests (module doc)."""
 
     name = "lean"
+    choice = "HOOK_S3_ENGINE"
 
     def __init__(
         self, client: Any, credentials: Any, settings: TransferSettings, *, user_agent: str
@@ -118,7 +119,7 @@ class LeanEngine:
                 f"S3 endpoint {endpoint!r}: HOOK_S3_ENGINE=lean needs an http(s)://host[:port] "
                 "endpoint; fix the endpoint or set HOOK_S3_ENGINE=boto3"
             )
-        proxy = _proxy_for(endpoint)
+        proxy = proxy_for(endpoint)
         if proxy:
             raise OptionsError(
                 f"S3 endpoint {endpoint}: the environment sends it through an HTTP proxy "
@@ -540,7 +541,7 @@ def _python() -> str:
     return platform.python_version()
 
 
-def _proxy_for(url: str) -> str | None:
+def proxy_for(url: str) -> str | None:
     """The scheme whose proxy the environment applies to ``url`` (as botocore reads it), or None."""
     import urllib.request
 
