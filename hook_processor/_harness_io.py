@@ -106,10 +106,24 @@ def prepare_output_dir(output_dir: Path) -> Path:
     if output_dir.exists() and not output_dir.is_dir():
         raise OptionsError(f"--output {output_dir}: exists and is not a folder")
     if output_dir.is_dir() and any(output_dir.iterdir()):
-        if not (output_dir / MARKER).is_file():
+        marker = output_dir / MARKER
+        if not marker.is_file():
             raise OptionsError(
                 f"--output {output_dir}: the folder already holds files that hook-processor run "
                 "did not write; give an empty or new folder"
+            )
+        # The marker is written last: anything changed after it is the user's, never deleted.
+        written = marker.stat().st_mtime
+        later = sorted(
+            p.relative_to(output_dir).as_posix()
+            for p in output_dir.rglob("*")
+            if p != marker and (p.is_symlink() or not p.is_dir()) and p.lstat().st_mtime > written
+        )
+        if later:
+            raise OptionsError(
+                f"--output {output_dir}: {', '.join(later[:3])}{' ...' if len(later) > 3 else ''}"
+                " changed after the last run: hook-processor run did not write it; move it away "
+                "or give an empty or new folder"
             )
         for child in output_dir.iterdir():
             if child.is_dir() and not child.is_symlink():

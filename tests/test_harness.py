@@ -253,6 +253,20 @@ def test_output_folder_with_foreign_files_refused_previous_run_replaced(
     assert set(outcome.files) == {"new.txt"}
 
 
+def test_file_added_after_a_run_is_refused_not_emptied(tmp_path, s3_server) -> None:
+    # The earlier run's marker must not license deleting a file the user put there since.
+    harness.run(request(tmp_path, server=s3_server, inputs={"old.txt": b"old"}))
+    marker = tmp_path / "out" / ".hook-processor-run.json"
+    before = marker.stat().st_mtime
+    (tmp_path / "out" / "notes").mkdir()
+    (tmp_path / "out" / "notes" / "mine.txt").write_text("keep")
+    os.utime(tmp_path / "out" / "notes" / "mine.txt", (before + 5, before + 5))
+    with pytest.raises(OptionsError, match=r"notes/mine\.txt.*did not write"):
+        harness.run(request(tmp_path, server=s3_server, inputs={"new.txt": b"new"}))
+    assert (tmp_path / "out" / "notes" / "mine.txt").read_text() == "keep"
+    assert (tmp_path / "out" / "old.txt").is_file()
+
+
 def test_user_endpoint_creates_nothing_and_uploads_where_options_say(
     tmp_path, s3_server, s3, bucket
 ) -> None:

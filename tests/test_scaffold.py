@@ -509,3 +509,10 @@ def test_the_image_install_of_the_wheel_runs_exec_and_names_what_the_rest_needs(
     _run([tool, "exec", HELLO_WORLD], cwd=tmp_path, env=exec_env)
     published = s3.get_object(Bucket=bucket, Key="out/example.data")["Body"].read()
     assert published == SAMPLE_TEXT.upper().encode()
+
+
+def test_the_generated_gitignore_covers_the_run_output_folders(tmp_path: Path) -> None:
+    # The README's mode comparisons write out-inprocess/, out-container/...: never to commit.
+    new("my_ndvi", "--dir", str(tmp_path))
+    ignored = (tmp_path / "my_ndvi" / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert {"out/", "out-*/", "hook-work/", ".mypy_cache/", ".ruff_cache/"} <= set(ignored)
