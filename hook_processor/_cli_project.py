@@ -58,7 +58,10 @@ def new_command(name: str, parent: Path, description: str | None, force: bool) -
     show_default=True,
     help="table: for people; json: the Workflow entry exactly as the Hook API lists it.",
 )
-def describe_command(project_dir: Path, fmt: str) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="The same as --format json (as `run --json`)."
+)
+def describe_command(project_dir: Path, fmt: str, as_json: bool) -> None:
     """Print the project's Workflow entry with its WorkflowOptions.
 
     --format json prints it in the shape the Hook API returns for
@@ -70,7 +73,7 @@ def describe_command(project_dir: Path, fmt: str) -> None:
         entry = describe_project(project_dir)
     except UserError as exc:
         raise fail(exc) from None
-    click.echo(to_json(entry) if fmt == "json" else to_table(entry))
+    click.echo(to_json(entry) if fmt == "json" or as_json else to_table(entry))
 
 
 def _shown(path: Path) -> str:

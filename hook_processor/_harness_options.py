@@ -157,7 +157,7 @@ def run_env(
 
 
 def given_options(
-    file_options: Mapping[str, Any], user_options: Mapping[str, str]
+    file_options: Mapping[str, Any], user_options: Mapping[str, str], user_label: str = "--option"
 ) -> dict[str, str]:
     """HOOK_GIVEN_OPTIONS: the option names (never values) of the options file and --option.
 
@@ -166,12 +166,12 @@ def given_options(
     it does not import the processor, so it does not know its options). A known HOOK_* name is
     a setting here, not an option: it is left out.
     """
-    from hook_processor._option_names import CLI, FILE, GIVEN_OPTIONS, encode_given, hook_settings
+    from hook_processor._option_names import FILE, GIVEN_OPTIONS, encode_given, hook_settings
     from hook_processor.options import PlatformSettings
 
     settings = hook_settings(PlatformSettings.model_fields)
     names = [(name, FILE) for name in file_options if name.strip().upper() not in settings]
-    names += [(name, CLI) for name in user_options if name.strip().upper() not in settings]
+    names += [(name, user_label) for name in user_options if name.strip().upper() not in settings]
     return {GIVEN_OPTIONS: encode_given(names)}
 
 

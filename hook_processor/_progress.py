@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -241,6 +242,16 @@ class _WrappedStream:
         return getattr(self._stream, name)
 
 
+def _width(stream: Any) -> dict[str, Any]:
+    """tqdm's width: the terminal's as it changes, or 80 columns where the terminal says 0
+    (``script`` with no window, some CI pseudo-terminals), where tqdm would draw empty lines."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        columns = 0
+    return {"dynamic_ncols": True} if columns > 0 else {"ncols": 80}
+
+
 class _BarView:
     def __init__(self, display: TerminalDisplay) -> None:
         self.display = display
@@ -258,7 +269,7 @@ class _BarView:
                 unit_scale=True,
                 file=self.display.stream,
                 leave=True,
-                dynamic_ncols=True,
+                **_width(self.display.stream),
                 bar_format=_BAR_FORMAT,
                 postfix=files,
             )

@@ -133,6 +133,8 @@ class RunRequest:
     only (``hook-processor run`` sets it)."""
     inputs_label: str = "--input"
     """How messages about ``inputs`` name them (the plugin: ``run_processor(inputs=...)``)."""
+    options_label: str = "--option"
+    """How messages name ``options`` (the plugin: ``run_processor(options=...)``)."""
 
 
 @dataclasses.dataclass
@@ -282,7 +284,9 @@ def _run_on(
         notify(f"options file: replaced {', '.join(replaced)} with {where} (values not shown)")
     storage_kind = str(options.get("output_storage", "PRIVATE")).strip().upper()
     env = _opts.run_env(environ, options, order, server, scratch, work_dir, project_dir, entrypoint)
-    env.update(_opts.given_options(file_options, user_options))  # unknown names: the runtime's
+    env.update(
+        _opts.given_options(file_options, user_options, request.options_label)
+    )  # unknown names: the runtime's
     settings = _opts.transfer_settings(env)
     input_bucket, input_prefix = _opts.input_location(options, files)
     prepared = PreparedRun(

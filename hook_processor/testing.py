@@ -161,6 +161,7 @@ def run_processor(
                 server=hook_s3_server,
                 entrypoint=entrypoint,
                 inputs_label="run_processor(inputs=...)",
+                options_label="run_processor(options=...)",
                 log_stream=sys.stderr,  # pytest captures it and shows it when the test fails
             )
         )

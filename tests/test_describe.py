@@ -66,6 +66,12 @@ def by_name(entry: dict) -> dict[str, dict]:
     return {option["Name"]: option for option in entry["WorkflowOptions"]}
 
 
+def test_json_flag_is_the_same_as_format_json(project: Path) -> None:
+    flag, long_form = describe(str(project), "--json"), describe(str(project), "--format", "json")
+    assert flag.exit_code == 0, flag.output
+    assert json.loads(flag.stdout) == json.loads(long_form.stdout)
+
+
 def test_json_of_a_new_project(project: Path) -> None:
     result = describe(str(project), "--format", "json")
 

@@ -216,7 +216,9 @@ def test_plugin_warns_and_the_run_log_names_it(tmp_path: Path, run_processor) ->
     with pytest.warns(UnknownOptionWarning) as warned:
         run = run_processor(project, inputs={"a": b"a"}, options={"text_cas": "lower"})
 
-    message = "unknown option 'text_cas' (from --option; did you mean 'text_case'?)"
+    message = (
+        "unknown option 'text_cas' (from run_processor(options=...); did you mean 'text_case'?)"
+    )
     assert [str(w.message) for w in warned] == [message]
     assert warned[0].filename == __file__  # points at the test's own line
     assert run.exit_code == 0 and run.outputs == {"case.txt": b"upper"}
