@@ -331,6 +331,7 @@ def test_run_in_subprocess_mode_on_a_terminal_shows_the_childs_bars(tmp_path: Pa
     assert bar("publish", TOTAL, files).search(terminal), terminal  # events, by the parent
     assert bar("download outputs", TOTAL + manifest, files + 1).search(terminal), terminal
     assert RELAY_MARK not in terminal and "\x1e" not in terminal, terminal
+    assert "unknown setting" not in terminal  # HOOK_PROGRESS_EVENTS is one the runtime knows
     # the child's log lines pass through, whole, above the bars
     assert re.search(r"\n[^\r\n]*INFO    stage-in: 3 files, 3\.6 MB in ", terminal), terminal
     assert "INFO    completed: 3 files" in terminal
@@ -371,6 +372,54 @@ def test_run_in_subprocess_mode_with_json_logs_keeps_the_childs_own_events(tmp_p
     phases = {e["phase"]: e for e in events if e["final"]}
     assert set(phases) == {"upload_input", "stage_in", "publish", "download_output"}
     assert (phases["stage_in"]["files_done"], phases["stage_in"]["bytes_done"]) == (3, TOTAL)
+
+
+def test_exec_asked_to_relay_writes_event_lines_and_warns_on_another_value(
+    tmp_path: Path, s3_server: Any
+) -> None:
+    client = s3_server.client()
+    bucket = f"p-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    for name, size in INPUTS.items():
+        client.put_object(Bucket=bucket, Key=f"in/{name}", Body=b"x" * size)
+    command = [sys.executable, "-m", "hook_processor", "exec", "--project", str(HELLO_WORLD)]
+
+    def run_exec(value: str, run: int) -> str:
+        env = child_env(
+            SOURCE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+            SOURCE_S3_PATH=f"s3://{bucket}/in/",
+            SOURCE_S3_ACCESS_KEY=s3_server.access_key,
+            SOURCE_S3_SECRET_KEY=s3_server.secret_key,
+            OUTPUT_S3_ENDPOINT_URL=s3_server.endpoint_url,
+            OUTPUT_S3_PATH=f"s3://{bucket}/out{run}",
+            OUTPUT_S3_ACCESS_KEY=s3_server.access_key,
+            OUTPUT_S3_SECRET_KEY=s3_server.secret_key,
+            HOOK_WORK_DIR=str(tmp_path / f"work{run}"),
+            HOOK_PROGRESS_MIN_SECONDS="100",  # the parent's threshold: the child relays anyway
+            HOOK_PROGRESS_EVENTS=value,
+        )
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    relayed_log = run_exec("relay", 1)
+    events = [
+        json.loads(line.removeprefix(_progress_relay.PREFIX))
+        for line in relayed_log.split("\n")
+        if line.startswith(_progress_relay.PREFIX)
+    ]
+    finals = {e["phase"]: e for e in events if e["final"]}
+    assert set(finals) == {"stage_in", "publish"}
+    for event in finals.values():
+        assert (event["files_done"], event["files_total"]) == (3, 3), event
+        assert event["bytes_done"] == event["bytes_total"] == TOTAL, event
+    assert "unknown setting" not in relayed_log and "ignored" not in relayed_log
+
+    other = run_exec("yes", 2)
+    assert RELAY_MARK not in other
+    assert (
+        "WARNING HOOK_PROGRESS_EVENTS='yes' ignored: it is set by hook-processor run only" in other
+    )
 
 
 def relayed(phases: list[tuple[str, int, int]]) -> str:
