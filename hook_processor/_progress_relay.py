@@ -10,7 +10,7 @@ trackers of its own display and passes every other line through unchanged. A par
 no bar (piped stderr, JSON logs) never asks: nothing changes for it.
 
 The prefix starts with an ASCII record separator: the text log escapes control characters, so
-no log line of the child can begin with it. Imports only the standard library (``exec`` path).
+no log line of the child can hold it. Imports only json and _progress (``exec`` path).
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ class ProgressReader:
 
     def __init__(self, progress: ProgressFactory) -> None:
         self._progress = progress
-        self._pending = ""  # the start of a line that may be an event, or an event's start
-        self._line_start = True
+        self._pending = ""  # an event cut by the chunk, or a tail that may begin one
         self._phase: str | None = None
         self._tracker: Tracker | None = None
         self._files = self._bytes = 0
@@ -104,24 +103,22 @@ class ProgressReader:
         shown: list[str] = []
         text, self._pending = self._pending + text, ""
         while text:
-            if self._line_start:
-                end = text.find("\n")
-                if text.startswith(PREFIX) or (end < 0 and PREFIX.startswith(text)):
-                    if end < 0:  # an event (or maybe one) cut by the chunk: wait for the rest
-                        self._pending = text
-                        break
-                    line, text = text[: end + 1], text[end + 1 :]
-                    if not self._event(line[len(PREFIX) :]):
-                        shown.append(line)  # not one of ours after all: shown as it came
-                    continue
-                self._line_start = False
-            end = text.find("\n")
-            if end < 0:  # a partial line that is not an event: shown at once
-                shown.append(text)
+            # Anywhere, not only at a line's start: the child's stdout (an author's print()
+            # without its newline yet) shares the pipe with these lines.
+            start = text.find(PREFIX)
+            if start < 0:  # shown at once, but for a tail that may be the start of an event
+                keep = _prefix_tail(text)
+                shown.append(text[: len(text) - keep])
+                self._pending = text[len(text) - keep :]
                 break
-            shown.append(text[: end + 1])
-            text = text[end + 1 :]
-            self._line_start = True
+            shown.append(text[:start])
+            end = text.find("\n", start)
+            if end < 0:  # an event cut by the chunk: wait for the rest
+                self._pending = text[start:]
+                break
+            line, text = text[start : end + 1], text[end + 1 :]
+            if not self._event(line[len(PREFIX) :]):
+                shown.append(line)  # not one of ours after all: shown as it came
         return "".join(shown)
 
     def finish(self) -> str:
@@ -163,3 +160,9 @@ class ProgressReader:
         if self._tracker is not None:
             self._tracker.close()
         self._phase, self._tracker = None, None
+
+
+def _prefix_tail(text: str) -> int:
+    """The length of the end of ``text`` that begins :data:`PREFIX` (0: none)."""
+    at = text.rfind(PREFIX[0], max(0, len(text) - len(PREFIX) + 1))
+    return len(text) - at if at >= 0 and PREFIX.startswith(text[at:]) else 0

@@ -482,6 +482,21 @@ def test_a_line_that_only_looks_like_an_event_passes_through() -> None:
     assert recorder.trackers == []
 
 
+def test_an_event_inside_a_partial_line_of_the_child_is_still_an_event() -> None:
+    recorder = Recorder()
+    reader = _progress_relay.ProgressReader(recorder)
+    event = relayed([("publish", 1, 10)]).split("\n")[2] + "\n"  # its final event
+    assert event.startswith(_progress_relay.PREFIX)
+    text = "print without newline, " + event + "then its end\n"
+
+    shown = "".join(reader.feed(text[i : i + 5]) for i in range(0, len(text), 5))
+
+    assert shown + reader.finish() == "print without newline, then its end\n"
+    assert [(t.phase, t.files_done, t.bytes_done) for t in recorder.trackers] == [
+        ("publish", 1, 10)
+    ]
+
+
 def test_a_relayed_phase_that_stops_short_ends_with_its_final_event() -> None:
     stream, terminal = io.StringIO(), FakeTerminal()
     child = _progress_relay.RelayDisplay(stream)
