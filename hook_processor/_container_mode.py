@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hook_processor import _image_build, _image_context
+from hook_processor import _image_build, _image_context, _progress_relay
 from hook_processor._image_build import BuildEvent
 from hook_processor._image_labels import LABEL, LABEL_BASE_IMAGE
 from hook_processor.container import _image, build_processor, connect
@@ -26,6 +26,7 @@ from hook_processor.errors import ContainerError
 
 if TYPE_CHECKING:
     from hook_processor._modes import ModeResult, PreparedRun
+    from hook_processor._progress_relay import ProgressReader
 
 _RESULT_MOUNT = "/hook-result"
 _WORK_DIR = "/work"  # the image's HOOK_WORK_DIR (Dockerfile.base)
@@ -43,17 +44,20 @@ def run_container(prepared: PreparedRun) -> ModeResult:
     """
     import shutil
 
-    from hook_processor._modes import ModeResult, _read_result
+    from hook_processor._modes import ModeResult, _read_result, relay_reader
 
     options = dict(prepared.mode_options)
     client = connect()
     try:
         image = _ready_image(client, prepared, options)
         env = _environment(prepared)
+        relay = relay_reader(prepared)
+        if relay is not None:  # our display draws the container's bars: it writes events instead
+            env[_progress_relay.SETTING] = _progress_relay.RELAY
         result_dir = Path(tempfile.mkdtemp(prefix="hook-result-"))
         try:
             result_dir.chmod(0o777)  # the container runs as uid 1000, not as this user
-            code, logs = _run(client, image, env, result_dir, prepared)
+            code, logs = _run(client, image, env, result_dir, prepared, relay)
             result = _read_result(result_dir / "result.json")
         finally:
             shutil.rmtree(result_dir, ignore_errors=True)
@@ -171,7 +175,12 @@ def _ensure_image(client: Any, prepared: PreparedRun, options: dict[str, Any]) -
 
 
 def _run(
-    client: Any, image: str, env: dict[str, str], result_dir: Path, prepared: PreparedRun
+    client: Any,
+    image: str,
+    env: dict[str, str],
+    result_dir: Path,
+    prepared: PreparedRun,
+    relay: ProgressReader | None = None,
 ) -> tuple[int, str]:
     import codecs
 
@@ -189,6 +198,15 @@ def _run(
     chunks: list[str] = []
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
+    def show(text: str, end: bool = False) -> None:
+        # Chunks of the log stream are cut anywhere: the reader keeps a cut event for the next.
+        if relay is not None:
+            text = relay.feed(text) + (relay.finish() if end else "")
+        chunks.append(text)
+        if prepared.log_stream is not None and text:
+            prepared.log_stream.write(text)
+            prepared.log_stream.flush()
+
     def forward(signum: int, count: int) -> None:
         # From a signal handler: the engine is called from another thread, never re-entered.
         name = signal.Signals(signum).name if count == 1 else "SIGKILL"
@@ -204,11 +222,8 @@ def _run(
         try:
             with forwarding:
                 for data in container.logs(stream=True, follow=True):
-                    text = decoder.decode(data)
-                    chunks.append(text)
-                    if prepared.log_stream is not None:
-                        prepared.log_stream.write(text)
-                        prepared.log_stream.flush()
+                    show(decoder.decode(data))
+                show(decoder.decode(b"", final=True), end=True)
                 code = int(container.wait().get("StatusCode", ExitCode.INTERNAL_ERROR))
         except KeyboardInterrupt:  # no handler of ours (library use): Ctrl-C is SIGINT, as is
             _kill(container, "SIGINT")

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from hook_processor import _harness_io
+from hook_processor import _harness_io, _progress_relay
 from hook_processor._interrupt import Interrupt
 from hook_processor._progress import ProgressFactory
 from hook_processor.errors import ExitCode, OptionsError
@@ -279,9 +279,13 @@ def run_subprocess(prepared: PreparedRun) -> ModeResult:
     The child has its own session: a signal reaches it once, forwarded as itself (a second one
     kills it), never twice (from the terminal and from here).
     """
+    env = container_environment(prepared)
+    relay = relay_reader(prepared)
+    if relay is not None:  # our display draws the child's bars: it writes events instead
+        env[_progress_relay.SETTING] = _progress_relay.RELAY
     child = subprocess.Popen(
         [sys.executable, "-m", "hook_processor", "exec"],
-        env=container_environment(prepared),
+        env=env,
         cwd=prepared.work_dir,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -294,12 +298,17 @@ def run_subprocess(prepared: PreparedRun) -> ModeResult:
     assert child.stdout is not None
     lines: list[str] = []
 
+    def show(text: str) -> None:
+        lines.append(text)
+        if prepared.log_stream is not None and text:
+            prepared.log_stream.write(text)
+            prepared.log_stream.flush()
+
     def pump() -> None:
         for line in child.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if prepared.log_stream is not None:
-                prepared.log_stream.write(line)
-                prepared.log_stream.flush()
+            show(relay.feed(line) if relay is not None else line)
+        if relay is not None:
+            show(relay.finish())
 
     def forward(signum: int, count: int) -> None:
         if count == 1:
@@ -334,6 +343,14 @@ def run_subprocess(prepared: PreparedRun) -> ModeResult:
             else ExitCode.INTERNAL_ERROR
         )
     return ModeResult(int(code), None, "".join(lines))
+
+
+def relay_reader(prepared: PreparedRun) -> _progress_relay.ProgressReader | None:
+    """The reader of the child's relayed progress, when the run shows progress as bars (see
+    :mod:`hook_processor._progress_relay`); None: the child's output passes as it is."""
+    if prepared.progress is None or not _progress_relay.wanted(prepared.progress, prepared.env):
+        return None
+    return _progress_relay.ProgressReader(prepared.progress)
 
 
 # --- isolation of in-process runs -------------------------------------------------------------

@@ -24,9 +24,10 @@ from typing import Any
 GIVEN_OPTIONS = "HOOK_GIVEN_OPTIONS"
 FILE, CLI, ENVIRONMENT = "the options file", "--option", "the environment"
 
-# HOOK_* variables the runtime reads besides PlatformSettings, and those other commands read.
+# HOOK_* variables the runtime reads besides PlatformSettings, and those other commands read;
+# given_options and progress_events are internal, set by hook-processor run for its child.
 _ORDER_SETTINGS = ("order_id", "order_name", "workflow_name", "identifiers", "priority")
-_OTHER_SETTINGS = ("given_options", "python_image")
+_OTHER_SETTINGS = ("given_options", "python_image", "progress_events")
 _OPTION_CUTOFF = 0.6  # difflib's default
 _SETTING_CUTOFF = 0.75  # higher: only a likely typo of a setting, not another tool's variable
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import hook_processor
-from hook_processor import _log, _progress
+from hook_processor import _log, _progress, _progress_relay
 from hook_processor._log import human_size
 from hook_processor._progress import ProgressFactory
 from hook_processor.context import Context
@@ -76,7 +76,16 @@ def run(
     began = time.perf_counter()
     log_format = _env(env, "HOOK_LOG_FORMAT", "text").lower()
     stream = log_stream or sys.stderr
-    display = _progress.display_for(stream, log_format) if progress is None else None
+    relay = _progress_relay.requested(env)
+    display: _progress.Display | None = None
+    if progress is None:
+        # hook-processor run draws this child's bars itself: it asked for events (internal).
+        relay_wanted = relay == _progress_relay.RELAY and log_format != "json"
+        display = (
+            _progress_relay.RelayDisplay(stream)
+            if relay_wanted
+            else _progress.display_for(stream, log_format)
+        )
     if display is not None:
         stream, progress = display.wrap(stream), display.factory
     run_log = _log.configure(
@@ -86,6 +95,13 @@ def run(
         stream=stream,
     )
     log = _log.get_logger()
+    if relay is not None and relay != _progress_relay.RELAY:
+        log.warning(
+            "%s=%r ignored: it is set by hook-processor run only (to %r); unset it",
+            _progress_relay.SETTING,
+            relay,
+            _progress_relay.RELAY,
+        )
     result_path = _absolute(_default_result_path(env))
     try:
         with _timed(result, "load"):

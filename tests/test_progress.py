@@ -25,7 +25,7 @@ from fault_proxy import FaultProxy, Rule
 from pydantic import SecretStr
 from tqdm import tqdm
 
-from hook_processor import _progress
+from hook_processor import _progress, _progress_relay
 from hook_processor.storage import S3Target, TransferSettings, make_client, stage_in
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -309,3 +309,205 @@ def test_a_retried_download_is_not_counted_twice(s3_server: Any, tmp_path: Path)
     assert (tmp_path / "blob.bin").read_bytes() == blob
     assert (tracker.files_total, tracker.bytes_total) == (1, len(blob))
     assert (tracker.files_done, tracker.bytes_done) == (1, len(blob))
+
+
+# --- the child modes: the child relays its progress, the parent draws the bars -----------------
+
+RELAY_MARK = "hook-progress"  # any piece of a relayed event line
+
+
+def test_run_in_subprocess_mode_on_a_terminal_shows_the_childs_bars(tmp_path: Path) -> None:
+    inputs = write_inputs(tmp_path)
+    command = run_command("--input", str(inputs), "--output", "out", "--mode", "subprocess")
+
+    code, stdout, terminal = on_terminal(command, child_env(), tmp_path)
+
+    assert code == 0, terminal
+    assert (tmp_path / "out" / "sub" / "c.txt").stat().st_size == INPUTS["sub/c.txt"]
+    manifest = (tmp_path / "out" / "_manifest.json").stat().st_size
+    files = len(INPUTS)
+    assert bar("upload inputs", TOTAL, files).search(terminal), terminal
+    assert bar("stage-in", TOTAL, files).search(terminal), terminal  # drawn from the child's
+    assert bar("publish", TOTAL, files).search(terminal), terminal  # events, by the parent
+    assert bar("download outputs", TOTAL + manifest, files + 1).search(terminal), terminal
+    assert RELAY_MARK not in terminal and "\x1e" not in terminal, terminal
+    assert "unknown setting" not in terminal  # HOOK_PROGRESS_EVENTS is one the runtime knows
+    # the child's log lines pass through, whole, above the bars
+    assert re.search(r"\n[^\r\n]*INFO    stage-in: 3 files, 3\.6 MB in ", terminal), terminal
+    assert "INFO    completed: 3 files" in terminal
+    assert "completed" in stdout and "\r" not in stdout
+
+
+def test_run_in_subprocess_mode_with_stderr_piped_relays_nothing(tmp_path: Path) -> None:
+    inputs = write_inputs(tmp_path)
+    done = subprocess.run(
+        run_command("--input", str(inputs), "--output", "out", "--mode", "subprocess"),
+        env=child_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert RELAY_MARK not in done.stderr and "\x1e" not in done.stderr
+    assert "\r" not in done.stderr and "%|" not in done.stderr and "files [" not in done.stderr
+    assert re.search(r"INFO    stage-in: 3 files, 3\.6 MB in [\d.]+ s\n", done.stderr)
+    assert "INFO    publish: 3 products, 3.6 MB\n" in done.stderr
+
+
+def test_run_in_subprocess_mode_with_json_logs_keeps_the_childs_own_events(tmp_path: Path) -> None:
+    inputs = write_inputs(tmp_path)
+    command = run_command("--input", str(inputs), "--output", "out", "--mode", "subprocess")
+
+    code, _, terminal = on_terminal(command, child_env(HOOK_LOG_FORMAT="json"), tmp_path)
+
+    assert code == 0, terminal
+    assert RELAY_MARK not in terminal and "%|" not in terminal
+    events = [
+        json.loads(line)
+        for line in terminal.replace("\r\n", "\n").splitlines()
+        if line.startswith('{"') and '"event": "progress"' in line
+    ]
+    phases = {e["phase"]: e for e in events if e["final"]}
+    assert set(phases) == {"upload_input", "stage_in", "publish", "download_output"}
+    assert (phases["stage_in"]["files_done"], phases["stage_in"]["bytes_done"]) == (3, TOTAL)
+
+
+def test_exec_asked_to_relay_writes_event_lines_and_warns_on_another_value(
+    tmp_path: Path, s3_server: Any
+) -> None:
+    client = s3_server.client()
+    bucket = f"p-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    for name, size in INPUTS.items():
+        client.put_object(Bucket=bucket, Key=f"in/{name}", Body=b"x" * size)
+    command = [sys.executable, "-m", "hook_processor", "exec", "--project", str(HELLO_WORLD)]
+
+    def run_exec(value: str, run: int) -> str:
+        env = child_env(
+            SOURCE_S3_ENDPOINT_URL=s3_server.endpoint_url,
+            SOURCE_S3_PATH=f"s3://{bucket}/in/",
+            SOURCE_S3_ACCESS_KEY=s3_server.access_key,
+            SOURCE_S3_SECRET_KEY=s3_server.secret_key,
+            OUTPUT_S3_ENDPOINT_URL=s3_server.endpoint_url,
+            OUTPUT_S3_PATH=f"s3://{bucket}/out{run}",
+            OUTPUT_S3_ACCESS_KEY=s3_server.access_key,
+            OUTPUT_S3_SECRET_KEY=s3_server.secret_key,
+            HOOK_WORK_DIR=str(tmp_path / f"work{run}"),
+            HOOK_PROGRESS_MIN_SECONDS="100",  # the parent's threshold: the child relays anyway
+            HOOK_PROGRESS_EVENTS=value,
+        )
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    relayed_log = run_exec("relay", 1)
+    events = [
+        json.loads(line.removeprefix(_progress_relay.PREFIX))
+        for line in relayed_log.split("\n")
+        if line.startswith(_progress_relay.PREFIX)
+    ]
+    finals = {e["phase"]: e for e in events if e["final"]}
+    assert set(finals) == {"stage_in", "publish"}
+    for event in finals.values():
+        assert (event["files_done"], event["files_total"]) == (3, 3), event
+        assert event["bytes_done"] == event["bytes_total"] == TOTAL, event
+    assert "unknown setting" not in relayed_log and "ignored" not in relayed_log
+
+    other = run_exec("yes", 2)
+    assert RELAY_MARK not in other
+    assert (
+        "WARNING HOOK_PROGRESS_EVENTS='yes' ignored: it is set by hook-processor run only" in other
+    )
+
+
+def relayed(phases: list[tuple[str, int, int]]) -> str:
+    """What a child writes for ``phases`` (name, files, bytes per file), with log lines."""
+    stream = io.StringIO()
+    display = _progress_relay.RelayDisplay(stream)
+    for phase, files, size in phases:
+        stream.write(f"2026-01-01T00:00:00Z INFO    {phase} starts\n")
+        tracker = display.factory(phase)
+        tracker.start(files, files * size)
+        for _ in range(files):
+            tracker(size)
+            tracker.file_done()
+    display.close()
+    stream.write("2026-01-01T00:00:00Z INFO    completed\nno newline at the end")
+    return stream.getvalue()
+
+
+class Recorder:
+    """A progress factory keeping the trackers it made (no view: only the counts)."""
+
+    def __init__(self) -> None:
+        self.trackers: list[_progress.Tracker] = []
+
+    def __call__(self, phase: str) -> _progress.Tracker:
+        self.trackers.append(_progress.Tracker(phase))
+        return self.trackers[-1]
+
+
+def test_relayed_events_become_trackers_at_any_chunk_boundary() -> None:
+    text = relayed([("stage_in", 3, 1000), ("publish", 2, 500)])
+    assert text.count(_progress_relay.PREFIX) >= 4  # an event per phase start and end at least
+    # (not splitlines(): it also cuts at the prefix's record separator)
+    others = "".join(line for line in re.split(r"(?<=\n)", text) if RELAY_MARK not in line)
+
+    for size in (1, 2, 7, len(_progress_relay.PREFIX), 64, len(text)):
+        recorder = Recorder()
+        reader = _progress_relay.ProgressReader(recorder)
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        shown = "".join(reader.feed(chunk) for chunk in chunks) + reader.finish()
+
+        assert shown == others, size
+        counts = [
+            (t.phase, t.files_done, t.files_total, t.bytes_done, t.bytes_total)
+            for t in recorder.trackers
+        ]
+        assert counts == [("stage_in", 3, 3, 3000, 3000), ("publish", 2, 2, 1000, 1000)], size
+
+
+def test_a_line_that_only_looks_like_an_event_passes_through() -> None:
+    recorder = Recorder()
+    reader = _progress_relay.ProgressReader(recorder)
+    broken = _progress_relay.PREFIX + "{not json\n"
+    text = "\x1eother\n" + broken + "hook-progress is a word\n" + _progress_relay.PREFIX + '{"ph'
+
+    shown = reader.feed(text) + reader.finish()
+
+    # lines that are not events are kept as they are; an event cut by the end of output is not
+    assert shown == "\x1eother\n" + broken + "hook-progress is a word\n"
+    assert recorder.trackers == []
+
+
+def test_an_event_inside_a_partial_line_of_the_child_is_still_an_event() -> None:
+    recorder = Recorder()
+    reader = _progress_relay.ProgressReader(recorder)
+    event = relayed([("publish", 1, 10)]).split("\n")[2] + "\n"  # its final event
+    assert event.startswith(_progress_relay.PREFIX)
+    text = "print without newline, " + event + "then its end\n"
+
+    shown = "".join(reader.feed(text[i : i + 5]) for i in range(0, len(text), 5))
+
+    assert shown + reader.finish() == "print without newline, then its end\n"
+    assert [(t.phase, t.files_done, t.bytes_done) for t in recorder.trackers] == [
+        ("publish", 1, 10)
+    ]
+
+
+def test_a_relayed_phase_that_stops_short_ends_with_its_final_event() -> None:
+    stream, terminal = io.StringIO(), FakeTerminal()
+    child = _progress_relay.RelayDisplay(stream)
+    tracker = child.factory("stage_in")
+    tracker.start(2, 2000)
+    tracker(1000)
+    child.close()  # the transfer failed: the child's last event is final, 1 of 2 kB
+    parent = _progress.TerminalDisplay(terminal, min_seconds=0)
+    reader = _progress_relay.ProgressReader(parent.factory)
+
+    assert reader.feed(stream.getvalue() + "ERROR   staging failed\n") == "ERROR   staging failed\n"
+    last = terminal.getvalue().rsplit("\r", 1)[1]
+    assert last.startswith("stage-in:  50%|") and "| 1.00kB/2.00kB, 0/2 files [" in last
+    assert last.endswith("B/s]\n")  # the bar was closed, left on its own line
