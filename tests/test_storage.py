@@ -625,6 +625,33 @@ def test_publish_temporary_streams_a_large_zip_as_multipart(
     assert out.products[0].size == s3.head_object(Bucket=bucket, Key="z.zip")["ContentLength"]
 
 
+def test_publish_temporary_stores_compressed_formats_and_deflates_the_rest(
+    client: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    text = b"a line that deflates very well\n" * 4000
+    stored = ["B04.jp2", "tiles/scene.TIF", "cube.nc", "logs.tar.gz", "quick.jpeg", "x.zst"]
+    deflated = ["meta.xml", "notes.txt", "plain.h5", "no_suffix", "tif.bak"]
+    files = {name: text for name in stored + deflated}
+    files["big.tiff"] = os.urandom(6 * MiB)  # the zip goes up in parts (SMALL_PARTS)
+    write_tree(tmp_path / "src", files)
+
+    out = publish_temporary(client, bucket, "c.zip", tmp_path / "src", SMALL_PARTS)
+
+    data = get(s3, bucket, "c.zip")
+    assert out.products[0].size == len(data)
+    assert s3.head_object(Bucket=bucket, Key="c.zip")["ETag"].endswith('-2"')  # two parts
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        assert {i.filename: archive.read(i) for i in archive.infolist()} == files
+        kinds = {i.filename: i.compress_type for i in archive.infolist()}
+        sizes = {i.filename: (i.compress_size, i.file_size) for i in archive.infolist()}
+    assert kinds == {n: zipfile.ZIP_STORED for n in [*stored, "big.tiff"]} | {
+        n: zipfile.ZIP_DEFLATED for n in deflated
+    }
+    assert all(sizes[n][0] == sizes[n][1] for n in stored)  # as they are, byte for byte
+    assert all(sizes[n][0] < sizes[n][1] // 10 for n in deflated)
+
+
 def test_publish_temporary_empty_folder_is_an_empty_zip(
     client: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
