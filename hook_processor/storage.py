@@ -1,8 +1,8 @@
 """S3 transfers of the runtime: parallel stage-in, publication (PRIVATE / TEMPORARY), safe paths.
 
 * :func:`stage_in` lists once, refuses hostile keys before writing anything, downloads on a pool
-  of ``settings.concurrency`` threads (large objects as ranged GETs pinned with ``If-Match``) into
-  temporary files renamed into place after a size check.
+  of ``settings.concurrency`` threads (large objects as ranged GETs; every GET pinned with
+  ``If-Match`` to the listed ETag) into temporary files renamed into place after a size check.
 * :func:`publish_private` uploads output_dir file by file (large files as multipart uploads),
   verifies each, then writes ``<prefix>/_manifest.json`` LAST with ``If-None-Match: *``. A
   prefix that already has a manifest is refused: two runs are never mixed.

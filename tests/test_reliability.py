@@ -5,9 +5,10 @@ subprocess when a signal is involved) with ``tests/fault_proxy.py`` in front of 
 server; what the proxy and the storage tests already prove is not repeated here:
 
 * the proxy's own faults: ``test_fault_proxy.py``;
-* storage-level details: pagination with a 7-key page, pinned ranged GETs, cancel and local
-  failures at the storage API, hostile keys at the storage API, link refusal at the storage API
-  (``test_storage.py``);
+* storage-level details: cancel and local failures, hostile keys and link refusal at the
+  storage API (``test_storage.py``); If-Match pinning, an object replaced mid-download,
+  pagination over 1,000 keys, broken bodies and 503 bursts on every engine
+  (``test_s3_invariants.py``);
 * SIGTERM during process() and the basic secret checks of a successful run (``test_runtime.py``).
 
 Everything listens on 127.0.0.1. Time is only ever bounded from above, generously.

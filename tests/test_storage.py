@@ -36,7 +36,8 @@ MiB = 1024 * 1024
 SMALL_PARTS = TransferSettings(concurrency=4, part_size=5 * MiB, multipart_threshold=6 * MiB)
 DEFAULT = TransferSettings(concurrency=8)
 # The tests that hook botocore's events to force a case choose the boto3 engine explicitly
-# (the lean engine never goes through botocore); test_engines.py runs the lean one.
+# (the lean engine never goes through botocore); test_engines.py runs the lean one, and
+# test_s3_invariants.py proves pinning, replacement, pagination and retries on every engine.
 BOTO3 = TransferSettings(concurrency=8, engine="boto3")
 ODD_NAMES = ["é t/naïve file.txt", "plus+sign.txt", "100%/pct %41.txt", "日本/データ.bin"]
 
@@ -325,58 +326,20 @@ def test_stage_in_refuses_a_key_that_is_file_and_folder(
     assert read_tree(tmp_path) == {}
 
 
-def test_stage_in_paginates(client: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
-    # Real pagination by the server, with pages of 7 keys instead of 1,000 to stay fast.
-    objects = {f"p/{i:03d}.txt": str(i).encode() for i in range(40)}
-    put_objects(s3, bucket, objects)
-    lists = record_calls(client, "ListObjectsV2")
-    client.boto.meta.events.register(
-        "provide-client-params.s3.ListObjectsV2", lambda params, **_: params.update(MaxKeys=7)
-    )
-    stats = stage_in(client, bucket, "p/", tmp_path, DEFAULT)
-    assert read_tree(tmp_path) == {k[2:]: v for k, v in objects.items()}
-    assert stats.files == 40 and len(lists) == 6
-
-
-def test_stage_in_large_object_uses_pinned_ranged_gets(
+def test_stage_in_large_object_in_ranges_counts_progress_once(
     client: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     big = os.urandom(12 * MiB + 123)
     put_objects(s3, bucket, {"big/blob.bin": big, "big/small.txt": b"s"})
-    etag = s3.head_object(Bucket=bucket, Key="big/blob.bin")["ETag"]
-    gets = record_calls(client, "GetObject")
     seen = Seen()
 
     stats = stage_in(client, bucket, "big", tmp_path, SMALL_PARTS, progress=seen)
 
     assert (tmp_path / "blob.bin").read_bytes() == big
     assert (tmp_path / "small.txt").read_bytes() == b"s"
-    ranged = sorted(g["Range"] for g in gets if g["Key"] == "big/blob.bin")
-    assert ranged == sorted(
-        ["bytes=0-5242879", "bytes=5242880-10485759", f"bytes=10485760-{len(big) - 1}"]
-    )
-    assert all(g["IfMatch"] == etag for g in gets if "Range" in g)
     assert sum(seen) == stats.bytes == len(big) + 1
     assert seen.totals == (2, len(big) + 1) and seen.files_done == 2
     assert leftovers(tmp_path) == []
-
-
-def test_stage_in_object_replaced_mid_download_fails_cleanly(
-    client: Any, s3: Any, bucket: str, tmp_path: Path
-) -> None:
-    put_objects(s3, bucket, {"v/blob.bin": b"1" * (12 * MiB)})
-    once = threading.Lock()
-
-    def overwrite(params: dict[str, Any], **_: Any) -> None:
-        if once.acquire(blocking=False):  # a new version before the first part is fetched
-            s3.put_object(Bucket=bucket, Key="v/blob.bin", Body=b"2" * (12 * MiB))
-
-    client.boto.meta.events.register("provide-client-params.s3.GetObject", overwrite)
-    with pytest.raises(
-        StagingError, match="could not download s3://.*/v/blob.bin .*PreconditionFailed"
-    ):
-        stage_in(client, bucket, "v/", tmp_path, SMALL_PARTS)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_stage_in_cancel_leaves_no_partial_or_temp_file(
@@ -415,57 +378,6 @@ def test_stage_in_missing_bucket_names_url_and_endpoint(client: Any, tmp_path: P
     message = str(info.value)
     assert "could not list s3://no-such-bucket-here/in/ at http://127.0.0.1:" in message
     assert "NoSuchBucket" in message
-
-
-def test_retries_are_counted(client: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
-    from botocore.awsrequest import AWSResponse
-
-    class Raw:
-        def stream(self, **_: Any) -> Any:
-            yield b"<Error><Code>SlowDown</Code><Message>slow down</Message></Error>"
-
-    put_objects(s3, bucket, {"r/a.txt": b"a"})
-    once = threading.Lock()
-
-    def throttle_once(request: Any, **_: Any) -> AWSResponse | None:
-        if once.acquire(blocking=False):
-            return AWSResponse(request.url, 503, {}, Raw())
-        return None
-
-    client.boto.meta.events.register("before-send.s3.ListObjectsV2", throttle_once)
-    assert stage_in(client, bucket, "r/", tmp_path, DEFAULT).retries == 1
-
-
-def test_stage_in_retries_a_stream_broken_after_the_200(
-    client: Any, s3: Any, bucket: str, tmp_path: Path
-) -> None:
-    from botocore.exceptions import ResponseStreamingError
-
-    body = os.urandom(3 * MiB)
-    put_objects(s3, bucket, {"s/a.bin": body})
-    once = threading.Lock()
-
-    class Breaks:
-        def __init__(self, real: Any) -> None:
-            self.real = real
-
-        def read(self, amt: int | None = None) -> bytes:
-            if self.real.tell() > 0:  # break after the first chunk
-                raise ResponseStreamingError(error="connection reset by peer")
-            return self.real.read(amt)
-
-        def close(self) -> None:
-            self.real.close()
-
-    def break_first(parsed: dict[str, Any], **_: Any) -> None:
-        if once.acquire(blocking=False):
-            parsed["Body"] = Breaks(parsed["Body"])
-
-    client.boto.meta.events.register("after-call.s3.GetObject", break_first)
-    stats = stage_in(client, bucket, "s/", tmp_path, DEFAULT)
-    assert (tmp_path / "a.bin").read_bytes() == body
-    assert stats.retries == 1
-    assert leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- publish_private
@@ -711,6 +623,33 @@ def test_publish_temporary_streams_a_large_zip_as_multipart(
     with zipfile.ZipFile(io.BytesIO(get(s3, bucket, "z.zip"))) as archive:
         assert {n: archive.read(n) for n in archive.namelist()} == files
     assert out.products[0].size == s3.head_object(Bucket=bucket, Key="z.zip")["ContentLength"]
+
+
+def test_publish_temporary_stores_compressed_formats_and_deflates_the_rest(
+    client: Any, s3: Any, bucket: str, tmp_path: Path
+) -> None:
+    text = b"a line that deflates very well\n" * 4000
+    stored = ["B04.jp2", "tiles/scene.TIF", "cube.nc", "logs.tar.gz", "quick.jpeg", "x.zst"]
+    deflated = ["meta.xml", "notes.txt", "plain.h5", "no_suffix", "tif.bak"]
+    files = {name: text for name in stored + deflated}
+    files["big.tiff"] = os.urandom(6 * MiB)  # the zip goes up in parts (SMALL_PARTS)
+    write_tree(tmp_path / "src", files)
+
+    out = publish_temporary(client, bucket, "c.zip", tmp_path / "src", SMALL_PARTS)
+
+    data = get(s3, bucket, "c.zip")
+    assert out.products[0].size == len(data)
+    assert s3.head_object(Bucket=bucket, Key="c.zip")["ETag"].endswith('-2"')  # two parts
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        assert {i.filename: archive.read(i) for i in archive.infolist()} == files
+        kinds = {i.filename: i.compress_type for i in archive.infolist()}
+        sizes = {i.filename: (i.compress_size, i.file_size) for i in archive.infolist()}
+    assert kinds == {n: zipfile.ZIP_STORED for n in [*stored, "big.tiff"]} | {
+        n: zipfile.ZIP_DEFLATED for n in deflated
+    }
+    assert all(sizes[n][0] == sizes[n][1] for n in stored)  # as they are, byte for byte
+    assert all(sizes[n][0] < sizes[n][1] // 10 for n in deflated)
 
 
 def test_publish_temporary_empty_folder_is_an_empty_zip(

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import FlexibleChecksumError
+from botocore.exceptions import ClientError, FlexibleChecksumError
 
 from hook_processor._s3.lean import Crc32
-from hook_processor._s3.transfer import CHUNK, STREAM_ERRORS, Job, ranges
+from hook_processor._s3.transfer import CHUNK, STREAM_ERRORS, Job, http_status, ranges
 from hook_processor.errors import StagingError
 
 TEMP_MARK = ".hookpart-"
@@ -215,12 +215,22 @@ def fetch(
     params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key}
     if ranged:
         params["Range"] = f"bytes={offset}-{offset + length - 1}"
-        if remote.etag:
-            params["IfMatch"] = remote.etag  # never mix parts of two versions
+    if remote.etag:
+        # The version listed, or 412: never parts of two versions, nor a same-size replacement
+        # staged in place of the object the listing (and its size check) described.
+        params["IfMatch"] = remote.etag
     attempts = max(1, job.settings.max_attempts)
     for attempt in range(1, attempts + 1):
         job.check()
-        response = job.call(job.s3.get_object, **params)
+        try:
+            response = job.call(job.s3.get_object, **params)
+        except ClientError as err:
+            if http_status(err) == 412:
+                raise StagingError(
+                    f"{job.url(remote.key)} changed during staging (it is no longer the version "
+                    f"the listing named, ETag {remote.etag}); run again"
+                ) from err
+            raise
         body = response["Body"]
         headers = _headers(response)
         validated = job.settings.checksum == "when_supported" and any(

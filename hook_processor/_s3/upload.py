@@ -282,10 +282,34 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     job.file_done()
 
 
+# Formats that are compressed by nature or, as written by the usual tools, internally: deflating
+# them again costs CPU for a few bytes at best. They go into the TEMPORARY zip as they are
+# (ZIP_STORED); every other file is deflated. JPEG 2000 (Sentinel-2 bands), archives and
+# compressed streams, PNG/JPEG/WebP, TIFF (GeoTIFFs and COGs are usually DEFLATE/LZW/ZSTD
+# tiled) and NetCDF (NetCDF-4 is HDF5 with per-variable compression). Not listed: HDF5
+# (.h5/.hdf5), whose datasets are as often uncompressed. Matched case-insensitively.
+STORED_SUFFIXES = frozenset(
+    {
+        ".jp2", ".j2k",
+        ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z",
+        ".png", ".jpg", ".jpeg", ".webp",
+        ".tif", ".tiff",
+        ".nc", ".nc4",
+    }
+)  # fmt: skip
+
+
+def zip_compression(name: str) -> int:
+    """ZIP_STORED for a name with one of STORED_SUFFIXES, else ZIP_DEFLATED."""
+    suffix = os.path.splitext(name)[1].lower()
+    return zipfile.ZIP_STORED if suffix in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+
+
 def add_to_zip(job: Job, archive: zipfile.ZipFile, local: Local) -> None:
-    """``archive.write(local.path, local.rel)``, with progress as the file's bytes go in."""
+    """``archive.write(local.path, local.rel)``, with progress as the file's bytes go in; an
+    already-compressed format is stored as it is (:data:`STORED_SUFFIXES`)."""
     info = zipfile.ZipInfo.from_file(local.path, local.rel, strict_timestamps=False)
-    info.compress_type = archive.compression
+    info.compress_type = zip_compression(local.rel)
     with open(local.path, "rb") as src, archive.open(info, "w") as dest:
         while chunk := src.read(CHUNK):
             dest.write(chunk)
@@ -307,6 +331,12 @@ def head_exists(job: Job, key: str) -> bool:
 
 class MultipartSink:
     """A write-only file-like that uploads what it is given as multipart parts.
+
+    This is the engine's own streaming multipart writer: every byte goes out through the
+    :class:`~hook_processor._s3.engine.Engine`'s ``create_multipart_upload`` / ``upload_part`` /
+    ``complete_multipart_upload`` (and ``abort_multipart_upload``), so the zip gets the same
+    checksums, retries and progress as any other upload on either engine. A third-party writer
+    (smart-open) would bring a second S3 client with its own retry and checksum behaviour.
 
     At most ``inflight`` parts (each ``part_size`` bytes) are held in memory at once; nothing is
     written to local disk. If everything fits in one part it is sent with a single PutObject.
