@@ -128,6 +128,8 @@ def run(
         _execute(config, processor, result, cancel, phase, progress)
         result.exit_code = ExitCode.COMPLETED
         result.status_message = COMPLETED_MESSAGE if result.output_files else EMPTY_OUTPUT_MESSAGE
+        if result.notes:
+            result.status_message += " (" + "; ".join(result.notes) + ")"
         log.info("completed: %s", _summary(result))
     except HookProcessorError as exc:
         result.exit_code = exc.exit_code
@@ -182,15 +184,78 @@ def _execute(
         engine=platform.s3_engine,
     )
 
+    bucket, key = config.input_location
+    source = storage.S3Target(
+        std.input_s3_endpoint_url,
+        std.input_s3_access_key,
+        std.input_s3_secret_key,
+        platform.s3_region,
+    )
+    claim = None
+    out_client = None
+    if std.output_storage == "PRIVATE":
+        # The output side is checked (bucket, credentials, manifests, lease) before any data
+        # moves: a refusal after hours of stage-in and process() helps nobody.
+        phase.name = "preflight"
+        with _timed(result, "preflight"):
+            out_bucket, prefix = config.output_location
+            target = storage.S3Target(
+                std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region
+            )
+            out_client = storage.make_client(target, settings)
+            claim = storage.claim_output(
+                out_client,
+                out_bucket,
+                prefix,
+                settings,
+                order_id=result.order_id,
+                digest=_order_digest(config),
+                own_input=(bucket, key) if target == source else None,
+                cancel=cancel,
+            )
+        if claim.existing is not None:
+            _complete_rerun(claim, result)
+            return
+        log.info(
+            "preflight: s3://%s/%s claimed (%s)",
+            out_bucket,
+            prefix,
+            "conditional writes honoured"
+            if claim.conditional
+            else "this store ignores If-None-Match: the claim is read back, not atomic",
+        )
+        if claim.removed or claim.aborted:
+            log.warning("preflight: %s under s3://%s/%s", claim.notes(), out_bucket, prefix)
+            result.notes.append(claim.notes())
+    try:
+        _stage_process_publish(
+            config, processor, result, cancel, phase, progress, settings, source, out_client, claim
+        )
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _stage_process_publish(
+    config: RunConfig,
+    processor: Processor,
+    result: RunResult,
+    cancel: threading.Event,
+    phase: _Phase,
+    progress: ProgressFactory | None,
+    settings: Any,
+    source: Any,
+    out_client: Any,
+    claim: Any,
+) -> None:
+    from hook_processor import storage
+
+    platform, std = config.platform, config.standard
+    log = _log.get_logger()
+    input_dir, output_dir = platform.work_dir / "input", platform.work_dir / "output"
+    bucket, key = config.input_location
     phase.name = "stage_in"
     with _timed(result, "stage_in"):
-        bucket, key = config.input_location
-        source = storage.S3Target(
-            std.input_s3_endpoint_url,
-            std.input_s3_access_key,
-            std.input_s3_secret_key,
-            platform.s3_region,
-        )
         log.info(
             "stage-in: %s from %s",
             std.input_s3_path,
@@ -236,14 +301,11 @@ def _execute(
             "order_id": result.order_id,
             "order_name": result.order_name,
             "identifiers": list(result.identifiers),
+            "order_digest": _order_digest(config),
         }
         publish_progress = progress("publish") if progress else None
         if std.output_storage == "PRIVATE":
             out_bucket, prefix = config.output_location
-            target = storage.S3Target(
-                std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region
-            )
-            out_client = client if target == source else storage.make_client(target, settings)
             log.info("publish: output to s3://%s/%s", out_bucket, prefix)
             outcome = storage.publish_private(
                 out_client,
@@ -254,6 +316,7 @@ def _execute(
                 manifest_extra=manifest_extra,
                 cancel=cancel,
                 progress=publish_progress,
+                claim=claim,
             )
         else:
             target = storage.S3Target(
@@ -289,6 +352,50 @@ def _execute(
             "(%s); check that process() writes into the output_dir it is given",
             "a manifest without files" if std.output_storage == "PRIVATE" else "an empty zip",
         )
+
+
+def _order_digest(config: RunConfig) -> str:
+    """What makes two runs the same order without an order id: inputs, options, output."""
+    import hashlib
+    import json
+
+    std = config.standard
+    workflow = config.workflow.model_dump(mode="json") if config.workflow is not None else None
+    facts = {
+        "input": [std.input_s3_endpoint_url, std.input_s3_path],
+        "output": [std.output_storage, *config.output_location]
+        if std.output_storage == "PRIVATE"
+        else [std.output_storage],
+        "workflow_options": workflow,
+        "identifiers": list(config.order.identifiers),
+        "order_name": config.order.order_name,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _complete_rerun(claim: Any, result: RunResult) -> None:
+    """The same order published fully before (a retried pod): verify that set, report it."""
+    from hook_processor._s3 import claim as _claim
+
+    files = _claim.verify_existing(claim)
+    job = claim.job
+    result.products = [
+        {
+            "Name": str(f["key"])[len(claim.prefix) + 1 if claim.prefix else 0 :],
+            "Size": int(f["size"]),
+            "Location": job.url(str(f["key"])),
+            **({"Sha256": f["sha256"]} if f.get("sha256") else {}),
+        }
+        for f in files
+    ]
+    result.manifest = job.url(claim.key(_claim.MANIFEST_NAME))
+    result.output_files = len(files)
+    result.output_bytes = sum(int(f["size"]) for f in files)
+    result.notes.append(
+        f"already published by an earlier run of this order; {result.manifest} and its "
+        f"{len(files)} files verified, nothing staged or processed again"
+    )
+    _log.get_logger().info("preflight: %s", result.notes[-1])
 
 
 def _call_process(

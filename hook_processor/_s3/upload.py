@@ -39,6 +39,7 @@ class Uploaded:
     key: str
     size: int
     sha256: str
+    etag: str = ""  # the upload's answer: the claim checks a listing against it
 
 
 def walk(src: Path) -> list[Local]:
@@ -222,7 +223,8 @@ def _put(
         if str(response.get("ETag", "")).strip('"') != md5:
             _verify_size(job, key, local.size)
         job.arrived(local.size)
-        results[local.rel] = Uploaded(key, local.size, sha256)
+        etag = str(response.get("ETag", "")).strip('"')
+        results[local.rel] = Uploaded(key, local.size, sha256, etag)
         job.file_done()
 
     return run
@@ -269,7 +271,7 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     job.check()
     assert mp.upload_id is not None
     parts = [{"PartNumber": n, "ETag": mp.etags[n]} for n in sorted(mp.etags)]
-    job.call(
+    response = job.call(
         job.s3.complete_multipart_upload,
         Bucket=job.bucket,
         Key=mp.key,
@@ -278,7 +280,8 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     )
     mp.completed = True
     _verify_size(job, mp.key, mp.local.size)
-    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.digest.hexdigest())
+    etag = str((response or {}).get("ETag", "")).strip('"')
+    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.digest.hexdigest(), etag)
     job.file_done()
 
 
