@@ -191,20 +191,21 @@ def _execute(
         std.input_s3_secret_key,
         platform.s3_region,
     )
-    claim = None
-    out_client = None
-    if std.output_storage == "PRIVATE":
-        # The output side is checked (bucket, credentials, manifests, lease) before any data
-        # moves: a refusal after hours of stage-in and process() helps nobody.
-        phase.name = "preflight"
+    box: dict[str, Any] = {}
+
+    def preflight() -> None:
+        # The output side (bucket, credentials, manifests, lease) is checked once the input is
+        # listed, before any byte moves: a refusal after hours of stage-in helps nobody.
+        if std.output_storage != "PRIVATE":
+            return
         with _timed(result, "preflight"):
             out_bucket, prefix = config.output_location
             target = storage.S3Target(
                 std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region
             )
-            out_client = storage.make_client(target, settings)
-            claim = storage.claim_output(
-                out_client,
+            box["client"] = storage.make_client(target, settings)
+            box["claim"] = claim = storage.claim_output(
+                box["client"],
                 out_bucket,
                 prefix,
                 settings,
@@ -213,9 +214,9 @@ def _execute(
                 own_input=(bucket, key) if target == source else None,
                 cancel=cancel,
             )
+        box["retries"] = claim.job.retries  # the publish job counts its own from here on
         if claim.existing is not None:
-            _complete_rerun(claim, result)
-            return
+            raise _AlreadyPublished
         log.info(
             "preflight: s3://%s/%s claimed (%s)",
             out_bucket,
@@ -227,13 +228,21 @@ def _execute(
         if claim.removed or claim.aborted:
             log.warning("preflight: %s under s3://%s/%s", claim.notes(), out_bucket, prefix)
             result.notes.append(claim.notes())
+
     try:
         _stage_process_publish(
-            config, processor, result, cancel, phase, progress, settings, source, out_client, claim
+            config, processor, result, cancel, phase, progress, settings, source, box, preflight
         )
+    except _AlreadyPublished:
+        result.retries += box.get("retries", 0)
+        _complete_rerun(box["claim"], result)
     finally:
-        if claim is not None:
-            claim.release()
+        if box.get("claim") is not None:
+            box["claim"].release()
+
+
+class _AlreadyPublished(Exception):  # noqa: N818 - a signal, not an error
+    """The same order's manifest is at the prefix: no stage-in, verify that set instead."""
 
 
 def _stage_process_publish(
@@ -245,8 +254,8 @@ def _stage_process_publish(
     progress: ProgressFactory | None,
     settings: Any,
     source: Any,
-    out_client: Any,
-    claim: Any,
+    box: dict[str, Any],
+    preflight: Callable[[], None],
 ) -> None:
     from hook_processor import storage
 
@@ -271,11 +280,12 @@ def _stage_process_publish(
             settings,
             cancel=cancel,
             progress=progress("stage_in") if progress else None,
+            before_download=preflight,
         )
         result.input_files, result.input_bytes, result.retries = (
             stats.files,
             stats.bytes,
-            stats.retries,
+            stats.retries + box.get("retries", 0),
         )
     log.info(
         "stage-in: %d files, %s in %.2f s",
@@ -308,7 +318,7 @@ def _stage_process_publish(
             out_bucket, prefix = config.output_location
             log.info("publish: output to s3://%s/%s", out_bucket, prefix)
             outcome = storage.publish_private(
-                out_client,
+                box["client"],
                 out_bucket,
                 prefix,
                 output_dir,
@@ -316,7 +326,7 @@ def _stage_process_publish(
                 manifest_extra=manifest_extra,
                 cancel=cancel,
                 progress=publish_progress,
-                claim=claim,
+                claim=box["claim"],
             )
         else:
             target = storage.S3Target(

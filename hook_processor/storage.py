@@ -21,7 +21,7 @@ import datetime
 import json
 import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,12 @@ def stage_in(
     *,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
+    before_download: Callable[[], None] | None = None,
 ) -> TransferStats:
     """Download ``s3://bucket/key_or_prefix`` into ``dest``.
+
+    ``before_download`` is called once the input is listed and checked, before any byte moves
+    (the runtime checks the output side there).
 
     ``""`` or a value ending in ``/`` is a prefix (every object under it). Otherwise a folder if
     objects exist under ``key_or_prefix + "/"``, else the one object of that exact key (staged as
@@ -121,6 +125,8 @@ def stage_in(
     except (ClientError, BotoCoreError) as err:
         raise job.fail(f"could not list {job.url(key_or_prefix)}", err) from err
     remotes = _download.plan(job, listing, key_or_prefix)
+    if before_download is not None:
+        before_download()
     job.planned(len(remotes), sum(r.size for r in remotes))
     try:
         dest.mkdir(parents=True, exist_ok=True)

