@@ -397,3 +397,31 @@ def test_store_without_conditional_writes_is_said_and_still_claimed(
     second = run(rclone_env(rclone_s3, tmp_path / "w2", "held", HOOK_ORDER_ID="2"))
     assert second.exit_code == ExitCode.PUBLISH_FAILED
     assert "s3://rbk/held/_claim.json is held by another run (order 7" in second.status_message
+
+
+BIG = """
+    import os
+
+    def process(input_dir, output_dir):
+        (output_dir / "big.bin").write_bytes(os.urandom(11 * 1024 * 1024))  # 3 parts of 5 MiB
+        (output_dir / "small.txt").write_text("small")
+"""
+
+
+def test_multipart_objects_pass_the_verification_on_moto_and_rclone(
+    s3_server, s3, bucket, rclone_s3, tmp_path
+) -> None:
+    proj = project(tmp_path, BIG)
+    s3.put_object(Bucket=bucket, Key="in/x", Body=b"x")
+    moto = run(
+        env_for(s3_server, bucket, tmp_path / "w1", "in/", "mp", HOOK_PART_SIZE_MB="5"), proj
+    )
+    assert moto.exit_code == ExitCode.COMPLETED, moto.status_message
+    rc = rclone_client(rclone_s3)
+    rc.put_object(Bucket="rbk", Key="in/x", Body=b"x")
+    other = run(rclone_env(rclone_s3, tmp_path / "w2", "mp", HOOK_PART_SIZE_MB="5"), proj)
+    assert other.exit_code == ExitCode.COMPLETED, other.status_message
+    for client, name in ((s3, bucket), (rc, "rbk")):
+        manifest = json.loads(get(client, name, "mp/_manifest.json"))
+        assert [f["key"] for f in manifest["files"]] == ["mp/big.bin", "mp/small.txt"]
+        assert keys(client, name, "mp/") == ["mp/_manifest.json", "mp/big.bin", "mp/small.txt"]
