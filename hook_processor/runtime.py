@@ -225,7 +225,7 @@ def _execute(
             if claim.conditional
             else "this store ignores If-None-Match: the claim is read back, not atomic",
         )
-        if claim.removed or claim.aborted:
+        if claim.removed or claim.aborted or claim.unlisted:
             log.warning("preflight: %s under s3://%s/%s", claim.notes(), out_bucket, prefix)
             result.notes.append(claim.notes())
 

@@ -425,3 +425,18 @@ def test_multipart_objects_pass_the_verification_on_moto_and_rclone(
         manifest = json.loads(get(client, name, "mp/_manifest.json"))
         assert [f["key"] for f in manifest["files"]] == ["mp/big.bin", "mp/small.txt"]
         assert keys(client, name, "mp/") == ["mp/_manifest.json", "mp/big.bin", "mp/small.txt"]
+
+
+def test_objects_in_no_manifest_without_a_lease_of_this_order_are_named_not_deleted(
+    s3_server, s3, bucket, tmp_path
+) -> None:
+    s3.put_object(Bucket=bucket, Key="in/example.data", Body=b"abc")
+    s3.put_object(Bucket=bucket, Key="out/notes.txt", Body=b"someone's file")
+    result = run(env_for(s3_server, bucket, tmp_path / "w", "in/", "out", HOOK_ORDER_ID="42"))
+    assert result.exit_code == ExitCode.COMPLETED, result.status_message
+    assert result.status_message == (
+        "Processing finished successfully (1 objects under the prefix are in no manifest and "
+        f"were left as they are: s3://{bucket}/out/notes.txt)"
+    )
+    assert get(s3, bucket, "out/notes.txt") == b"someone's file"
+    assert keys(s3, bucket, "out/") == ["out/_manifest.json", "out/example.data", "out/notes.txt"]

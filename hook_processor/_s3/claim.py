@@ -73,8 +73,10 @@ class Claim:
     protected: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> whose
     removed: list[str] = dataclasses.field(default_factory=list)
     aborted: list[str] = dataclasses.field(default_factory=list)
+    unlisted: list[str] = dataclasses.field(default_factory=list)  # in no manifest, kept
     token: str = ""
     held: bool = False
+    taken_over: bool = False  # the lease was a killed run's of this same order
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -102,7 +104,7 @@ class Claim:
                 continue
             mine = written.get(key)
             if mine is None:
-                if key not in self.protected:
+                if key not in self.protected and key not in self.unlisted:
                     foreign.append(key)
                 continue
             size, etag = mine
@@ -131,6 +133,11 @@ class Claim:
             said.append(f"removed {len(self.removed)} leftover objects in no manifest")
         if self.aborted:
             said.append(f"aborted {len(self.aborted)} unfinished multipart uploads")
+        if self.unlisted:
+            said.append(
+                f"{len(self.unlisted)} objects under the prefix are in no manifest and were left "
+                f"as they are: {_few(self.job, self.unlisted)}"
+            )
         return "; ".join(said)
 
 
@@ -276,6 +283,7 @@ def _lease(claim: Claim) -> None:
             raise PublishError(_taken(job, key, held))
         # A lease of this very order: its run was killed (or is this run's retried pod).
         job.call(boto.put_object, Body=body, **params)
+        claim.taken_over = True
     else:
         try:
             job.call(boto.put_object, Body=body, IfNoneMatch="*", **params)
@@ -302,18 +310,23 @@ def _taken(job: _transfer.Job, key: str, held: Mapping[str, Any]) -> str:
 
 
 def _clean_leftovers(claim: Claim, listing: list[dict[str, Any]]) -> None:
-    """Objects in no manifest (a killed run's) are deleted; its multipart uploads aborted."""
+    """What a killed run of this order left (its lease was ours to take over): objects in no
+    manifest are deleted, its multipart uploads aborted. Without that proof of whose they are,
+    objects in no manifest are only named (in the StatusMessage) and left alone."""
     job = claim.job
     boto = job.s3.boto
     skip = {claim.key(LEASE_NAME)}
     for obj in listing:
         key = str(obj["Key"])
-        if key in skip or key in claim.protected or key.endswith("/"):
+        if key in skip or key in claim.protected or key.endswith("/") or _PROBE in key:
             continue
-        if _PROBE in key:
+        if not claim.taken_over:
+            claim.unlisted.append(key)
             continue
         job.call(boto.delete_object, Bucket=job.bucket, Key=key)
         claim.removed.append(key)
+    if not claim.taken_over:
+        return
     base = claim.prefix + "/" if claim.prefix else ""
     try:
         uploads = job.call(boto.list_multipart_uploads, Bucket=job.bucket, Prefix=base)
