@@ -17,8 +17,9 @@ any data moves:
   is written and read back (last writer wins, so a run that does not read its own token lost),
   which narrows the race to a few milliseconds instead of closing it; the final verification
   still catches a set that was mixed;
-* objects under the prefix that are in no manifest (what a killed run left) are deleted once the
-  lease is held, and the multipart uploads it left are aborted.
+* when the lease taken over was a killed run's of this order, the objects under the prefix that
+  are in no manifest (what it left) are deleted and its multipart uploads aborted; without that
+  proof of whose they are, such objects are only named in the StatusMessage and kept.
 
 Before the manifest is written, :meth:`Claim.verify` lists the prefix and checks that every
 object there is one this run wrote (size and ETag of the upload's answer) or a protected one.
