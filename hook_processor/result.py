@@ -52,6 +52,7 @@ class RunResult:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.time)
     finished: float | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)  # added to a completed message
 
     @property
     def status(self) -> str:

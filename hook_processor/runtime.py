@@ -144,6 +144,8 @@ def run(
         _execute(config, processor, result, cancel, phase, progress)
         result.exit_code = ExitCode.COMPLETED
         result.status_message = COMPLETED_MESSAGE if result.output_files else EMPTY_OUTPUT_MESSAGE
+        if result.notes:
+            result.status_message += " (" + "; ".join(result.notes) + ")"
         log.info("completed: %s", _summary(result))
     except HookProcessorError as exc:
         result.exit_code = exc.exit_code
@@ -198,15 +200,87 @@ def _execute(
         engine=platform.s3_engine,
     )
 
+    bucket, key = config.input_location
+    source = storage.S3Target(
+        std.input_s3_endpoint_url,
+        std.input_s3_access_key,
+        std.input_s3_secret_key,
+        platform.s3_region,
+    )
+    box: dict[str, Any] = {}
+
+    def preflight() -> None:
+        # The output side (bucket, credentials, manifests, lease) is checked once the input is
+        # listed, before any byte moves: a refusal after hours of stage-in helps nobody.
+        if std.output_storage != "PRIVATE":
+            return
+        with _timed(result, "preflight"):
+            out_bucket, prefix = config.output_location
+            target = storage.S3Target(
+                std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region
+            )
+            box["client"] = storage.make_client(target, settings)
+            box["claim"] = claim = storage.claim_output(
+                box["client"],
+                out_bucket,
+                prefix,
+                settings,
+                order_id=result.order_id,
+                digest=_order_digest(config),
+                own_input=(bucket, key) if target == source else None,
+                cancel=cancel,
+            )
+        box["retries"] = claim.job.retries  # the publish job counts its own from here on
+        if claim.existing is not None:
+            raise _AlreadyPublished
+        log.info(
+            "preflight: s3://%s/%s claimed (%s)",
+            out_bucket,
+            prefix,
+            "conditional writes honoured"
+            if claim.conditional
+            else "this store ignores If-None-Match: the claim is read back, not atomic",
+        )
+        if claim.removed or claim.aborted or claim.unlisted:
+            log.warning("preflight: %s under s3://%s/%s", claim.notes(), out_bucket, prefix)
+            result.notes.append(claim.notes())
+
+    try:
+        _stage_process_publish(
+            config, processor, result, cancel, phase, progress, settings, source, box, preflight
+        )
+    except _AlreadyPublished:
+        result.retries += box.get("retries", 0)
+        _complete_rerun(box["claim"], result)
+    finally:
+        if box.get("claim") is not None:
+            box["claim"].release()
+
+
+class _AlreadyPublished(Exception):  # noqa: N818 - a signal, not an error
+    """The same order's manifest is at the prefix: no stage-in, verify that set instead."""
+
+
+def _stage_process_publish(
+    config: RunConfig,
+    processor: Processor,
+    result: RunResult,
+    cancel: threading.Event,
+    phase: _Phase,
+    progress: ProgressFactory | None,
+    settings: Any,
+    source: Any,
+    box: dict[str, Any],
+    preflight: Callable[[], None],
+) -> None:
+    from hook_processor import storage
+
+    platform, std = config.platform, config.standard
+    log = _log.get_logger()
+    input_dir, output_dir = platform.work_dir / "input", platform.work_dir / "output"
+    bucket, key = config.input_location
     phase.name = "stage_in"
     with _timed(result, "stage_in"):
-        bucket, key = config.input_location
-        source = storage.S3Target(
-            std.input_s3_endpoint_url,
-            std.input_s3_access_key,
-            std.input_s3_secret_key,
-            platform.s3_region,
-        )
         log.info(
             "stage-in: %s from %s",
             std.input_s3_path,
@@ -222,11 +296,12 @@ def _execute(
             settings,
             cancel=cancel,
             progress=progress("stage_in") if progress else None,
+            before_download=preflight,
         )
         result.input_files, result.input_bytes, result.retries = (
             stats.files,
             stats.bytes,
-            stats.retries,
+            stats.retries + box.get("retries", 0),
         )
     log.info(
         "stage-in: %d files, %s in %.2f s",
@@ -252,17 +327,14 @@ def _execute(
             "order_id": result.order_id,
             "order_name": result.order_name,
             "identifiers": list(result.identifiers),
+            "order_digest": _order_digest(config),
         }
         publish_progress = progress("publish") if progress else None
         if std.output_storage == "PRIVATE":
             out_bucket, prefix = config.output_location
-            target = storage.S3Target(
-                std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region
-            )
-            out_client = client if target == source else storage.make_client(target, settings)
             log.info("publish: output to s3://%s/%s", out_bucket, prefix)
             outcome = storage.publish_private(
-                out_client,
+                box["client"],
                 out_bucket,
                 prefix,
                 output_dir,
@@ -270,6 +342,7 @@ def _execute(
                 manifest_extra=manifest_extra,
                 cancel=cancel,
                 progress=publish_progress,
+                claim=box["claim"],
             )
         else:
             target = storage.S3Target(
@@ -305,6 +378,50 @@ def _execute(
             "(%s); check that process() writes into the output_dir it is given",
             "a manifest without files" if std.output_storage == "PRIVATE" else "an empty zip",
         )
+
+
+def _order_digest(config: RunConfig) -> str:
+    """What makes two runs the same order without an order id: inputs, options, output."""
+    import hashlib
+    import json
+
+    std = config.standard
+    workflow = config.workflow.model_dump(mode="json") if config.workflow is not None else None
+    facts = {
+        "input": [std.input_s3_endpoint_url, std.input_s3_path],
+        "output": [std.output_storage, *config.output_location]
+        if std.output_storage == "PRIVATE"
+        else [std.output_storage],
+        "workflow_options": workflow,
+        "identifiers": list(config.order.identifiers),
+        "order_name": config.order.order_name,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _complete_rerun(claim: Any, result: RunResult) -> None:
+    """The same order published fully before (a retried pod): verify that set, report it."""
+    from hook_processor._s3 import claim as _claim
+
+    files = _claim.verify_existing(claim)
+    job = claim.job
+    result.products = [
+        {
+            "Name": str(f["key"])[len(claim.prefix) + 1 if claim.prefix else 0 :],
+            "Size": int(f["size"]),
+            "Location": job.url(str(f["key"])),
+            **({"Sha256": f["sha256"]} if f.get("sha256") else {}),
+        }
+        for f in files
+    ]
+    result.manifest = job.url(claim.key(_claim.MANIFEST_NAME))
+    result.output_files = len(files)
+    result.output_bytes = sum(int(f["size"]) for f in files)
+    result.notes.append(
+        f"already published by an earlier run of this order; {result.manifest} and its "
+        f"{len(files)} files verified, nothing staged or processed again"
+    )
+    _log.get_logger().info("preflight: %s", result.notes[-1])
 
 
 def _call_process(

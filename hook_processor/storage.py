@@ -21,7 +21,7 @@ import datetime
 import json
 import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,12 @@ def stage_in(
     *,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
+    before_download: Callable[[], None] | None = None,
 ) -> TransferStats:
     """Download ``s3://bucket/key_or_prefix`` into ``dest``.
+
+    ``before_download`` is called once the input is listed and checked, before any byte moves
+    (the runtime checks the output side there).
 
     ``""`` or a value ending in ``/`` is a prefix (every object under it). Otherwise a folder if
     objects exist under ``key_or_prefix + "/"``, else the one object of that exact key (staged as
@@ -121,6 +125,8 @@ def stage_in(
     except (ClientError, BotoCoreError) as err:
         raise job.fail(f"could not list {job.url(key_or_prefix)}", err) from err
     remotes = _download.plan(job, listing, key_or_prefix)
+    if before_download is not None:
+        before_download()
     job.planned(len(remotes), sum(r.size for r in remotes))
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -154,6 +160,28 @@ def _publish_job(
     )
 
 
+def claim_output(
+    client: Engine,
+    bucket: str,
+    prefix: str,
+    settings: TransferSettings,
+    *,
+    order_id: str | None,
+    digest: str,
+    own_input: tuple[str, str] | None = None,
+    cancel: threading.Event | None = None,
+) -> Any:
+    """The output preflight and the claim on ``prefix`` (see ``_s3/claim.py``): run it before
+    stage-in; pass the claim to :func:`publish_private`; ``release()`` it when done."""
+    from hook_processor._s3 import claim as _claim
+
+    job = _publish_job(client, bucket, settings, cancel, None)
+    job.phase = "checking the output"
+    return _claim.preflight(
+        job, prefix, _claim.Order(order_id or None, digest), own_input=own_input
+    )
+
+
 def publish_private(
     client: Engine,
     bucket: str,
@@ -164,11 +192,14 @@ def publish_private(
     manifest_extra: Mapping[str, Any],
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
+    claim: Any = None,
 ) -> PublishOutcome:
     """Upload every file of ``src`` to ``s3://bucket/prefix/<relative path>``, manifest last.
 
     Refuses a prefix that already holds a manifest (a previous run's), before uploading
     anything. A failed or cancelled run aborts its multipart uploads and writes no manifest.
+    With the ``claim`` of :func:`claim_output` (the runtime's), no file may replace a protected
+    object, and every object under the prefix is checked to be this run's before the manifest.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -185,10 +216,15 @@ def publish_private(
         )
     manifest_key = f"{prefix}/{MANIFEST_NAME}" if prefix else MANIFEST_NAME
     job.check()
-    try:
-        exists = _upload.head_exists(job, manifest_key)
-    except (ClientError, BotoCoreError) as err:
-        raise job.fail(f"could not check for {job.url(manifest_key)}", err) from err
+    if claim is not None:
+        claim.job = job  # count its calls with this phase's
+        claim.refuse_protected(f"{prefix}/{f.rel}" if prefix else f.rel for f in files)
+        exists = False
+    else:
+        try:
+            exists = _upload.head_exists(job, manifest_key)
+        except (ClientError, BotoCoreError) as err:
+            raise job.fail(f"could not check for {job.url(manifest_key)}", err) from err
     if exists:
         raise PublishError(
             f"{job.url(manifest_key)} already exists: a previous run published to "
@@ -204,6 +240,11 @@ def publish_private(
             mp.abort(job)
         raise
     job.check()
+    if claim is not None:
+        try:
+            claim.verify({u.key: (u.size, u.etag) for u in results.values()})
+        except (ClientError, BotoCoreError) as err:
+            raise job.fail(f"could not list {job.url(prefix)} to verify it", err) from err
     manifest = {
         "hook_processor_version": _version(),
         "created": _now(),

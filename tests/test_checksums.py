@@ -126,8 +126,16 @@ def test_a_byte_flipped_on_the_way_up_is_rejected_by_the_store_and_the_run_fails
         Bucket=name, Key="dedl_hello_world/input_file_location/example.data", Body=b"abc" * 1000
     )
     with FaultProxy(upstream=verifying_s3) as up:
-        # the first upload of the run (an output file; the manifest comes last) is corrupted
-        up.add_rule(Rule(fault="flip_request_byte", methods="PUT", offset=10, count=1))
+        # the first upload of an output file is corrupted (not the preflight's probe or lease)
+        up.add_rule(
+            Rule(
+                fault="flip_request_byte",
+                methods="PUT",
+                key_pattern=r"example\.data$",
+                offset=10,
+                count=1,
+            )
+        )
         server = type("S", (), {"endpoint_url": up.endpoint_url, "access_key": ACCESS})
         env = private_env(server, name, name, tmp_path / "w", HOOK_S3_ENGINE=engine)
         env.update(

@@ -109,10 +109,10 @@ def test_refused_publication_through_botocore_says_refused_exit_5(
     result = runtime.run(OptionSources(env=env), project_dir=HELLO_WORLD)
     assert result.exit_code == ExitCode.PUBLISH_FAILED
     assert result.status_message == (
-        f"could not check for s3://out/results/run1/_manifest.json at {endpoint}: "
+        f"could not check the output s3://out/results/run1 at {endpoint}: "
         "connection refused; check the endpoint URL and that the S3 server is running"
     )
-    assert attempts.count(("127.0.0.1", port)) == 3  # botocore's HeadObject, retried less too
+    assert attempts.count(("127.0.0.1", port)) == 3  # the preflight's HeadBucket, retried less too
 
 
 def test_unknown_host_is_named_as_a_dns_failure(s3_server, tmp_path, no_dns, attempts) -> None:

@@ -196,11 +196,11 @@ def test_bad_options_exit_2_before_any_io(tmp_path, capsys) -> None:
     assert json.loads((tmp_path / "work" / "result.json").read_text())["Status"] == "failed"
 
 
-def test_unreachable_input_is_a_staging_failure(s3_server, tmp_path) -> None:
+def test_unreachable_input_is_a_staging_failure(s3_server, buckets, tmp_path) -> None:
     env = private_env(
         s3_server,
         "inb",
-        "out",
+        buckets[1],  # the output side passes its preflight: the input is what fails
         tmp_path / "work",
         SOURCE_S3_ENDPOINT_URL="http://127.0.0.1:9",
         HOOK_S3_MAX_ATTEMPTS="1",

@@ -39,6 +39,7 @@ class Uploaded:
     key: str
     size: int
     sha256: str
+    etag: str = ""  # the upload's answer: the claim checks a listing against it
 
 
 def walk(src: Path) -> list[Local]:
@@ -158,13 +159,16 @@ class _Multipart:
                 )
 
 
-def _verify_size(job: Job, key: str, size: int) -> None:
+def _verify_size(job: Job, key: str, size: int) -> str:
+    """Check the stored size; return the stored ETag (what a listing shows: some stores,
+    rclone's among them, give a completed multipart upload another ETag than its answer)."""
     head = job.call(job.s3.head_object, Bucket=job.bucket, Key=key)
     if int(head.get("ContentLength", -1)) != size:
         raise PublishError(
             f"{job.url(key)} holds {head.get('ContentLength')} bytes after upload, expected "
             f"{size}; run again"
         )
+    return str(head.get("ETag", "")).strip('"')
 
 
 def private_units(
@@ -219,10 +223,11 @@ def _put(
             job.buffers.give(local.size)
         # A plain PUT's ETag is the MD5 of the bytes (except with SSE-KMS): a match is our
         # verification for free; otherwise one HEAD checks the size.
-        if str(response.get("ETag", "")).strip('"') != md5:
-            _verify_size(job, key, local.size)
+        etag = str(response.get("ETag", "")).strip('"')
+        if etag != md5:
+            etag = _verify_size(job, key, local.size)
         job.arrived(local.size)
-        results[local.rel] = Uploaded(key, local.size, sha256)
+        results[local.rel] = Uploaded(key, local.size, sha256, etag)
         job.file_done()
 
     return run
@@ -277,8 +282,8 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
         MultipartUpload={"Parts": parts},
     )
     mp.completed = True
-    _verify_size(job, mp.key, mp.local.size)
-    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.digest.hexdigest())
+    etag = _verify_size(job, mp.key, mp.local.size)
+    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.digest.hexdigest(), etag)
     job.file_done()
 
 
