@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +70,7 @@ def client_for(target: S3Target, settings: TransferSettings, *, user_agent: str)
             aws_access_key_id=credentials.access_key if credentials else None,
             aws_secret_access_key=credentials.secret_key if credentials else None,
             config=config,
+            verify=ca_bundle(),
         )
     except ValueError as err:  # botocore: "Invalid endpoint: ..."
         raise OptionsError(f"S3 endpoint {target.endpoint_url!r} is not usable: {err}") from err
@@ -79,10 +82,24 @@ def client_for(target: S3Target, settings: TransferSettings, *, user_agent: str)
     return client, credentials
 
 
+def ca_bundle() -> str | None:
+    """The CA bundle file the environment names, or None (botocore's default: certifi's).
+
+    botocore reads ``AWS_CA_BUNDLE`` and ``REQUESTS_CA_BUNDLE`` but not ``SSL_CERT_FILE``, the
+    variable OpenSSL and most other tools read: a platform that sets only that one (a private CA
+    baked into the image) would get certificate errors. The first one set wins, in that order.
+    """
+    for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
 def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
     """A botocore ``needs-retry`` handler: few, quick attempts for a refused connection or an
-    unknown host (see ``transfer.UNREACHABLE_ATTEMPTS``); every other case is left to the
-    standard retry policy (None).
+    unknown host (see ``transfer.UNREACHABLE_ATTEMPTS``), none for a certificate that does not
+    verify; every other case is left to the standard retry policy (None).
 
     botocore retries with the first delay any handler returns and has no "do not retry" answer,
     so the last attempt re-raises the error itself, as botocore would once it gives up.
@@ -92,7 +109,12 @@ def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
     def needs_retry(
         attempts: int = 1, caught_exception: BaseException | None = None, **_: Any
     ) -> float | None:
-        if caught_exception is None or transfer.unreachable(caught_exception) is None:
+        if caught_exception is None:
+            return None
+        kind = transfer.cause(caught_exception)
+        if kind == "certificate":  # the next attempt gets the same certificate: say it now
+            raise caught_exception
+        if kind not in ("refused", "unresolved"):
             return None
         if attempts >= limit:
             raise caught_exception
@@ -110,6 +132,8 @@ class BotoEngine:
     def __init__(self, client: Any) -> None:
         self.boto = client
         self.endpoint_url = str(client.meta.endpoint_url)
+        config = client.meta.config
+        self._crc32 = getattr(config, "request_checksum_calculation", None) != "when_required"
 
     def list_objects_v2(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.list_objects_v2(**params))
@@ -122,14 +146,32 @@ class BotoEngine:
 
     def put_object(self, *, Body: Payload, **params: Any) -> dict[str, Any]:  # noqa: N803
         return dict(
-            self.boto.put_object(Body=Body.data, ContentMD5=Body.content_md5(), **_given(params))
+            self.boto.put_object(
+                Body=Body.data, ContentMD5=Body.content_md5(), **self._sums(Body), **_given(params)
+            )
         )
 
     def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.create_multipart_upload(**params))
 
     def upload_part(self, *, Body: Payload, **params: Any) -> dict[str, Any]:  # noqa: N803
-        return dict(self.boto.upload_part(Body=Body.data, ContentMD5=Body.content_md5(), **params))
+        return dict(
+            self.boto.upload_part(
+                Body=Body.data, ContentMD5=Body.content_md5(), **self._sums(Body), **params
+            )
+        )
+
+    def _sums(self, body: Payload) -> dict[str, str]:
+        """The body's CRC32, given as a header value of our own.
+
+        Left to botocore, an upload over https carries its checksum in an aws-chunked *trailer*:
+        the body goes with ``Transfer-Encoding: chunked`` and no ``Content-Length``, which stores
+        such as ``rclone serve s3`` refuse (411 MissingContentLength). A checksum given as a
+        parameter is sent as a header, and the body (bytes) with its length, on http and https.
+        """
+        if not self._crc32:
+            return {}
+        return {"ChecksumCRC32": base64.b64encode(body.digests()[2].to_bytes(4, "big")).decode()}
 
     def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.complete_multipart_upload(**params))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import random
 import threading
 import time
@@ -42,11 +41,13 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
     ResponseStreamingError,
+    SSLError,
 )
 
+from hook_processor._s3.boto import ca_bundle
 from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
 from hook_processor._s3.sigv4 import SigV4Signer
-from hook_processor._s3.transfer import UNREACHABLE_ATTEMPTS, unreachable, unreachable_delay
+from hook_processor._s3.transfer import UNREACHABLE_ATTEMPTS, cause, unreachable_delay
 from hook_processor.errors import OptionsError
 
 # botocore's standard retry mode (botocore/retries/standard.py)
@@ -155,7 +156,7 @@ class LeanEngine:
             from botocore.httpsession import get_cert_path
 
             common["cert_reqs"] = "CERT_REQUIRED"
-            common["ca_certs"] = get_cert_path(os.environ.get("AWS_CA_BUNDLE") or True)
+            common["ca_certs"] = get_cert_path(ca_bundle() or True)  # as the boto3 client
             self.pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
                 self.host, self.port, **common
             )
@@ -373,7 +374,10 @@ class LeanEngine:
                 )
             except (urllib3.exceptions.HTTPError, OSError) as err:
                 error = _connection_error(err, self.endpoint_url)
-                if unreachable(err) is not None:  # answered at once: a few quick attempts
+                kind = cause(err)
+                if kind == "certificate":  # the same certificate next time: no retry
+                    raise error from err
+                if kind in ("refused", "unresolved"):  # answered at once: a few quick attempts
                     if attempt < min(self.attempts, UNREACHABLE_ATTEMPTS) and self._take(
                         _RETRY_COST
                     ):
@@ -528,6 +532,8 @@ def _connection_error(err: BaseException, endpoint: str) -> Exception:
     # urllib3: test it first, as botocore's own HTTP session does, or a refusal reads "timeout".
     if isinstance(err, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
         return EndpointConnectionError(endpoint_url=endpoint, error=err)
+    if isinstance(err, urllib3.exceptions.SSLError):  # botocore's type for it, as its session
+        return SSLError(endpoint_url=endpoint, error=err)
     if isinstance(err, urllib3.exceptions.ConnectTimeoutError):
         return ConnectTimeoutError(endpoint_url=endpoint, error=err)
     if isinstance(err, urllib3.exceptions.ReadTimeoutError):

@@ -8,11 +8,13 @@ unit, so the pool cannot deadlock; the unit that finishes a large file's last pa
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
+import urllib3.exceptions
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -245,14 +247,24 @@ class Buffers:
 def describe(err: BaseException) -> str:
     """The underlying error's text: botocore messages and OS errors carry no credentials.
 
-    A connection refused or a host name that does not resolve is said in those words: botocore
-    says only "Could not connect to the endpoint URL" for both.
+    A refused connection, a host name that does not resolve, a certificate that does not verify
+    and a timeout are said in those words: botocore says "Could not connect to the endpoint URL"
+    for the first two and "Connection was closed before we received a valid response" for a
+    certificate the lean path's pool refused.
     """
-    kind = unreachable(err)
+    kind = cause(err)
     if kind == "refused":
         return "connection refused; check the endpoint URL and that the S3 server is running"
     if kind == "unresolved":
         return "its host name does not resolve (DNS lookup failed); check the endpoint URL"
+    if kind == "certificate":
+        return (
+            f"the server's TLS certificate was not accepted ({_certificate_reason(err)}); "
+            "if the store uses a private or self-signed certificate, set SSL_CERT_FILE "
+            "(or AWS_CA_BUNDLE) to a file of the CA certificates that signed it"
+        )
+    if kind == "timeout":
+        return f"timed out: {err}; check that the endpoint is reachable from here"
     if isinstance(err, OSError) and err.strerror:
         where = f": {err.filename}" if err.filename else ""
         return f"{err.strerror}{where}"
@@ -289,30 +301,66 @@ def ranges(size: int, part_size: int) -> list[tuple[int, int]]:
 
 def unreachable(err: BaseException) -> str | None:
     """``"refused"`` or ``"unresolved"`` when ``err`` comes from a connection refused or a host
-    name that does not resolve, else None.
+    name that does not resolve, else None."""
+    kind = cause(err)
+    return kind if kind in ("refused", "unresolved") else None
 
-    Looks through botocore's wrapper (``kwargs["error"]``) and the ``__cause__`` chain: urllib3
-    raises NewConnectionError (a subclass of its ConnectTimeoutError!) from the OSError, botocore
-    an EndpointConnectionError around that.
+
+def cause(err: BaseException) -> str | None:
+    """What ``err`` comes from: ``"refused"``, ``"unresolved"``, ``"certificate"`` (TLS
+    verification failed) or ``"timeout"``, in that order of precedence; else None.
+
+    Looks through botocore's wrapper (``kwargs["error"]``), exceptions in ``args`` (urllib3's
+    SSLError holds the ssl error there) and the ``__cause__`` chain: urllib3 raises
+    NewConnectionError (a subclass of its ConnectTimeoutError!) from the OSError, botocore an
+    EndpointConnectionError around that.
     """
+    found = {_kind(e) for e in _chain(err)}
+    return next(
+        (k for k in ("refused", "unresolved", "certificate", "timeout") if k in found), None
+    )
+
+
+def _kind(err: BaseException) -> str | None:
+    if isinstance(err, ConnectionRefusedError):
+        return "refused"
+    if isinstance(err, socket.gaierror):
+        return "unresolved"
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return "certificate"
+    if isinstance(err, urllib3.exceptions.NewConnectionError):
+        return None  # a ConnectTimeoutError by inheritance only: its cause says what it was
+    if isinstance(err, TimeoutError | socket.timeout | urllib3.exceptions.TimeoutError):
+        return "timeout"
+    if type(err).__name__ in ("ConnectTimeoutError", "ReadTimeoutError"):  # botocore's
+        return "timeout"
+    return None
+
+
+def _chain(err: BaseException) -> list[BaseException]:
     stack: list[BaseException] = [err]
-    seen: set[int] = set()
+    seen: dict[int, BaseException] = {}
     while stack:
         current = stack.pop()
         if id(current) in seen:
             continue
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return "refused"
-        if isinstance(current, socket.gaierror):
-            return "unresolved"
+        seen[id(current)] = current
         wrapped = (
             getattr(current, "kwargs", {}).get("error")
             if isinstance(current, BotoCoreError)
             else None
         )
-        stack += [e for e in (wrapped, current.__cause__) if isinstance(e, BaseException)]
-    return None
+        stack += [
+            e for e in (wrapped, current.__cause__, *current.args) if isinstance(e, BaseException)
+        ]
+    return list(seen.values())
+
+
+def _certificate_reason(err: BaseException) -> str:
+    for current in _chain(err):
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "certificate verify failed")
+    return "certificate verify failed"
 
 
 def unreachable_delay(attempt: int) -> float:
