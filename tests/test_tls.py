@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,16 @@ def tls_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsS3]:
         server.wait(timeout=10)
 
 
+BUNDLE_VARIABLES = ("SSL_CERT_FILE", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE")
+
+
+@pytest.fixture(autouse=True)
+def _no_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CA bundle from the developer's environment: each test names the one it wants."""
+    for name in BUNDLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The port of every request urllib3 tries, from the lean path and from botocore."""
@@ -179,13 +190,11 @@ def test_an_untrusted_certificate_is_named_and_tried_once(
     assert written["StatusMessage"] == message
 
 
-@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"])
+@pytest.mark.parametrize("variable", BUNDLE_VARIABLES)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_ca_bundle_from_the_environment_is_trusted_by_both_engines(
     tls_s3: TlsS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str, variable: str
 ) -> None:
-    for name in ("SSL_CERT_FILE", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(variable, str(tls_s3.cert))
     run = f"trusted-{engine}-{variable.lower()}"
     env = tls_env(tls_s3, tmp_path / "work", run, HOOK_S3_ENGINE=engine)
@@ -196,3 +205,60 @@ def test_a_ca_bundle_from_the_environment_is_trusted_by_both_engines(
     manifest = json.loads((out / "_manifest.json").read_text())
     assert [f["key"] for f in manifest["files"]] == [f"{run}/out/example.data"]
     assert (out / "example.data").read_bytes() == b"OVER TLS\n"
+
+
+def big_copy_project(root: Path) -> Path:
+    """A processor that writes one 11 MiB file: three parts of 5 MiB with HOOK_PART_SIZE_MB=5."""
+    project = root / "big"
+    project.mkdir()
+    (project / "big_copy.py").write_text(
+        "def process(input_dir, output_dir):\n"
+        "    (output_dir / 'big.bin').write_bytes(bytes(range(256)) * (11 * 4096))\n"
+        "    (output_dir / 'small.txt').write_text('small')\n"
+    )
+    (project / "pyproject.toml").write_text(
+        '[tool.hook-processor]\nname = "big_copy"\nentrypoint = "big_copy:process"\n'
+    )
+    return project
+
+
+@pytest.mark.parametrize("storage", ["PRIVATE", "TEMPORARY"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_upload_over_https_sends_a_content_length(
+    tls_s3: TlsS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str, storage: str
+) -> None:
+    """rclone answers a body without Content-Length (aws-chunked, as botocore sends its CRC32
+    trailer over https) with 411 MissingContentLength: single PUTs, parts and the manifest."""
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tls_s3.cert))  # honoured before SSL_CERT_FILE was
+    run = f"length-{engine}-{storage.lower()}"
+    (tls_s3.root / f"tmp-{engine}").mkdir(exist_ok=True)
+    env = tls_env(
+        tls_s3,
+        tmp_path / "work",
+        run,
+        HOOK_S3_ENGINE=engine,
+        HOOK_PART_SIZE_MB="5",
+        OUTPUT_STORAGE=storage,
+        HOOK_TEMPORARY_S3_ENDPOINT_URL=tls_s3.endpoint_url,
+        HOOK_TEMPORARY_S3_BUCKET=f"tmp-{engine}",
+        HOOK_TEMPORARY_S3_ACCESS_KEY=ACCESS,
+        HOOK_TEMPORARY_S3_SECRET_KEY=SECRET,
+    )
+    result = runtime.run(OptionSources(env=env), project_dir=big_copy_project(tmp_path))
+
+    assert result.exit_code == ExitCode.COMPLETED, result.status_message
+    big = bytes(range(256)) * (11 * 4096)
+    if storage == "PRIVATE":
+        out = tls_s3.root / "outb" / run / "out"
+        assert (out / "big.bin").read_bytes() == big  # multipart: every UploadPart accepted
+        assert (out / "small.txt").read_bytes() == b"small"
+        manifest = json.loads((out / "_manifest.json").read_text())
+        assert sorted(f["key"] for f in manifest["files"]) == [
+            f"{run}/out/big.bin",
+            f"{run}/out/small.txt",
+        ]
+    else:
+        (archive,) = [p for p in (tls_s3.root / f"tmp-{engine}").rglob("*.zip")]
+        with zipfile.ZipFile(archive) as zipped:
+            assert zipped.read("big.bin") == big
+            assert zipped.read("small.txt") == b"small"

@@ -54,6 +54,21 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Error codes a store may give to a request whose flexible-checksum headers it does not support,
+# whatever the status it answers them with.
+CHECKSUM_CODES = frozenset(
+    {
+        "MissingContentLength",
+        "InvalidArgument",
+        "InvalidRequest",
+        "InvalidDigest",
+        "NotImplemented",
+        "XAmzContentSHA256Mismatch",
+        "UnsupportedChecksumAlgorithm",
+    }
+)
+
+
 class Aborted(Exception):
     """Internal: another unit of the same job failed; stop quietly."""
 
@@ -144,12 +159,15 @@ class Job:
     def _checksum_hint(self, err: BaseException) -> str:
         """Name the switch when a store may have rejected boto3's default flexible checksums.
 
-        Such stores answer 400 (InvalidArgument, XAmzContentSHA256Mismatch, ...) or 501
-        (NotImplemented), with codes that do not say "checksum"; the only fix is the switch.
+        Such stores answer 400 (InvalidArgument, XAmzContentSHA256Mismatch, ...), 411
+        (MissingContentLength: a body sent aws-chunked for a checksum trailer) or 501
+        (NotImplemented), with codes that rarely say "checksum"; the only fix is the switch.
+        403 (credentials), 404, 409 and 412 (conditions) have causes of their own.
         """
         if self.settings.checksum == "when_required" or not isinstance(err, ClientError):
             return ""
-        if http_status(err) not in (400, 501):
+        status, code = http_status(err), error_code(err)
+        if status not in (400, 411, 501) and code not in CHECKSUM_CODES:
             return ""
         return (
             "; if this S3-compatible store does not support flexible checksums "
