@@ -137,6 +137,7 @@ def run(
         log.info("completed: %s", _summary(result))
     except HookProcessorError as exc:
         result.exit_code = exc.exit_code
+        result.retries += getattr(exc, "retries", 0)  # those of the transfer that failed
         result.status_message = _status_message(exc)
         _log_failure(log, exc)
     except KeyboardInterrupt:
@@ -195,6 +196,7 @@ def _execute(
         part_size=platform.part_size_mb * 1024 * 1024,
         multipart_threshold=2 * platform.part_size_mb * 1024 * 1024,
         max_attempts=platform.s3_max_attempts,
+        throttle_seconds=platform.s3_throttle_seconds,
         checksum=platform.s3_checksum,
         engine=platform.s3_engine,
     )

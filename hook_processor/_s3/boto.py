@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +78,9 @@ def client_for(target: S3Target, settings: TransferSettings, *, user_agent: str)
     if credentials is None:
         credentials = session.get_credentials()  # the environment's chain, as the client's
     client.meta.events.register_first(
-        "needs-retry.s3", _unreachable_retries(settings.max_attempts), unique_id=_UNREACHABLE_ID
+        "needs-retry.s3",
+        _unreachable_retries(settings.max_attempts, settings.throttle_seconds),
+        unique_id=_UNREACHABLE_ID,
     )
     return client, credentials
 
@@ -96,10 +99,11 @@ def ca_bundle() -> str | None:
     return None
 
 
-def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
+def _unreachable_retries(max_attempts: int, throttle_seconds: float) -> Callable[..., float | None]:
     """A botocore ``needs-retry`` handler: few, quick attempts for a refused connection or an
     unknown host (see ``transfer.UNREACHABLE_ATTEMPTS``), none for a certificate that does not
-    verify; every other case is left to the standard retry policy (None).
+    verify, and a time budget (``throttle_seconds``) for throttling answers (see
+    ``transfer.THROTTLING_CODES``); every other case is left to the standard retry policy (None).
 
     botocore retries with the first delay any handler returns and has no "do not retry" answer,
     so the last attempt re-raises the error itself, as botocore would once it gives up.
@@ -107,10 +111,14 @@ def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
     limit = max(1, min(max_attempts, transfer.UNREACHABLE_ATTEMPTS))
 
     def needs_retry(
-        attempts: int = 1, caught_exception: BaseException | None = None, **_: Any
+        attempts: int = 1,
+        caught_exception: BaseException | None = None,
+        response: Any = None,
+        request_dict: Any = None,
+        **_: Any,
     ) -> float | None:
         if caught_exception is None:
-            return None
+            return _throttled_retry(attempts, response, request_dict, throttle_seconds)
         kind = transfer.cause(caught_exception)
         if kind == "certificate":  # the next attempt gets the same certificate: say it now
             raise caught_exception
@@ -121,6 +129,23 @@ def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
         return transfer.unreachable_delay(attempts)
 
     return needs_retry
+
+
+def _throttled_retry(
+    attempts: int, response: Any, request_dict: Any, window: float
+) -> float | None:
+    """The wait before retrying a throttled answer, within ``window`` seconds of throttling of
+    this request (its start is kept in the request's context, which every attempt shares)."""
+    if not response or not isinstance(request_dict, dict):
+        return None
+    http, parsed = response
+    status = int(getattr(http, "status_code", 0) or 0)
+    code = str((parsed or {}).get("Error", {}).get("Code", ""))
+    if not transfer.throttled(status, code):
+        return None
+    context = request_dict.setdefault("context", {})
+    since = context.setdefault("hook_throttled_since", time.monotonic())
+    return transfer.throttle_wait(since, attempts, window)
 
 
 class BotoEngine:

@@ -47,7 +47,13 @@ from botocore.exceptions import (
 from hook_processor._s3.boto import ca_bundle
 from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
 from hook_processor._s3.sigv4 import SigV4Signer
-from hook_processor._s3.transfer import UNREACHABLE_ATTEMPTS, cause, unreachable_delay
+from hook_processor._s3.transfer import (
+    UNREACHABLE_ATTEMPTS,
+    cause,
+    throttle_wait,
+    throttled,
+    unreachable_delay,
+)
 from hook_processor.errors import OptionsError
 
 # botocore's standard retry mode (botocore/retries/standard.py)
@@ -143,6 +149,7 @@ class LeanEngine:
         self._signer_lock = threading.Lock()
         self.checksum = settings.checksum == "when_supported"
         self.attempts = max(1, int(settings.max_attempts))
+        self.throttle_seconds = float(settings.throttle_seconds)
         self.user_agent = f"{user_agent} Python/{_python()} urllib3/{urllib3.__version__}"
         timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         common: dict[str, Any] = {
@@ -353,6 +360,7 @@ class LeanEngine:
         )
         target = f"{path}?{canonical_query}" if canonical_query else path
         attempt = 0
+        throttled_since: float | None = None
         while True:
             attempt += 1
             signed = self.signer().sign(method, path, canonical_query, headers, payload_sha256)
@@ -394,6 +402,13 @@ class LeanEngine:
                 return response, attempt - 1
             payload = _read_error_body(response)
             code, message = _parse_error(payload, response.status)
+            if throttled(response.status, code):  # a time budget, not attempts (transfer.py)
+                if throttled_since is None:
+                    throttled_since = time.monotonic()
+                wait = throttle_wait(throttled_since, attempt, self.throttle_seconds)
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
             retryable = (
                 response.status in _TRANSIENT_STATUS
                 or code in _TRANSIENT_CODES

@@ -7,9 +7,11 @@ unit, so the pool cannot deadlock; the unit that finishes a large file's last pa
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,29 @@ MAX_PARTS = 10_000  # S3's largest part number
 # answered at once and will not change in the next seconds. A few quick attempts cover a server
 # that is just (re)starting; the standard policy's backoff would wait ~10 s for the same answer.
 UNREACHABLE_ATTEMPTS = 3
+# A 503 SlowDown (or another throttling answer) says "later", not "broken": a store throttles
+# for seconds at a time, all requests at once. Counting attempts (5, with full-jitter backoff)
+# can end a request's retries in under 2 s, inside one burst; throttled requests are retried for
+# ``TransferSettings.throttle_seconds`` instead, with capped exponential backoff and equal jitter
+# (never a near-zero wait), beyond the attempt count and outside the retry quota.
+THROTTLE_FIRST_DELAY = 0.25
+THROTTLE_MAX_DELAY = 5.0
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+    }
+)
 QUEUED_PER_WORKER = 2  # units submitted to the pool at a time, per thread
 BUFFER_BYTES = 64 * 1024 * 1024  # upload bodies held in memory by one job (see Buffers)
 
@@ -153,8 +178,11 @@ class Job:
         """``what`` failed: a user-facing error with the endpoint and the underlying text."""
         if isinstance(err, ClientError | BotoCoreError):
             hint = self._checksum_hint(err)
-            return self.error(f"{what} at {self.endpoint}: {describe(err)}{hint}")
-        return self.error(f"{what}: {describe(err)}")
+            error = self.error(f"{what} at {self.endpoint}: {describe(err)}{hint}")
+        else:
+            error = self.error(f"{what}: {describe(err)}")
+        error.retries = self.retries  # type: ignore[attr-defined] # the result reports them
+        return error
 
     def _checksum_hint(self, err: BaseException) -> str:
         """Name the switch when a store may have rejected boto3's default flexible checksums.
@@ -230,7 +258,9 @@ class Job:
                 (e for e in errors if not isinstance(e, Cancelled | Aborted)), None
             )
         real = [e for e in errors if not isinstance(e, Aborted)]
-        raise real[0] if real else self.error(f"{self.phase} stopped")
+        error = real[0] if real else self.error(f"{self.phase} stopped")
+        error.retries = self.retries  # type: ignore[attr-defined] # every unit has ended
+        raise error
 
 
 class Buffers:
@@ -379,6 +409,26 @@ def _certificate_reason(err: BaseException) -> str:
         if isinstance(current, ssl.SSLCertVerificationError):
             return str(current.verify_message or current.reason or "certificate verify failed")
     return "certificate verify failed"
+
+
+def throttled(status: int, code: str) -> bool:
+    """Whether an answer asks the client to slow down (S3's SlowDown is a 503)."""
+    return status == 503 or code in THROTTLING_CODES
+
+
+def throttle_delay(attempt: int) -> float:
+    """Seconds before attempt ``attempt + 1`` of a throttled request: half fixed, half random."""
+    cap = min(THROTTLE_MAX_DELAY, THROTTLE_FIRST_DELAY * 2.0 ** (attempt - 1))
+    return cap / 2 + random.random() * cap / 2
+
+
+def throttle_wait(since: float, attempt: int, window: float) -> float | None:
+    """The wait before the next attempt of a request throttled since ``since`` (monotonic), or
+    None once the wait would end after ``window`` seconds of throttling."""
+    delay = throttle_delay(attempt)
+    if time.monotonic() - since + delay > window:
+        return None
+    return delay
 
 
 def unreachable_delay(attempt: int) -> float:
