@@ -137,7 +137,7 @@ def run(
         log.info("completed: %s", _summary(result))
     except HookProcessorError as exc:
         result.exit_code = exc.exit_code
-        result.retries += getattr(exc, "retries", 0)  # those of the transfer that failed
+        result.retries += exc.retries  # those of the transfer that failed
         result.status_message = _status_message(exc)
         _log_failure(log, exc)
     except KeyboardInterrupt:

@@ -181,7 +181,7 @@ class Job:
             error = self.error(f"{what} at {self.endpoint}: {describe(err)}{hint}")
         else:
             error = self.error(f"{what}: {describe(err)}")
-        error.retries = self.retries  # type: ignore[attr-defined] # the result reports them
+        error.retries = self.retries  # the result reports them
         return error
 
     def _checksum_hint(self, err: BaseException) -> str:
@@ -259,7 +259,8 @@ class Job:
             )
         real = [e for e in errors if not isinstance(e, Aborted)]
         error = real[0] if real else self.error(f"{self.phase} stopped")
-        error.retries = self.retries  # type: ignore[attr-defined] # every unit has ended
+        if isinstance(error, HookProcessorError):
+            error.retries = self.retries  # every unit has ended: all of them
         raise error
 
 
