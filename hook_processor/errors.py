@@ -26,6 +26,7 @@ class HookProcessorError(Exception):
     """Root of every error hook-processor raises on purpose."""
 
     exit_code: ExitCode = ExitCode.INTERNAL_ERROR
+    retries: int = 0  # S3 retries made by the transfer that failed (the result reports them)
 
 
 class UserError(HookProcessorError):

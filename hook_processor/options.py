@@ -204,6 +204,12 @@ class PlatformSettings(_SettingsBase):
     s3_max_attempts: int = Field(
         5, ge=1, le=20, description="Attempts per S3 request (botocore standard retries)"
     )
+    s3_throttle_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="Seconds one S3 request keeps retrying 503 SlowDown / throttling answers",
+    )
     s3_checksum: Literal["when_supported", "when_required"] = Field(
         "when_supported",
         description="Flexible checksums; when_required for stores that reject them",

@@ -6,6 +6,7 @@ Field names follow the Hook API's PascalCase; ``Status`` uses its words (``compl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -106,3 +107,33 @@ def write_result(result: RunResult, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+ROOM_BYTES = 256 * 1024  # held for the result beside it while the run may fill the disk
+
+
+def _room_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.room")
+
+
+def reserve_room(path: Path) -> None:
+    """Hold ``ROOM_BYTES`` of disk beside the result file, given back just before it is written.
+
+    A stage-in that fills the disk would otherwise leave no block for the result, and the
+    platform would get no result at all ("No space left on device"). Best effort: a disk that
+    is already full gets no room, and the run goes on.
+    """
+    room = _room_path(path)
+    try:
+        with open(room, "wb") as handle:
+            handle.write(bytes(ROOM_BYTES))  # written, not sparse: the blocks are really taken
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        room.unlink(missing_ok=True)
+
+
+def release_room(path: Path) -> None:
+    """Give back what :func:`reserve_room` held (nothing if it held nothing)."""
+    with contextlib.suppress(OSError):
+        _room_path(path).unlink(missing_ok=True)

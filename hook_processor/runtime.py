@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import secrets as _random
 import shutil
@@ -40,6 +41,8 @@ from hook_processor.result import (
     COMPLETED_MESSAGE,
     EMPTY_OUTPUT_MESSAGE,
     RunResult,
+    release_room,
+    reserve_room,
     write_result,
 )
 
@@ -103,6 +106,7 @@ def run(
             _progress_relay.RELAY,
         )
     result_path = _absolute(_default_result_path(env))
+    input_dir: Path | None = None  # the staged input, freed when the run fails (see finally)
     try:
         with _timed(result, "load"):
             project, processor = _load(env, project_dir)
@@ -115,6 +119,8 @@ def run(
         work_dir = Path(os.path.abspath(config.platform.work_dir))
         config.platform.work_dir = work_dir
         result_path = _absolute(config.platform.result_path or work_dir / "result.json")
+        config.platform.result_path = result_path
+        input_dir = work_dir / "input"
         order = config.order
         result.workflow_name = result.workflow_name or order.workflow_name
         result.order_workflow_name = order.workflow_name
@@ -149,6 +155,7 @@ def run(
         log.info("completed: %s", _summary(result))
     except HookProcessorError as exc:
         result.exit_code = exc.exit_code
+        result.retries += exc.retries  # those of the transfer that failed
         result.status_message = _status_message(exc)
         _log_failure(log, exc)
     except KeyboardInterrupt:
@@ -165,8 +172,18 @@ def run(
         result.timings["total"] = time.perf_counter() - began
         result.finished = time.time()
         result.status_message = run_log.redact(result.status_message)
+        release_room(result_path)
+        if result.exit_code == ExitCode.STAGING_FAILED and input_dir is not None:
+            _free_staged_input(input_dir)  # useless now, and maybe what filled the disk
         try:
-            write_result(result, result_path)
+            try:
+                write_result(result, result_path)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or result.exit_code == ExitCode.COMPLETED:
+                    raise
+                if input_dir is not None:  # a failed run: its input is not needed any more
+                    _free_staged_input(input_dir)
+                write_result(result, result_path)
             log.info("result written to %s", result_path)
         except OSError as exc:
             log.error("could not write the result to %s: %s", result_path, exc)
@@ -191,11 +208,13 @@ def _execute(
     platform, std = config.platform, config.standard
     log = _log.get_logger()
     input_dir, output_dir = _prepare_work_dir(platform.work_dir)
+    reserve_room(platform.result_path or platform.work_dir / "result.json")
     settings = storage.TransferSettings(
         concurrency=platform.concurrency,
         part_size=platform.part_size_mb * 1024 * 1024,
         multipart_threshold=2 * platform.part_size_mb * 1024 * 1024,
         max_attempts=platform.s3_max_attempts,
+        throttle_seconds=platform.s3_throttle_seconds,
         checksum=platform.s3_checksum,
         engine=platform.s3_engine,
     )
@@ -535,6 +554,20 @@ def _prepare_work_dir_unchecked(work_dir: Path) -> tuple[Path, Path]:
     for folder in dirs:
         folder.mkdir(exist_ok=True)
     return dirs
+
+
+def _free_staged_input(input_dir: Path) -> None:
+    """Remove what a failed run staged into ``input_dir`` (a folder this runtime prepared)."""
+    if input_dir.is_symlink() or not input_dir.is_dir():
+        return  # refused by _prepare_work_dir: never followed, never emptied
+    for entry in input_dir.iterdir():
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as exc:
+            _log.get_logger().warning("could not remove the staged input %s: %s", entry, exc)
 
 
 def _work_dir_error(work_dir: Path, problem: str) -> OptionsError:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,21 +71,39 @@ def client_for(target: S3Target, settings: TransferSettings, *, user_agent: str)
             aws_access_key_id=credentials.access_key if credentials else None,
             aws_secret_access_key=credentials.secret_key if credentials else None,
             config=config,
+            verify=ca_bundle(),
         )
     except ValueError as err:  # botocore: "Invalid endpoint: ..."
         raise OptionsError(f"S3 endpoint {target.endpoint_url!r} is not usable: {err}") from err
     if credentials is None:
         credentials = session.get_credentials()  # the environment's chain, as the client's
     client.meta.events.register_first(
-        "needs-retry.s3", _unreachable_retries(settings.max_attempts), unique_id=_UNREACHABLE_ID
+        "needs-retry.s3",
+        _unreachable_retries(settings.max_attempts, settings.throttle_seconds),
+        unique_id=_UNREACHABLE_ID,
     )
     return client, credentials
 
 
-def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
+def ca_bundle() -> str | None:
+    """The CA bundle file the environment names, or None (botocore's default: certifi's).
+
+    botocore reads ``AWS_CA_BUNDLE`` and ``REQUESTS_CA_BUNDLE`` but not ``SSL_CERT_FILE``, the
+    variable OpenSSL and most other tools read: a platform that sets only that one (a private CA
+    baked into the image) would get certificate errors. The first one set wins, in that order.
+    """
+    for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _unreachable_retries(max_attempts: int, throttle_seconds: float) -> Callable[..., float | None]:
     """A botocore ``needs-retry`` handler: few, quick attempts for a refused connection or an
-    unknown host (see ``transfer.UNREACHABLE_ATTEMPTS``); every other case is left to the
-    standard retry policy (None).
+    unknown host (see ``transfer.UNREACHABLE_ATTEMPTS``), none for a certificate that does not
+    verify, and a time budget (``throttle_seconds``) for throttling answers (see
+    ``transfer.THROTTLING_CODES``); every other case is left to the standard retry policy (None).
 
     botocore retries with the first delay any handler returns and has no "do not retry" answer,
     so the last attempt re-raises the error itself, as botocore would once it gives up.
@@ -90,15 +111,41 @@ def _unreachable_retries(max_attempts: int) -> Callable[..., float | None]:
     limit = max(1, min(max_attempts, transfer.UNREACHABLE_ATTEMPTS))
 
     def needs_retry(
-        attempts: int = 1, caught_exception: BaseException | None = None, **_: Any
+        attempts: int = 1,
+        caught_exception: BaseException | None = None,
+        response: Any = None,
+        request_dict: Any = None,
+        **_: Any,
     ) -> float | None:
-        if caught_exception is None or transfer.unreachable(caught_exception) is None:
+        if caught_exception is None:
+            return _throttled_retry(attempts, response, request_dict, throttle_seconds)
+        kind = transfer.cause(caught_exception)
+        if kind == "certificate":  # the next attempt gets the same certificate: say it now
+            raise caught_exception
+        if kind not in ("refused", "unresolved"):
             return None
         if attempts >= limit:
             raise caught_exception
         return transfer.unreachable_delay(attempts)
 
     return needs_retry
+
+
+def _throttled_retry(
+    attempts: int, response: Any, request_dict: Any, window: float
+) -> float | None:
+    """The wait before retrying a throttled answer, within ``window`` seconds of throttling of
+    this request (its start is kept in the request's context, which every attempt shares)."""
+    if not response or not isinstance(request_dict, dict):
+        return None
+    http, parsed = response
+    status = int(getattr(http, "status_code", 0) or 0)
+    code = str((parsed or {}).get("Error", {}).get("Code", ""))
+    if not transfer.throttled(status, code):
+        return None
+    context = request_dict.setdefault("context", {})
+    since = context.setdefault("hook_throttled_since", time.monotonic())
+    return transfer.throttle_wait(since, attempts, window)
 
 
 class BotoEngine:
@@ -110,6 +157,8 @@ class BotoEngine:
     def __init__(self, client: Any) -> None:
         self.boto = client
         self.endpoint_url = str(client.meta.endpoint_url)
+        config = client.meta.config
+        self._crc32 = getattr(config, "request_checksum_calculation", None) != "when_required"
 
     def list_objects_v2(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.list_objects_v2(**params))
@@ -122,14 +171,32 @@ class BotoEngine:
 
     def put_object(self, *, Body: Payload, **params: Any) -> dict[str, Any]:  # noqa: N803
         return dict(
-            self.boto.put_object(Body=Body.data, ContentMD5=Body.content_md5(), **_given(params))
+            self.boto.put_object(
+                Body=Body.data, ContentMD5=Body.content_md5(), **self._sums(Body), **_given(params)
+            )
         )
 
     def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.create_multipart_upload(**params))
 
     def upload_part(self, *, Body: Payload, **params: Any) -> dict[str, Any]:  # noqa: N803
-        return dict(self.boto.upload_part(Body=Body.data, ContentMD5=Body.content_md5(), **params))
+        return dict(
+            self.boto.upload_part(
+                Body=Body.data, ContentMD5=Body.content_md5(), **self._sums(Body), **params
+            )
+        )
+
+    def _sums(self, body: Payload) -> dict[str, str]:
+        """The body's CRC32, given as a header value of our own.
+
+        Left to botocore, an upload over https carries its checksum in an aws-chunked *trailer*:
+        the body goes with ``Transfer-Encoding: chunked`` and no ``Content-Length``, which stores
+        such as ``rclone serve s3`` refuse (411 MissingContentLength). A checksum given as a
+        parameter is sent as a header, and the body (bytes) with its length, on http and https.
+        """
+        if not self._crc32:
+            return {}
+        return {"ChecksumCRC32": base64.b64encode(body.digests()[2].to_bytes(4, "big")).decode()}
 
     def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.complete_multipart_upload(**params))

@@ -51,6 +51,7 @@ class TransferSettings:
     part_size: int = 8 * 1024 * 1024
     multipart_threshold: int = 16 * 1024 * 1024
     max_attempts: int = 5
+    throttle_seconds: float = 60.0  # a request's retry window for throttling (transfer.py)
     checksum: str = "when_supported"  # or "when_required"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0

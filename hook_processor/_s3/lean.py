@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import random
 import threading
 import time
@@ -42,11 +41,19 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
     ResponseStreamingError,
+    SSLError,
 )
 
+from hook_processor._s3.boto import ca_bundle
 from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
 from hook_processor._s3.sigv4 import SigV4Signer
-from hook_processor._s3.transfer import UNREACHABLE_ATTEMPTS, unreachable, unreachable_delay
+from hook_processor._s3.transfer import (
+    UNREACHABLE_ATTEMPTS,
+    cause,
+    throttle_wait,
+    throttled,
+    unreachable_delay,
+)
 from hook_processor.errors import OptionsError
 
 # botocore's standard retry mode (botocore/retries/standard.py)
@@ -142,6 +149,7 @@ class LeanEngine:
         self._signer_lock = threading.Lock()
         self.checksum = settings.checksum == "when_supported"
         self.attempts = max(1, int(settings.max_attempts))
+        self.throttle_seconds = float(settings.throttle_seconds)
         self.user_agent = f"{user_agent} Python/{_python()} urllib3/{urllib3.__version__}"
         timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         common: dict[str, Any] = {
@@ -155,7 +163,7 @@ class LeanEngine:
             from botocore.httpsession import get_cert_path
 
             common["cert_reqs"] = "CERT_REQUIRED"
-            common["ca_certs"] = get_cert_path(os.environ.get("AWS_CA_BUNDLE") or True)
+            common["ca_certs"] = get_cert_path(ca_bundle() or True)  # as the boto3 client
             self.pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
                 self.host, self.port, **common
             )
@@ -352,6 +360,7 @@ class LeanEngine:
         )
         target = f"{path}?{canonical_query}" if canonical_query else path
         attempt = 0
+        throttled_since: float | None = None
         while True:
             attempt += 1
             signed = self.signer().sign(method, path, canonical_query, headers, payload_sha256)
@@ -373,7 +382,10 @@ class LeanEngine:
                 )
             except (urllib3.exceptions.HTTPError, OSError) as err:
                 error = _connection_error(err, self.endpoint_url)
-                if unreachable(err) is not None:  # answered at once: a few quick attempts
+                kind = cause(err)
+                if kind == "certificate":  # the same certificate next time: no retry
+                    raise error from err
+                if kind in ("refused", "unresolved"):  # answered at once: a few quick attempts
                     if attempt < min(self.attempts, UNREACHABLE_ATTEMPTS) and self._take(
                         _RETRY_COST
                     ):
@@ -390,6 +402,13 @@ class LeanEngine:
                 return response, attempt - 1
             payload = _read_error_body(response)
             code, message = _parse_error(payload, response.status)
+            if throttled(response.status, code):  # a time budget, not attempts (transfer.py)
+                if throttled_since is None:
+                    throttled_since = time.monotonic()
+                wait = throttle_wait(throttled_since, attempt, self.throttle_seconds)
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
             retryable = (
                 response.status in _TRANSIENT_STATUS
                 or code in _TRANSIENT_CODES
@@ -528,6 +547,8 @@ def _connection_error(err: BaseException, endpoint: str) -> Exception:
     # urllib3: test it first, as botocore's own HTTP session does, or a refusal reads "timeout".
     if isinstance(err, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
         return EndpointConnectionError(endpoint_url=endpoint, error=err)
+    if isinstance(err, urllib3.exceptions.SSLError):  # botocore's type for it, as its session
+        return SSLError(endpoint_url=endpoint, error=err)
     if isinstance(err, urllib3.exceptions.ConnectTimeoutError):
         return ConnectTimeoutError(endpoint_url=endpoint, error=err)
     if isinstance(err, urllib3.exceptions.ReadTimeoutError):

@@ -7,12 +7,16 @@ unit, so the pool cannot deadlock; the unit that finishes a large file's last pa
 
 from __future__ import annotations
 
+import random
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
+import urllib3.exceptions
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -36,6 +40,29 @@ MAX_PARTS = 10_000  # S3's largest part number
 # answered at once and will not change in the next seconds. A few quick attempts cover a server
 # that is just (re)starting; the standard policy's backoff would wait ~10 s for the same answer.
 UNREACHABLE_ATTEMPTS = 3
+# A 503 SlowDown (or another throttling answer) says "later", not "broken": a store throttles
+# for seconds at a time, all requests at once. Counting attempts (5, with full-jitter backoff)
+# can end a request's retries in under 2 s, inside one burst; throttled requests are retried for
+# ``TransferSettings.throttle_seconds`` instead, with capped exponential backoff and equal jitter
+# (never a near-zero wait), beyond the attempt count and outside the retry quota.
+THROTTLE_FIRST_DELAY = 0.25
+THROTTLE_MAX_DELAY = 5.0
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+    }
+)
 QUEUED_PER_WORKER = 2  # units submitted to the pool at a time, per thread
 BUFFER_BYTES = 64 * 1024 * 1024  # upload bodies held in memory by one job (see Buffers)
 
@@ -49,6 +76,21 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (
     IncompleteReadError,
     ConnectionClosedError,
     ConnectionError,
+)
+
+
+# Error codes a store may give to a request whose flexible-checksum headers it does not support,
+# whatever the status it answers them with.
+CHECKSUM_CODES = frozenset(
+    {
+        "MissingContentLength",
+        "InvalidArgument",
+        "InvalidRequest",
+        "InvalidDigest",
+        "NotImplemented",
+        "XAmzContentSHA256Mismatch",
+        "UnsupportedChecksumAlgorithm",
+    }
 )
 
 
@@ -136,18 +178,24 @@ class Job:
         """``what`` failed: a user-facing error with the endpoint and the underlying text."""
         if isinstance(err, ClientError | BotoCoreError):
             hint = self._checksum_hint(err)
-            return self.error(f"{what} at {self.endpoint}: {describe(err)}{hint}")
-        return self.error(f"{what}: {describe(err)}")
+            error = self.error(f"{what} at {self.endpoint}: {describe(err)}{hint}")
+        else:
+            error = self.error(f"{what}: {describe(err)}")
+        error.retries = self.retries  # the result reports them
+        return error
 
     def _checksum_hint(self, err: BaseException) -> str:
         """Name the switch when a store may have rejected boto3's default flexible checksums.
 
-        Such stores answer 400 (InvalidArgument, XAmzContentSHA256Mismatch, ...) or 501
-        (NotImplemented), with codes that do not say "checksum"; the only fix is the switch.
+        Such stores answer 400 (InvalidArgument, XAmzContentSHA256Mismatch, ...), 411
+        (MissingContentLength: a body sent aws-chunked for a checksum trailer) or 501
+        (NotImplemented), with codes that rarely say "checksum"; the only fix is the switch.
+        403 (credentials), 404, 409 and 412 (conditions) have causes of their own.
         """
         if self.settings.checksum == "when_required" or not isinstance(err, ClientError):
             return ""
-        if http_status(err) not in (400, 501):
+        status, code = http_status(err), error_code(err)
+        if status not in (400, 411, 501) and code not in CHECKSUM_CODES:
             return ""
         return (
             "; if this S3-compatible store does not support flexible checksums "
@@ -210,7 +258,10 @@ class Job:
                 (e for e in errors if not isinstance(e, Cancelled | Aborted)), None
             )
         real = [e for e in errors if not isinstance(e, Aborted)]
-        raise real[0] if real else self.error(f"{self.phase} stopped")
+        error = real[0] if real else self.error(f"{self.phase} stopped")
+        if isinstance(error, HookProcessorError):
+            error.retries = self.retries  # every unit has ended: all of them
+        raise error
 
 
 class Buffers:
@@ -245,14 +296,24 @@ class Buffers:
 def describe(err: BaseException) -> str:
     """The underlying error's text: botocore messages and OS errors carry no credentials.
 
-    A connection refused or a host name that does not resolve is said in those words: botocore
-    says only "Could not connect to the endpoint URL" for both.
+    A refused connection, a host name that does not resolve, a certificate that does not verify
+    and a timeout are said in those words: botocore says "Could not connect to the endpoint URL"
+    for the first two and "Connection was closed before we received a valid response" for a
+    certificate the lean path's pool refused.
     """
-    kind = unreachable(err)
+    kind = cause(err)
     if kind == "refused":
         return "connection refused; check the endpoint URL and that the S3 server is running"
     if kind == "unresolved":
         return "its host name does not resolve (DNS lookup failed); check the endpoint URL"
+    if kind == "certificate":
+        return (
+            f"the server's TLS certificate was not accepted ({_certificate_reason(err)}); "
+            "if the store uses a private or self-signed certificate, set SSL_CERT_FILE "
+            "(or AWS_CA_BUNDLE) to a file of the CA certificates that signed it"
+        )
+    if kind == "timeout":
+        return f"timed out: {err}; check that the endpoint is reachable from here"
     if isinstance(err, OSError) and err.strerror:
         where = f": {err.filename}" if err.filename else ""
         return f"{err.strerror}{where}"
@@ -289,30 +350,86 @@ def ranges(size: int, part_size: int) -> list[tuple[int, int]]:
 
 def unreachable(err: BaseException) -> str | None:
     """``"refused"`` or ``"unresolved"`` when ``err`` comes from a connection refused or a host
-    name that does not resolve, else None.
+    name that does not resolve, else None."""
+    kind = cause(err)
+    return kind if kind in ("refused", "unresolved") else None
 
-    Looks through botocore's wrapper (``kwargs["error"]``) and the ``__cause__`` chain: urllib3
-    raises NewConnectionError (a subclass of its ConnectTimeoutError!) from the OSError, botocore
-    an EndpointConnectionError around that.
+
+def cause(err: BaseException) -> str | None:
+    """What ``err`` comes from: ``"refused"``, ``"unresolved"``, ``"certificate"`` (TLS
+    verification failed) or ``"timeout"``, in that order of precedence; else None.
+
+    Looks through botocore's wrapper (``kwargs["error"]``), exceptions in ``args`` (urllib3's
+    SSLError holds the ssl error there) and the ``__cause__`` chain: urllib3 raises
+    NewConnectionError (a subclass of its ConnectTimeoutError!) from the OSError, botocore an
+    EndpointConnectionError around that.
     """
+    found = {_kind(e) for e in _chain(err)}
+    return next(
+        (k for k in ("refused", "unresolved", "certificate", "timeout") if k in found), None
+    )
+
+
+def _kind(err: BaseException) -> str | None:
+    if isinstance(err, ConnectionRefusedError):
+        return "refused"
+    if isinstance(err, socket.gaierror):
+        return "unresolved"
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return "certificate"
+    if isinstance(err, urllib3.exceptions.NewConnectionError):
+        return None  # a ConnectTimeoutError by inheritance only: its cause says what it was
+    if isinstance(err, TimeoutError | socket.timeout | urllib3.exceptions.TimeoutError):
+        return "timeout"
+    if type(err).__name__ in ("ConnectTimeoutError", "ReadTimeoutError"):  # botocore's
+        return "timeout"
+    return None
+
+
+def _chain(err: BaseException) -> list[BaseException]:
     stack: list[BaseException] = [err]
-    seen: set[int] = set()
+    seen: dict[int, BaseException] = {}
     while stack:
         current = stack.pop()
         if id(current) in seen:
             continue
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return "refused"
-        if isinstance(current, socket.gaierror):
-            return "unresolved"
+        seen[id(current)] = current
         wrapped = (
             getattr(current, "kwargs", {}).get("error")
             if isinstance(current, BotoCoreError)
             else None
         )
-        stack += [e for e in (wrapped, current.__cause__) if isinstance(e, BaseException)]
-    return None
+        stack += [
+            e for e in (wrapped, current.__cause__, *current.args) if isinstance(e, BaseException)
+        ]
+    return list(seen.values())
+
+
+def _certificate_reason(err: BaseException) -> str:
+    for current in _chain(err):
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "certificate verify failed")
+    return "certificate verify failed"
+
+
+def throttled(status: int, code: str) -> bool:
+    """Whether an answer asks the client to slow down (S3's SlowDown is a 503)."""
+    return status == 503 or code in THROTTLING_CODES
+
+
+def throttle_delay(attempt: int) -> float:
+    """Seconds before attempt ``attempt + 1`` of a throttled request: half fixed, half random."""
+    cap = min(THROTTLE_MAX_DELAY, THROTTLE_FIRST_DELAY * 2.0 ** (attempt - 1))
+    return cap / 2 + random.random() * cap / 2
+
+
+def throttle_wait(since: float, attempt: int, window: float) -> float | None:
+    """The wait before the next attempt of a request throttled since ``since`` (monotonic), or
+    None once the wait would end after ``window`` seconds of throttling."""
+    delay = throttle_delay(attempt)
+    if time.monotonic() - since + delay > window:
+        return None
+    return delay
 
 
 def unreachable_delay(attempt: int) -> float:
