@@ -139,8 +139,14 @@ def test_options_file_locations_are_replaced_as_the_readme_says(tmp_path: Path) 
 def test_a_second_run_into_the_same_output_empties_it_first(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_cli("--output", str(out)).exit_code == 0
-    (out / "left-over.txt").write_text("from before")
+    (out / "example.data").unlink()  # what the first run wrote goes, whatever is left of it
     assert run_cli("--output", str(out)).exit_code == 0
-    assert not (out / "left-over.txt").exists()
     assert (out / "example.data").is_file()
-    assert "A second `run` into the same `--output` empties it first" in readme_text()
+    (out / "left-over.txt").write_text("from before")  # not the run's: refused, kept
+    refused = run_cli("--output", str(out))
+    assert refused.exit_code == 2 and "left-over.txt" in refused.output
+    assert (out / "left-over.txt").read_text() == "from before"
+    text = " ".join(readme_text().split())
+    assert (
+        "A second `run` into the same `--output` empties it first of what the previous run" in text
+    )
