@@ -38,6 +38,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from hook_processor._s3 import transfer as _transfer
+from hook_processor._s3.engine import Payload
 from hook_processor.errors import OptionsError, PublishError
 
 MANIFEST_NAME = "_manifest.json"
@@ -253,9 +254,11 @@ def _conditional_writes(job: _transfer.Job, claim: Claim) -> bool:
     probe = claim.key(_PROBE + secrets.token_hex(6))
     boto = job.s3.boto
     try:
-        job.call(boto.put_object, Bucket=job.bucket, Key=probe, Body=b"", IfNoneMatch="*")
+        # Through the engine: its Content-MD5, checksums and Content-Length, as every upload.
+        put = job.s3.put_object
+        job.call(put, Bucket=job.bucket, Key=probe, Body=Payload(data=b""), IfNoneMatch="*")
         try:
-            job.call(boto.put_object, Bucket=job.bucket, Key=probe, Body=b"", IfNoneMatch="*")
+            job.call(put, Bucket=job.bucket, Key=probe, Body=Payload(data=b""), IfNoneMatch="*")
         except ClientError as err:
             if _transfer.http_status(err) in (409, 412):
                 return True
@@ -268,7 +271,6 @@ def _conditional_writes(job: _transfer.Job, claim: Claim) -> bool:
 
 def _lease(claim: Claim) -> None:
     job, key = claim.job, claim.key(LEASE_NAME)
-    boto = job.s3.boto
     claim.token = secrets.token_hex(16)
     record = {
         "token": claim.token,
@@ -283,11 +285,11 @@ def _lease(claim: Claim) -> None:
         if not claim.order.owns(held):
             raise PublishError(_taken(job, key, held))
         # A lease of this very order: its run was killed (or is this run's retried pod).
-        job.call(boto.put_object, Body=body, **params)
+        job.call(job.s3.put_object, Body=Payload(data=body), **params)
         claim.taken_over = True
     else:
         try:
-            job.call(boto.put_object, Body=body, IfNoneMatch="*", **params)
+            job.call(job.s3.put_object, Body=Payload(data=body), IfNoneMatch="*", **params)
         except ClientError as err:
             if _transfer.http_status(err) not in (409, 412):
                 raise
