@@ -272,6 +272,7 @@ def _execute(
                 output_dir,
                 settings,
                 expires_in=platform.download_link_seconds,
+                verify_link=platform.verify_link,
                 cancel=cancel,
                 progress=publish_progress,
             )
