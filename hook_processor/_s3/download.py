@@ -27,6 +27,8 @@ from hook_processor._s3.transfer import CHUNK, STREAM_ERRORS, Job, ranges
 from hook_processor.errors import StagingError
 
 TEMP_MARK = ".hookpart-"
+NAME_MAX = 255  # bytes of one file or folder name (ext4, xfs, btrfs, tmpfs, overlayfs)
+_TEMP_NAME_KEEP = 100  # bytes of the final name kept in a temporary name (with the mark: < 255)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +105,13 @@ def _check_rel(job: Job, remote: Remote, base: str) -> None:
             f"{job.url(base)!r} has an empty, '.' or '..' segment or a leading '/', so it could "
             "land outside input_dir; rename or remove that object"
         )
+    for segment in segments:
+        if len(os.fsencode(segment)) > NAME_MAX:
+            raise StagingError(
+                f"refusing to stage the key {remote.key!r} of s3://{job.bucket}: its name "
+                f"{segment[:40]!r}... is {len(os.fsencode(segment))} bytes, and no local file or "
+                f"folder name can be longer than {NAME_MAX} bytes; rename that object"
+            )
 
 
 def _check_conflicts(job: Job, remotes: list[Remote]) -> None:
@@ -138,7 +147,7 @@ class TempFiles:
                     f"refusing to write {final}: a folder on its way is a link out of {self.dest}"
                 )
             self._safe_dirs.add(str(parent))
-        tmp = str(parent / f".{final.name[:100]}{TEMP_MARK}{secrets.token_hex(6)}")
+        tmp = str(parent / f".{_name_start(final.name)}{TEMP_MARK}{secrets.token_hex(6)}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         with self._lock:
             fd = os.open(tmp, flags, 0o666)
@@ -169,6 +178,13 @@ class TempFiles:
                     os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _name_start(name: str) -> str:
+    """The first ``_TEMP_NAME_KEEP`` bytes of ``name``, cut between characters: a temporary
+    name is then at most 1 + 100 + 10 + 12 = 123 bytes, whatever the script of the name."""
+    raw = os.fsencode(name)[:_TEMP_NAME_KEEP]
+    return raw.decode("utf-8", errors="ignore")
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
