@@ -41,20 +41,49 @@ class Remote:
     rel: str  # relative posix path under dest
 
 
+MAX_LIST_PAGES = 10_000  # 10 million keys at S3's 1,000 per page: a bound on time and memory
+
+
 def list_objects(job: Job, prefix: str) -> list[dict[str, Any]]:
-    """Every object whose key starts with ``prefix``: one paginated ListObjectsV2."""
+    """Every object whose key starts with ``prefix``: one paginated ListObjectsV2.
+
+    Each object is kept as its Key, Size and ETag only (boto3's entries carry dates, owners and
+    storage classes too), so a listing takes ~200 bytes a key. A listing that does not end is a
+    StagingError: a continuation token seen before (the store loops), or more than
+    ``MAX_LIST_PAGES`` pages.
+    """
     objects: list[dict[str, Any]] = []
     token: str | None = None
+    seen: set[str] = set()
+    pages = 0
     while True:
         job.check()
         params: dict[str, Any] = {"Bucket": job.bucket, "Prefix": prefix}
         if token:
             params["ContinuationToken"] = token
         page = job.call(job.s3.list_objects_v2, **params)
-        objects.extend(page.get("Contents", ()))
+        pages += 1
+        objects.extend(
+            {"Key": o["Key"], "Size": o.get("Size", 0), "ETag": o.get("ETag", "")}
+            for o in page.get("Contents", ())
+        )
         token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
         if not token:
             return objects
+        if token in seen:
+            raise job.error(
+                f"the listing of {job.url(prefix)} at {job.endpoint} never ends: page {pages} "
+                "gave a continuation token of an earlier page again, so the store would repeat "
+                "the same pages forever; nothing was downloaded (a fault of the S3 store or of a "
+                "proxy in front of it)"
+            )
+        if pages >= MAX_LIST_PAGES:
+            raise job.error(
+                f"the listing of {job.url(prefix)} at {job.endpoint} has more than "
+                f"{MAX_LIST_PAGES} pages ({len(objects)} keys so far) and was stopped; nothing "
+                "was downloaded; stage a narrower prefix"
+            )
+        seen.add(token)
 
 
 def plan(job: Job, listing: Iterable[dict[str, Any]], key_or_prefix: str) -> list[Remote]:
