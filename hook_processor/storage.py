@@ -204,6 +204,7 @@ def publish_private(
             mp.abort(job)
         raise
     job.check()
+    _upload.check_unchanged(src, files)  # nothing written since the walk: the set is one version
     manifest = {
         "hook_processor_version": _version(),
         "created": _now(),

@@ -60,8 +60,8 @@ def test_temporary_link_on_a_sigv4_only_store_is_sigv4_14_days_and_downloads(
     s3_server,
     s3,
     bucket,
-    verifying_s3: str,
-    tmp_path: Path,  # noqa: F811
+    verifying_s3: str,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     s3.put_object(Bucket=bucket, Key="in/example.data", Body=b"abc")
     tmp_client = make_client(
