@@ -199,6 +199,11 @@ class PlatformSettings(_SettingsBase):
     download_link_seconds: int = Field(
         14 * 24 * 3600, gt=0, description="Validity of the download link"
     )
+    verify_link: bool = Field(
+        True,
+        description="TEMPORARY: check the download link with one ranged GET before reporting it "
+        "(a link that does not work: exit 5)",
+    )
     concurrency: int = Field(16, ge=1, le=256, description="Transfers in flight at once")
     part_size_mb: int = Field(8, ge=5, le=5120, description="Part size of multipart transfers, MiB")
     s3_max_attempts: int = Field(

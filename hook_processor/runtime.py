@@ -380,6 +380,7 @@ def _stage_process_publish(
                 output_dir,
                 settings,
                 expires_in=platform.download_link_seconds,
+                verify_link=platform.verify_link,
                 cancel=cancel,
                 progress=publish_progress,
             )

@@ -240,6 +240,7 @@ def publish_private(
             mp.abort(job)
         raise
     job.check()
+    _upload.check_unchanged(src, files)  # nothing written since the walk: the set is one version
     if claim is not None:
         try:
             claim.verify({u.key: (u.size, u.etag) for u in results.values()})
@@ -294,10 +295,14 @@ def publish_temporary(
     settings: TransferSettings,
     *,
     expires_in: int = DOWNLOAD_LINK_SECONDS,
+    verify_link: bool = True,
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> PublishOutcome:
     """Stream ``src`` as one zip to ``s3://bucket/key`` and return a presigned download link.
+
+    The link is SigV4; ``verify_link``: one ranged GET of it must work, else PublishError with
+    the HTTP status (validity and AWS's 7-day cap: see ``_s3/link.py``).
 
     The zip is never written to local disk; at most a few parts are held in memory. On failure
     or cancel the multipart upload is aborted.
@@ -337,10 +342,10 @@ def publish_temporary(
         if isinstance(err, _transfer.Aborted):
             raise job.error(f"the upload of {job.url(key)} stopped") from err
         raise
+    from hook_processor._s3 import link as _link
+
     try:
-        link = client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
-        )
+        link, _ = _link.download_link(client, bucket, key, expires_in, verify=verify_link)
     except (ClientError, BotoCoreError) as err:
         raise job.fail(f"could not create a download link for {job.url(key)}", err) from err
     product = Product(

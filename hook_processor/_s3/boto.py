@@ -55,6 +55,9 @@ def client_for(target: S3Target, settings: TransferSettings, *, user_agent: str)
         request_checksum_calculation=settings.checksum,
         response_checksum_validation=settings.checksum,
         s3={"addressing_style": "path"},
+        # SigV4 for presigned links too: botocore presigns S3 with SigV2 unless told, which
+        # SigV4-only stores (rclone serve s3, ...) refuse with 400 (see link.py).
+        signature_version="s3v4",
         user_agent_extra=user_agent,
     )
     session = _botocore_session()

@@ -27,6 +27,8 @@ from hook_processor._s3.transfer import CHUNK, STREAM_ERRORS, Job, http_status, 
 from hook_processor.errors import StagingError
 
 TEMP_MARK = ".hookpart-"
+NAME_MAX = 255  # bytes of one file or folder name (ext4, xfs, btrfs, tmpfs, overlayfs)
+_TEMP_NAME_KEEP = 100  # bytes of the final name kept in a temporary name (with the mark: < 255)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,20 +41,49 @@ class Remote:
     rel: str  # relative posix path under dest
 
 
+MAX_LIST_PAGES = 10_000  # 10 million keys at S3's 1,000 per page: a bound on time and memory
+
+
 def list_objects(job: Job, prefix: str) -> list[dict[str, Any]]:
-    """Every object whose key starts with ``prefix``: one paginated ListObjectsV2."""
+    """Every object whose key starts with ``prefix``: one paginated ListObjectsV2.
+
+    Each object is kept as its Key, Size and ETag only (boto3's entries carry dates, owners and
+    storage classes too), so a listing takes ~200 bytes a key. A listing that does not end is a
+    StagingError: a continuation token seen before (the store loops), or more than
+    ``MAX_LIST_PAGES`` pages.
+    """
     objects: list[dict[str, Any]] = []
     token: str | None = None
+    seen: set[str] = set()
+    pages = 0
     while True:
         job.check()
         params: dict[str, Any] = {"Bucket": job.bucket, "Prefix": prefix}
         if token:
             params["ContinuationToken"] = token
         page = job.call(job.s3.list_objects_v2, **params)
-        objects.extend(page.get("Contents", ()))
+        pages += 1
+        objects.extend(
+            {"Key": o["Key"], "Size": o.get("Size", 0), "ETag": o.get("ETag", "")}
+            for o in page.get("Contents", ())
+        )
         token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
         if not token:
             return objects
+        if token in seen:
+            raise job.error(
+                f"the listing of {job.url(prefix)} at {job.endpoint} never ends: page {pages} "
+                "gave a continuation token of an earlier page again, so the store would repeat "
+                "the same pages forever; nothing was downloaded (a fault of the S3 store or of a "
+                "proxy in front of it)"
+            )
+        if pages >= MAX_LIST_PAGES:
+            raise job.error(
+                f"the listing of {job.url(prefix)} at {job.endpoint} has more than "
+                f"{MAX_LIST_PAGES} pages ({len(objects)} keys so far) and was stopped; nothing "
+                "was downloaded; stage a narrower prefix"
+            )
+        seen.add(token)
 
 
 def plan(job: Job, listing: Iterable[dict[str, Any]], key_or_prefix: str) -> list[Remote]:
@@ -103,6 +134,13 @@ def _check_rel(job: Job, remote: Remote, base: str) -> None:
             f"{job.url(base)!r} has an empty, '.' or '..' segment or a leading '/', so it could "
             "land outside input_dir; rename or remove that object"
         )
+    for segment in segments:
+        if len(os.fsencode(segment)) > NAME_MAX:
+            raise StagingError(
+                f"refusing to stage the key {remote.key!r} of s3://{job.bucket}: its name "
+                f"{segment[:40]!r}... is {len(os.fsencode(segment))} bytes, and no local file or "
+                f"folder name can be longer than {NAME_MAX} bytes; rename that object"
+            )
 
 
 def _check_conflicts(job: Job, remotes: list[Remote]) -> None:
@@ -138,7 +176,7 @@ class TempFiles:
                     f"refusing to write {final}: a folder on its way is a link out of {self.dest}"
                 )
             self._safe_dirs.add(str(parent))
-        tmp = str(parent / f".{final.name[:100]}{TEMP_MARK}{secrets.token_hex(6)}")
+        tmp = str(parent / f".{_name_start(final.name)}{TEMP_MARK}{secrets.token_hex(6)}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         with self._lock:
             fd = os.open(tmp, flags, 0o666)
@@ -169,6 +207,13 @@ class TempFiles:
                     os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _name_start(name: str) -> str:
+    """The first ``_TEMP_NAME_KEEP`` bytes of ``name``, cut between characters: a temporary
+    name is then at most 1 + 100 + 10 + 12 = 123 bytes, whatever the script of the name."""
+    raw = os.fsencode(name)[:_TEMP_NAME_KEEP]
+    return raw.decode("utf-8", errors="ignore")
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

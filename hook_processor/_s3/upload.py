@@ -32,6 +32,34 @@ class Local:
     rel: str  # relative posix path: the S3 key under the prefix, the zip entry name
     path: str  # the real path to read (a followed link's target)
     size: int
+    stamp: tuple[int, ...] = ()  # stamp() of the file when walked: a change shows as another
+
+
+def stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is written, replaced or truncated, even to the same size: size,
+    mtime_ns, ctime_ns, inode and device (file systems stamp times once per clock tick, so two
+    writes within a few milliseconds of each other may share one)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def changed(local: Local, shown: str) -> PublishError:
+    return PublishError(
+        f"{shown} changed while it was being published (its size, modification time or inode "
+        "differ from when publication started): something still writes it after process() "
+        "returned; nothing was published as complete (no manifest). Make process() finish "
+        "writing, and wait for its threads and subprocesses, before it returns"
+    )
+
+
+def check_unchanged(src: Path, files: list[Local]) -> None:
+    """Every file still as it was walked (after the last byte is sent, before the manifest)."""
+    for local in files:
+        try:
+            now = stamp(os.stat(local.path))
+        except OSError:
+            now = ()
+        if local.stamp and now != local.stamp:
+            raise changed(local, str(src / local.rel))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,13 +123,15 @@ def _walk(
                     )
                 _walk(src, root, target, rel_path + "/", ancestors | {target}, out)
             elif os.path.isfile(target):
-                out.append(Local(rel_path, target, os.stat(target).st_size))
+                st = os.stat(target)
+                out.append(Local(rel_path, target, st.st_size, stamp(st)))
             else:
                 raise PublishError(f"refusing to publish {shown}: not a regular file")
         elif entry.is_dir(follow_symlinks=False):
             _walk(src, root, entry.path, rel_path + "/", ancestors | {entry.path}, out)
         elif entry.is_file(follow_symlinks=False):
-            out.append(Local(rel_path, entry.path, entry.stat(follow_symlinks=False).st_size))
+            st = entry.stat(follow_symlinks=False)
+            out.append(Local(rel_path, entry.path, st.st_size, stamp(st)))
         else:
             raise PublishError(f"refusing to publish {shown}: not a regular file")
 
@@ -192,18 +222,20 @@ def private_units(
     return units, multiparts
 
 
-def _read(path: str, offset: int, length: int, shown: str, *, last: bool) -> bytes:
-    """``length`` bytes of ``path`` from ``offset``, read once; ``last``: the file must end
-    there (one byte more is asked for, so a file that grew is noticed too)."""
-    with open(path, "rb", buffering=0) as fh:
+def _read(local: Local, offset: int, length: int, shown: str, *, last: bool) -> bytes:
+    """``length`` bytes of ``local`` from ``offset``, read once; ``last``: the file must end
+    there (one byte more is asked for, so a file that grew is noticed too). The file's stamp
+    after the read must be the one of the walk, before any read: else it was written (torn)."""
+    with open(local.path, "rb", buffering=0) as fh:
         if offset:
             fh.seek(offset)
         data = bytearray()
         want = length + 1 if last else length
         while len(data) < want and (block := fh.read(want - len(data))):
             data += block
-    if len(data) != length:
-        raise PublishError(f"{shown} changed while it was being published; run again")
+        after = stamp(os.fstat(fh.fileno()))
+    if len(data) != length or (local.stamp and after != local.stamp):
+        raise changed(local, shown)
     return bytes(data)
 
 
@@ -215,7 +247,7 @@ def _put(
         job.buffers.take(job, local.size)
         try:
             # Read once: the manifest's SHA-256 and the upload's checksums are of the bytes sent.
-            body = Payload(data=_read(local.path, 0, local.size, shown, last=True))
+            body = Payload(data=_read(local, 0, local.size, shown, last=True))
             md5, sha256, _ = body.digests()
             response = job.call(job.s3.put_object, Bucket=job.bucket, Key=key, Body=body)
             del body
@@ -248,7 +280,7 @@ def _part(
         last = number == len(mp.parts)
         job.buffers.take(job, length, urgent=lambda: mp.hashed == number - 1)
         try:
-            data = _read(mp.local.path, offset, length, shown, last=last)  # once: sent, hashed
+            data = _read(mp.local, offset, length, shown, last=last)  # once: sent, hashed
             response = job.call(
                 job.s3.upload_part,
                 Bucket=job.bucket,
@@ -319,6 +351,8 @@ def add_to_zip(job: Job, archive: zipfile.ZipFile, local: Local) -> None:
         while chunk := src.read(CHUNK):
             dest.write(chunk)
             job.arrived(len(chunk))
+        if local.stamp and stamp(os.fstat(src.fileno())) != local.stamp:
+            raise changed(local, local.path)  # written while zipped: the entry may be torn
     job.file_done()
 
 
