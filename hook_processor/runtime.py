@@ -274,6 +274,8 @@ def _execute(
     finally:
         if box.get("claim") is not None:
             box["claim"].release()
+            # The claim's own requests after the preflight (verification, release) count too.
+            result.retries += box["claim"].job.retries - box.get("retries", 0)
 
 
 class _AlreadyPublished(Exception):  # noqa: N818 - a signal, not an error

@@ -126,7 +126,8 @@ class Claim:
         if self.held:
             self.held = False
             with contextlib.suppress(ClientError, BotoCoreError):
-                self.job.s3.boto.delete_object(Bucket=self.job.bucket, Key=self.key(LEASE_NAME))
+                boto = self.job.s3.boto  # through job.call: its retries are counted too
+                self.job.call(boto.delete_object, Bucket=self.job.bucket, Key=self.key(LEASE_NAME))
 
     def notes(self) -> str:
         """What the claim cleaned up, for the StatusMessage."""
@@ -266,7 +267,7 @@ def _conditional_writes(job: _transfer.Job, claim: Claim) -> bool:
         return False
     finally:
         with contextlib.suppress(ClientError, BotoCoreError):
-            boto.delete_object(Bucket=job.bucket, Key=probe)
+            job.call(boto.delete_object, Bucket=job.bucket, Key=probe)
 
 
 def _lease(claim: Claim) -> None:
