@@ -249,7 +249,7 @@ def _execute(
                 own_input=(bucket, key) if target == source else None,
                 cancel=cancel,
             )
-        box["retries"] = claim.job.retries  # the publish job counts its own from here on
+        box["retries"] = claim.job.retries  # the preflight's; the publish job counts its own
         if claim.existing is not None:
             raise _AlreadyPublished
         log.info(

@@ -217,7 +217,8 @@ def publish_private(
     manifest_key = f"{prefix}/{MANIFEST_NAME}" if prefix else MANIFEST_NAME
     job.check()
     if claim is not None:
-        claim.job = job  # count its calls with this phase's
+        # The claim keeps its own job: the runtime counts the claim's requests (this
+        # verification, the release) from that job, and this phase's from this one.
         claim.refuse_protected(f"{prefix}/{f.rel}" if prefix else f.rel for f in files)
         exists = False
     else:

@@ -98,6 +98,7 @@ class Claim:
     def verify(self, written: Mapping[str, tuple[int, str]]) -> None:
         """Every object under the prefix is one this run wrote (size, ETag) or a protected one."""
         job = self.job
+        job.phase = "verifying the output"
         lease, manifest = self.key(LEASE_NAME), self.key(MANIFEST_NAME)
         foreign: list[str] = []
         for obj in _list(job, self.prefix + "/" if self.prefix else ""):
