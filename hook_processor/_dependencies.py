@@ -32,6 +32,9 @@ AUTHOR_TOOLS = {
     "jinja2": "jinja2>=3.1",  # new
     "moto": "moto[server]>=5.0",  # run, the pytest plugin (the embedded S3 server)
     "docker": "docker>=7.0",  # build, run --mode container
+    "fastapi": "fastapi>=0.110",  # serve
+    "uvicorn": "uvicorn>=0.29",  # serve
+    "odata_query": "odata-query>=0.10",  # serve ($filter)
 }
 
 # Modules that come with one of the AUTHOR_TOOLS (their own dependencies).
@@ -42,6 +45,8 @@ _PROVIDED_BY = {
     "flask_cors": "moto",
     "responses": "moto",
     "xmltodict": "moto",
+    "starlette": "fastapi",
+    "sly": "odata_query",
 }
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

@@ -12,7 +12,22 @@ from pathlib import Path
 
 HELLO_WORLD = Path(__file__).resolve().parent.parent / "examples" / "hello_world"
 
-HEAVY = ["docker", "jinja2", "moto", "werkzeug", "flask", "pytest", "_pytest", "tqdm"]
+HEAVY = [
+    "docker",
+    "jinja2",
+    "moto",
+    "werkzeug",
+    "flask",
+    "pytest",
+    "_pytest",
+    "tqdm",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "odata_query",
+    "sly",
+    "requests",
+]
 OURS = [
     "hook_processor.harness",
     "hook_processor.s3server",
@@ -20,6 +35,7 @@ OURS = [
     "hook_processor.scaffold",
     "hook_processor.container",
     "hook_processor.describe",
+    "hook_processor.service",
 ]
 
 PROBE = """
