@@ -63,6 +63,7 @@ def test_cancel_of_a_queued_and_of_a_running_item(make_service: MakeService) -> 
     (dequeued,) = items(service, queued)
     assert (dequeued["Status"], dequeued["StartedDate"]) == ("cancelled", None)
     assert order(service, queued)["Status"] == "cancelled"
+    assert service.item_log(dequeued["Id"]) is None  # it never ran: no log
 
     began = time.monotonic()
     service.cancel_item(items(service, running)[0]["Id"])
