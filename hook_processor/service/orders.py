@@ -34,6 +34,7 @@ What is ours (the live API is silent; hook-contract.md §7):
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,8 @@ from hook_processor.service._order_rules import (
 from hook_processor.service.executor import Executor, ItemRun
 from hook_processor.service.store import Store
 from hook_processor.service.workflows import Workflow
+
+_log = logging.getLogger("hook_processor.service")
 
 __all__ = ["DEFAULT_PRIORITY", "MAX_ATTEMPTS", "OrderError", "OrderService", "now"]
 
@@ -278,22 +281,30 @@ class OrderService:
     def _work_loop(self) -> None:
         while not self._stopping.is_set():
             self._work.clear()
-            claimed = self._claim()
+            try:
+                claimed = self._claim()
+            except Exception:  # e.g. the disk is full: keep the worker, try again
+                _log.exception("could not claim the next item")
+                self._stopping.wait(1.0)
+                continue
             if claimed is None:
                 self._work.wait(1.0)
                 continue
             item, cancel = claimed
             try:
                 result = self.executor.run(item, cancel)
-            except BaseException as exc:  # never lose the item: record it failed
+            except Exception as exc:  # a bug of ours (run() reports failed runs): record it
+                _log.exception("item %s: the executor failed", item.item_id)
                 result = {
                     "Status": FAILED,
                     "StatusMessage": f"internal error in hook-processor serve: {exc!r}",
                     "ExitCode": int(ExitCode.INTERNAL_ERROR),
                 }
+            try:
                 self._record(item, result)
-                raise
-            self._record(item, result)
+            except Exception:  # left in_progress: the next start re-runs it
+                _log.exception("item %s: could not record its result", item.item_id)
+                self._running.pop(item.item_id, None)
 
     def _claim(self) -> tuple[ItemRun, threading.Event] | None:
         with self.store.write() as db:
