@@ -129,7 +129,7 @@ def create_app(
     async def order(request: Request, who: str = Depends(user)) -> dict[str, Any]:
         body = await _json_body(request)
         order_id = await run_in_threadpool(lambda: service.submit(body, user=who))
-        return await run_in_threadpool(_batch_order, db(), order_id)
+        return await run_in_threadpool(lambda: _batch_order(db(), order_id))
 
     @app.get(ROOT + "/BatchOrders", dependencies=auth)
     def batch_orders(request: Request) -> dict[str, Any]:
