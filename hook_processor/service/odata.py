@@ -176,6 +176,7 @@ PRODUCTION_ORDERS = Entity(
     default_order="CAST(Id AS INTEGER)",
 )
 
+_MAX_INT = 2**63 - 1
 OPTIONS = ("$filter", "$orderby", "$top", "$skip", "$count", "$expand")
 
 
@@ -251,7 +252,7 @@ def _non_negative(option: str, text: str) -> int:
         value = int(text.strip())
     except ValueError:
         value = -1
-    if value < 0:
+    if not 0 <= value <= _MAX_INT:
         raise QueryError(f"{option} must be a non-negative integer, not {text!r}")
     return value
 
@@ -301,7 +302,10 @@ def compile_filter(entity: Entity, text: str) -> tuple[str, list[Any]]:
     if tree is None:
         raise QueryError(f"$filter: empty expression; supported: {SUPPORTED_FILTER}")
     compiler = _FilterCompiler(entity)
-    return compiler.condition(tree), compiler.params
+    try:
+        return compiler.condition(tree), compiler.params
+    except RecursionError:
+        raise QueryError("$filter: the expression is nested too deeply") from None
 
 
 def _where(exc: Exception, text: str) -> str:
@@ -393,6 +397,11 @@ class _FilterCompiler:
             return f"(? {op} ?)"
         for side in (left, right):
             self._refuse(side)
+            if isinstance(side, ast.UnaryOp) and isinstance(side.op, ast.Not):
+                raise QueryError(
+                    "$filter: not binds tighter than a comparison (not A eq B is (not A) eq B); "
+                    "write not (A eq B)"
+                )
             if isinstance(side, ast.Call):
                 if side.func.full_name() not in _FUNCTIONS:
                     raise _unsupported_function(side.func.full_name())
@@ -435,12 +444,14 @@ class _FilterCompiler:
         value = self._plain(node)
         try:
             return _convert(value, field.type)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise QueryError(
                 f"$filter: {name} is {_TYPE_WORDS[field.type]}; {_source(node)} is not"
             ) from None
 
     def _plain(self, node: ast._Literal) -> Any:
+        if isinstance(node, ast.Integer) and abs(node.py_val) > _MAX_INT:
+            raise QueryError(f"$filter: the number {node.val} is out of range (64-bit integers)")
         if isinstance(node, ast.String | ast.Integer | ast.Float | ast.Boolean):
             return node.py_val
         if isinstance(node, ast.DateTime | ast.Date):
@@ -469,7 +480,10 @@ def _convert(value: Any, kind: str) -> Any:
             raise TypeError(value)
         if isinstance(value, float):
             return value
-        return int(value)
+        number = int(value)
+        if abs(number) > _MAX_INT:
+            raise OverflowError(number)  # SQLite's integers are 64-bit
+        return number
     if kind == "bool":
         if isinstance(value, bool):
             return int(value)
