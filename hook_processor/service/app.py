@@ -138,7 +138,12 @@ def create_app(
     @app.post(ROOT + "/BatchOrder/OData.CSC.Order", status_code=201)
     async def order(request: Request, who: str = Depends(user)) -> dict[str, Any]:
         body = await _json_body(request)
-        order_id = await run_in_threadpool(lambda: service.submit(body, user=who))
+        try:
+            order_id = await run_in_threadpool(lambda: service.submit(body, user=who))
+        except OrderError as exc:
+            # A second guard: no refusal may quote a secret option's value back.
+            secrets = _secret_values(service, body)
+            raise OrderError(exc.status, _redacted(exc.detail, secrets)) from None
         return await run_in_threadpool(lambda: _batch_order(db(), order_id))
 
     @app.get(ROOT + "/BatchOrders", dependencies=auth)
@@ -317,6 +322,34 @@ async def _json_body(request: Request) -> dict[str, Any]:
             f"and WorkflowOptions, not a {type(body).__name__}",
         )
     return body
+
+
+def _secret_values(service: OrderService, body: Mapping[str, Any]) -> list[str]:
+    names = set(shapes.SECRET_NAMES)
+    workflow = service.workflows.get(str(body.get("WorkflowName")))
+    if workflow is not None:
+        names |= workflow.secret_names()
+    options = body.get("WorkflowOptions")
+    found = []
+    for option in options if isinstance(options, list) else []:
+        if isinstance(option, dict) and str(option.get("Name", "")).strip().lower() in names:
+            value = option.get("Value")
+            forms = {str(value), value if isinstance(value, str) else json.dumps(value)}
+            # Very short values are left alone: replacing "a" everywhere would garble the text.
+            found += [form for form in forms if len(form) >= 4]
+    return found
+
+
+def _redacted(detail: Any, secrets: list[str]) -> Any:
+    if isinstance(detail, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            detail = detail.replace(secret, "***")
+        return detail
+    if isinstance(detail, list):
+        return [_redacted(d, secrets) for d in detail]
+    if isinstance(detail, dict):
+        return {k: _redacted(v, secrets) for k, v in detail.items()}
+    return detail
 
 
 def _key(key: str) -> str:
