@@ -18,13 +18,16 @@ token endpoint, else 401 with ``WWW-Authenticate: Bearer``):
 ========================================================  =====================================
 
 Ours (the live API is silent, hook-contract.md §7): errors are ``{"detail": ...}`` JSON (the
-FastAPI shape a third-party client expects for 422): 400 a bad body or query, 401, 404 an
-unknown id or path (naming it), 405, 409 cancelling a finished order, 422 bad options
-(``detail[{loc, msg, type}]``, from the order service). ``ProductionOrders('7')`` and
-``ProductionOrders(7)`` are the same; the cancel answers are 200 with the entity as it stands
-after the cancel. ``$value`` of an item without a DownloadLink (PRIVATE output, or not
-completed) is a 404 saying why. The item log endpoint is ours: the runtime's log of the item's
-last run (secrets are redacted by the runtime), 404 until the item has run.
+FastAPI shape a third-party client expects for 422): 400 a bad body or query (an unknown query
+option too), 401, 404 an unknown id or path (naming it), 405, 409 cancelling a finished order,
+422 bad options (``detail[{loc, msg, type}]``, from the order service), 500 without the
+exception's text; the token endpoint answers Keycloak's ``{"error", "error_description"}``.
+``ProductionOrders('7')``, ``ProductionOrders(7)`` and ``ProductionOrder(7)`` are the same, as are
+``BatchOrders(7)`` and ``BatchOrder(7)``. The cancel answers are 200 with the entity as it stands
+after the cancel (a running item turns ``cancelled`` when its run has stopped). ``$value`` of an
+item without a DownloadLink (PRIVATE output, or not completed) is a 404 saying why. The item log
+endpoint is ours: the runtime's log of every run of the item (appended; the runtime redacts
+secrets), 404 until the item has run.
 
 Reads are SQL on ``store.connection()`` (one connection per worker thread: the routes are
 plain ``def``, run in FastAPI's thread pool); writes go through the ``OrderService``.
