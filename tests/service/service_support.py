@@ -66,3 +66,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.05)
+
+
+def copy_project(tmp_path: Path, name: str, processor: str) -> Path:
+    """hello_world under another workflow name, with another processor.py."""
+    import shutil
+
+    project = tmp_path / name
+    shutil.copytree(HELLO, project, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"dedl_hello_world"', f'"{name}"'))
+    (project / "dedl_hello_world" / "processor.py").write_text(processor)
+    return project

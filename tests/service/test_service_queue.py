@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,11 +13,30 @@ from pathlib import Path
 
 import pytest
 from conftest import MakeService
-from service_support import HELLO, TEXT, hello_order, items, odp_order, order, wait_for
+from service_support import (
+    TEXT,
+    copy_project,
+    hello_order,
+    items,
+    odp_order,
+    order,
+    wait_for,
+)
 
 from hook_processor.s3server import S3Server
-from hook_processor.service.orders import MAX_ATTEMPTS, OrderError
+from hook_processor.service.orders import MAX_ATTEMPTS, OrderError, OrderService
 from hook_processor.service.workflows import load_workflows
+
+
+def in_process(service: OrderService, order_id: int) -> None:
+    """Wait until the order's (first) item runs its process()."""
+
+    def calling() -> bool:
+        item = items(service, order_id)[0]
+        log = service.item_log(item["Id"]) if item["Status"] == "in_progress" else None
+        return log is not None and "process: calling" in log.read_text()
+
+    wait_for(calling)
 
 
 def test_a_later_higher_priority_order_starts_first(make_service: MakeService) -> None:
@@ -39,8 +57,7 @@ def test_cancel_of_a_queued_and_of_a_running_item(make_service: MakeService) -> 
     service = make_service(concurrency=1)
     running = service.submit(odp_order(30), user="u")
     queued = service.submit(odp_order(1), user="u")
-    wait_for(lambda: items(service, running)[0]["Status"] == "in_progress")
-    time.sleep(1.5)  # into its sleep: past the check, the child's start-up and the stage-in
+    in_process(service, running)  # into its sleep: past the check and the stage-in
 
     service.cancel_order(queued)
     (dequeued,) = items(service, queued)
@@ -71,8 +88,7 @@ def test_stop_cancels_running_items_and_records_them(make_service: MakeService) 
     service = make_service(concurrency=1)
     running = service.submit(odp_order(30), user="u")
     queued = service.submit(odp_order(1), user="u")
-    wait_for(lambda: items(service, running)[0]["Status"] == "in_progress")
-    time.sleep(1.5)
+    in_process(service, running)
     began = time.monotonic()
     service.stop(cancel_running=True)
     assert time.monotonic() - began < 10
@@ -122,14 +138,8 @@ time.sleep(120)
 def test_after_a_crash_queued_items_run_and_the_running_one_is_rerun(
     make_service: MakeService, hello_input: str, s3_server: S3Server, tmp_path: Path
 ) -> None:
-    project = tmp_path / "slow_hello"
-    shutil.copytree(HELLO, project, ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('"dedl_hello_world"', '"slow_hello"'))
     mark = tmp_path / "started.txt"
-    (project / "dedl_hello_world" / "processor.py").write_text(
-        SLOW_PROCESSOR.format(mark=str(mark))
-    )
+    project = copy_project(tmp_path, "slow_hello", SLOW_PROCESSOR.format(mark=str(mark)))
     workflows = load_workflows([project], [])
     data = tmp_path / "data"
     before = make_service(data_dir=data, start=False, workflows=workflows)
@@ -218,3 +228,48 @@ def test_two_threads_posting_200_orders_at_once_lose_none(make_service: MakeServ
     assert names == {f"t{t}-{n}" for t in range(2) for n in range(100)}
     assert db.execute("SELECT COUNT(*) FROM items WHERE Status = 'queued'").fetchone()[0] == 200
     assert json.loads(db.execute("SELECT echoed_json FROM batch_orders").fetchone()[0])
+
+
+def test_a_rerun_of_a_published_item_is_recognised_not_published_twice(
+    make_service: MakeService, hello_input: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    first = make_service(data_dir=data)
+    order_id = first.submit(hello_order(hello_input), user="u")
+    assert first.wait_idle(60)
+    first.stop()
+    with first.store.write() as db:  # the server died after the publication, before recording it
+        db.execute("UPDATE items SET Status = 'in_progress' WHERE BatchOrderId = ?", (order_id,))
+    again = make_service(data_dir=data)
+    assert again.wait_idle(60)
+    (item,) = items(again, order_id)
+    assert (item["Status"], item["Attempts"]) == ("completed", 2)
+    assert "already published by an earlier run of this order" in item["StatusMessage"]
+    assert item["OutputLocation"] == f"s3://{hello_input}/output"
+
+
+QUICK_SLOW = """
+import time
+from pathlib import Path
+
+
+def process(input_dir: Path, output_dir: Path) -> None:
+    time.sleep(2)
+    (output_dir / "done.txt").write_text("done")
+"""
+
+
+def test_an_inprocess_item_cancelled_during_process_ends_cancelled_when_it_returns(
+    make_service: MakeService, hello_input: str, tmp_path: Path
+) -> None:
+    workflows = load_workflows([copy_project(tmp_path, "pause", QUICK_SLOW)], [])
+    service = make_service(mode="inprocess", concurrency=3, workflows=workflows)
+    assert service.concurrency == 1  # in-process: one item at a time
+    order_id = service.submit(hello_order(hello_input, WorkflowName="pause"), user="u")
+    log = tmp_path / "data" / "items"
+    wait_for(lambda: "process: calling" in "".join(p.read_text() for p in log.rglob("log.txt")))
+    service.cancel_order(order_id)
+    assert service.wait_idle(20)
+    (item,) = items(service, order_id)
+    assert (item["Status"], item["ExitCode"]) == ("cancelled", 6)
+    assert "nothing was published" in item["StatusMessage"]
