@@ -14,7 +14,7 @@ token endpoint, else 401 with ``WWW-Authenticate: Bearer``):
 ``GET  BatchOrder(id)/Product(id)/Log``                   ours: the item's log, text/plain
 ``GET  ProductionOrders``, ``ProductionOrders(id)``       ``$filter $orderby $top $skip $count``
 ``POST BatchOrder(id)/OData.CSC.Cancel``                  cancel every unfinished item
-``POST ProductionOrder(id)/OData.CSC.Cancel``             cancel one item
+``POST ProductionOrder(id)/OData.CSC.Cancel``             the same: a ProductionOrder is an order
 ========================================================  =====================================
 
 Ours (the live API is silent, hook-contract.md §7): errors are ``{"detail": ...}`` JSON (the
@@ -233,11 +233,12 @@ def create_app(
 
     @app.post(ROOT + "/ProductionOrder({key})/OData.CSC.Cancel", dependencies=auth)
     @app.post(ROOT + "/ProductionOrders({key})/OData.CSC.Cancel", dependencies=auth)
-    def cancel_item(key: str) -> dict[str, Any]:
-        item_id = _item_id(key, "ProductionOrder")
-        _production_order(db(), item_id)
-        service.cancel_item(item_id)
-        return _production_order(db(), item_id)
+    def cancel_production_order(key: str) -> dict[str, Any]:
+        # A ProductionOrder is its order under another name (store.py): cancel the order.
+        order_id = _item_id(key, "ProductionOrder")
+        _production_order(db(), order_id)
+        service.cancel_order(order_id)
+        return _production_order(db(), order_id)
 
     return app
 

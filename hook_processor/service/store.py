@@ -2,9 +2,13 @@
 
 Columns carry the OData field names of the entity they back, so that ``$filter=(Name eq 'x')``
 reads the column of that name (the ``odata`` module maps and checks names; nothing else reaches
-SQL). ``ProductionOrders`` is a view: in our service every order item is a ProductionOrder
-(hook-contract.md §2: "ProductionOrders endpoint gives status of orders (only with one item
-attached)"), with its order's Name, Priority and workflow.
+SQL). ``ProductionOrders`` is a view: one ProductionOrder per order, with the order's Id as a
+string. The recorded answers show one order under both names, its Id an integer as a BatchOrder and
+a string as a ProductionOrder (hook-contract.md §3.5), and the tutorial filters
+``ProductionOrders?$filter=id eq {order_id}`` with the BatchOrder's Id; "ProductionOrders endpoint
+gives status of orders (only with one item attached)". Ours, where the recording is silent: the
+InputProductReference of an order with several identifiers is its first one's; its Status and
+StatusMessage are the order's (``BatchOrder(id)/Products`` lists each item).
 
 Secrets: ``batch_orders.options_json`` keeps every option of the order as posted, secrets
 included, because a queued item must still run after a restart; the file is created 0600 and the
@@ -84,13 +88,18 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_queue ON items (Status, Priority DESC, Id);
 CREATE INDEX IF NOT EXISTS items_order ON items (BatchOrderId, Position);
 
-CREATE VIEW IF NOT EXISTS production_orders AS
-SELECT CAST(i.Id AS TEXT) AS Id, i.Status AS Status, i.StatusMessage AS StatusMessage,
-       i.SubmissionDate AS SubmissionDate, o.Name AS Name, o.EstimatedDate AS EstimatedDate,
-       i.CompletedDate AS CompletedDate, i.InputProductReference AS InputProductReference,
+-- A view holds no data: dropped and made again at every start, so an older data dir gets this one.
+DROP VIEW IF EXISTS production_orders;
+CREATE VIEW production_orders AS
+SELECT CAST(o.Id AS TEXT) AS Id, o.Status AS Status, o.StatusMessage AS StatusMessage,
+       o.SubmissionDate AS SubmissionDate, o.Name AS Name, o.EstimatedDate AS EstimatedDate,
+       o.CompletedDate AS CompletedDate,
+       (SELECT i.InputProductReference FROM items i WHERE i.BatchOrderId = o.Id
+        ORDER BY i.Position LIMIT 1) AS InputProductReference,
        o.WorkflowName AS WorkflowName, o.WorkflowId AS WorkflowId, o.Priority AS Priority,
-       o.Id AS BatchOrderId, o.echoed_json AS echoed_json, i.ProcessedSize AS OrderOutputSize
-FROM items i JOIN batch_orders o ON o.Id = i.BatchOrderId;
+       o.Id AS BatchOrderId, o.echoed_json AS echoed_json,
+       (SELECT SUM(i.ProcessedSize) FROM items i WHERE i.BatchOrderId = o.Id) AS OrderOutputSize
+FROM batch_orders o;
 
 -- Access tokens of the token endpoint (app's auth): only a SHA-256 of each token is kept, so the
 -- file does not hold usable tokens; a restart keeps them valid until they expire.

@@ -145,10 +145,11 @@ def test_temporary_order_end_to_end(local: Local, input_bucket: str) -> None:
     assert "example.data" in log.text
     assert SECRET not in log.text
 
-    production = local.get("ProductionOrders", params={"$filter": f"id eq {product['Id']}"})
+    # The tutorial's own filter, with the BatchOrder's Id (a ProductionOrder is the order).
+    production = local.get("ProductionOrders", params={"$filter": f"id eq {order['Id']}"})
     [item] = production.json()["value"]
-    assert item["Id"] == str(product["Id"]) and item["Status"] == "completed"
-    assert item["StatusMessage"] == product["StatusMessage"]
+    assert item["Id"] == str(order["Id"]) and item["Status"] == "completed"
+    assert item["StatusMessage"] == "requested output product is available"
     for path in ("BatchOrders", "ProductionOrders", f"BatchOrder({order['Id']})/Products"):
         assert SECRET not in local.get(path).text
 
@@ -242,10 +243,13 @@ def test_cancel_queued_and_running_orders_then_409(local: Local) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     [item] = local.get(f"BatchOrder({queued})/Products").json()["value"]
-    cancelled = local.http.post(local.api.root + f"ProductionOrder({item['Id']})/OData.CSC.Cancel")
+    assert item["Status"] == "queued"
+    cancelled = local.http.post(local.api.root + f"ProductionOrder({queued})/OData.CSC.Cancel")
     assert cancelled.status_code == 200
     assert cancelled.json()["value"]["Status"] == "cancelled"
-    assert cancelled.json()["value"]["Id"] == str(item["Id"])
+    assert cancelled.json()["value"]["Id"] == str(queued)
+    [item] = local.get(f"BatchOrder({queued})/Products").json()["value"]
+    assert item["Status"] == "cancelled"
     again = local.http.post(local.api.root + f"BatchOrder({queued})/OData.CSC.Cancel")
     assert again.status_code == 409
     assert "already cancelled" in again.json()["detail"]

@@ -119,22 +119,28 @@ def test_products_and_product_shape(api: tuple[ApiServer, dict[str, Any]]) -> No
 
 
 def test_production_order_shape(api: tuple[ApiServer, dict[str, Any]]) -> None:
+    """A ProductionOrder is its order under the other name: the order's Id, as a string."""
     _, ids = api
-    item = ids["queued"][1][1]
-    body = _get(api, "ProductionOrders", params={"$filter": f"Id eq {item}"}).json()
+    order_id = ids["queued"][0]
+    body = _get(api, "ProductionOrders", params={"$filter": f"id eq {order_id}"}).json()
     assert body["@odata.context"] == "$metadata#ProductionOrder/$entity"
     order = body["value"][0]
     assert list(order) == PRODUCTION_ORDER_FIELDS
-    assert order["Id"] == str(item)
-    assert order["InputProductReference"] == {"Reference": "B", "ContentDate": None}
+    assert order["Id"] == str(order_id)
+    # Two identifiers (A, B): the first one's reference; Products lists both items.
+    assert order["InputProductReference"] == {"Reference": "A", "ContentDate": None}
     assert order["Name"] == "queued" and order["Priority"] == 50
-    for key in (f"ProductionOrders({item})", f"ProductionOrders('{item}')"):
+    batch = _get(api, f"BatchOrder({order_id})").json()["value"]
+    assert order["Status"] == batch["Status"] == "queued"
+    for key in (f"ProductionOrders({order_id})", f"ProductionOrders('{order_id}')"):
         single = _get(api, key).json()
         assert single["value"] == order
     path = _get(
-        api, "ProductionOrders", params={"$filter": "InputProductReference/Reference eq 'B'"}
+        api, "ProductionOrders", params={"$filter": "InputProductReference/Reference eq 'A'"}
     )
-    assert [o["Id"] for o in path.json()["value"]] == [str(item)]
+    assert [o["Id"] for o in path.json()["value"]] == [str(order_id)]
+    every = [o["Id"] for o in _get(api, "ProductionOrders").json()["value"]]
+    assert len(every) == len(set(every)) == len(_get(api, "BatchOrders").json()["value"])
 
 
 def test_value_redirects_to_the_download_link(api: tuple[ApiServer, dict[str, Any]]) -> None:
