@@ -207,7 +207,8 @@ def test_no_secret_in_any_answer(api: tuple[ApiServer, dict[str, Any]]) -> None:
     paths = ["Workflows?$expand=WorkflowOptions", "BatchOrders", "ProductionOrders"]
     for order_id, items in ids.values():
         paths += [f"BatchOrder({order_id})", f"BatchOrder({order_id})/Products"]
-        paths += [f"ProductionOrders({i})" for i in items]
+        paths += [f"BatchOrder({order_id})/Product({i})" for i in items]
+        paths.append(f"ProductionOrders({order_id})")
     for path in paths:
         answer = _get(api, path)
         assert answer.status_code == 200, path
