@@ -91,6 +91,14 @@ SELECT CAST(i.Id AS TEXT) AS Id, i.Status AS Status, i.StatusMessage AS StatusMe
        o.WorkflowName AS WorkflowName, o.WorkflowId AS WorkflowId, o.Priority AS Priority,
        o.Id AS BatchOrderId, o.echoed_json AS echoed_json, i.ProcessedSize AS OrderOutputSize
 FROM items i JOIN batch_orders o ON o.Id = i.BatchOrderId;
+
+-- Access tokens of the token endpoint (app's auth): only a SHA-256 of each token is kept, so the
+-- file does not hold usable tokens; a restart keeps them valid until they expire.
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    expires REAL NOT NULL                -- Unix time
+);
 """
 
 
