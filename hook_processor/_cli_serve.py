@@ -67,7 +67,7 @@ MODES = ("inprocess", "subprocess", "container")
     "--users",
     "users_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Only these users get a token: a file of user:password lines (or a JSON object). "
+    help='Only these users get a token: a JSON object {"user": "password", ...}. '
     "Default: any user name and password.",
 )
 @click.option(

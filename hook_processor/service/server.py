@@ -40,7 +40,6 @@ from hook_processor.service.store import Store
 
 logger = logging.getLogger("hook_processor.serve")
 
-TOKEN_PATH = "/auth/realms/dedl/protocol/openid-connect/token"
 SERVICE_PATH = "/odata/v1/"
 DATABASE_NAME = "hook.sqlite3"
 
@@ -106,40 +105,6 @@ class Started:
         )
 
 
-def read_users(path: Path) -> dict[str, str]:
-    """The ``--users`` file: a JSON object ``{"user": "password"}`` or ``user:password`` lines
-    (``#`` starts a comment). Ours: the live service's users are DESP accounts."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise OptionsError(f"--users {path}: cannot read it ({exc.strerror})") from None
-    if text.lstrip().startswith("{"):
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise OptionsError(
-                f"--users {path}: not valid JSON ({exc.msg}, line {exc.lineno})"
-            ) from None
-        if not isinstance(loaded, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()
-        ):
-            raise OptionsError(f'--users {path}: give an object {{"user": "password", ...}}')
-        users = dict(loaded)
-    else:
-        users = {}
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            name, sep, password = line.partition(":")
-            if not sep or not name.strip() or not password:
-                raise OptionsError(f"--users {path} line {number}: write it as user:password")
-            users[name.strip()] = password
-    if not users:
-        raise OptionsError(f"--users {path}: no users in it; add user:password lines")
-    return users
-
-
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (0: a free port), or one clear error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -174,10 +139,11 @@ def serve(
     users file) raise :class:`~hook_processor.errors.UserError` before anything listens.
     """
     from hook_processor.service.app import create_app
+    from hook_processor.service.auth import TOKEN_PATH, load_users
     from hook_processor.service.executor import Executor
     from hook_processor.service.workflows import load_workflows, sync_workflows
 
-    users = read_users(settings.users_file) if settings.users_file is not None else None
+    users = load_users(settings.users_file) if settings.users_file is not None else None
     workflows = load_workflows(list(settings.projects), list(settings.images))
     sock = bind_socket(settings.host, settings.port)
     with contextlib.ExitStack() as stack:
