@@ -1,5 +1,6 @@
-"""The seed notebook's calls (notebook_flow.py) against ``hook-processor serve examples/hello_world``
-started as a user starts it. ``sleep_time`` is 1 s here, not the notebook's 120."""
+"""The seed notebook's calls (notebook_flow.py) against ``hook-processor serve
+examples/hello_world`` started as a user starts it. ``sleep_time`` is 1 s here, not the
+notebook's 120."""
 
 from __future__ import annotations
 
