@@ -42,6 +42,7 @@ logger = logging.getLogger("hook_processor.serve")
 
 SERVICE_PATH = "/odata/v1/"
 DATABASE_NAME = "hook.sqlite3"
+S3_PORT_FILE = "s3-port"
 
 # Option names that name a PRIVATE output location, and the endpoint option that goes with them
 # (the standard options and their aliases; hook_processor.options has the full table).
@@ -148,8 +149,8 @@ def serve(
     sock = bind_socket(settings.host, settings.port)
     with contextlib.ExitStack() as stack:
         stack.callback(sock.close)
-        s3, embedded = _storage(settings, stack)
         data_dir = settings.data_dir.resolve()
+        s3, embedded = _storage(settings, data_dir, stack)
         store = Store(data_dir / DATABASE_NAME)
         stack.callback(store.close)
         sync_workflows(store, workflows)
@@ -187,18 +188,44 @@ def _stop_service(service: Any) -> None:
 
 
 def _storage(
-    settings: ServeSettings, stack: contextlib.ExitStack
+    settings: ServeSettings, data_dir: Path, stack: contextlib.ExitStack
 ) -> tuple[S3Server, S3Server | None]:
-    """The S3 endpoint (and the embedded one, when it is ours)."""
+    """The S3 endpoint (and the embedded one, when it is ours).
+
+    The embedded server keeps the port of its last start (``<data dir>/s3-port``) when that port
+    is free: queued orders name the endpoint in their options, and a restart must not turn them
+    into orders for a server that is gone. Its objects are in memory, though: they do not outlive
+    the process (the README's table of differences says so)."""
     if settings.s3_endpoint:
         s3 = S3Server(
             settings.s3_endpoint, settings.s3_access_key or "", settings.s3_secret_key or ""
         )
         return s3, None
-    embedded = EmbeddedS3(host=settings.host if settings.host != "0.0.0.0" else "127.0.0.1")
+    host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    port_file = data_dir / S3_PORT_FILE
+    try:
+        port = int(port_file.read_text().strip())
+    except (OSError, ValueError):
+        port = 0
+    if port and not _free(host, port):
+        logger.warning("the embedded S3's last port %d is taken; it gets a new one", port)
+        port = 0
+    embedded = EmbeddedS3(host=host, port=port)
     s3 = embedded.start()
     stack.callback(embedded.stop)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port_file.write_text(f"{urlsplit(s3.endpoint_url).port}\n")
     return s3, s3
+
+
+def _free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @contextlib.contextmanager

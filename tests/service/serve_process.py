@@ -89,7 +89,8 @@ class Served:
         lines.put("")
 
     def stderr(self) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:

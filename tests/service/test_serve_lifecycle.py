@@ -1,0 +1,133 @@
+"""``hook-processor serve`` as a process: Ctrl-C while an item runs, a restart that runs what was
+queued, the start-up text, and bad arguments (one message, exit 2). ``sleep_time`` values are
+short (3 s), not the notebook's 120."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from serve_process import (  # noqa: E402
+    HELLO_WORLD,
+    SAMPLE,
+    child_env,
+    hello_body,
+    hook_processor_command,
+    odp_test_body,
+    put_input,
+    serving,
+)
+
+
+def test_ctrl_c_cancels_the_running_item_and_a_restart_runs_the_queued_one(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    with serving([str(HELLO_WORLD), "--concurrency", "1"], data) as served:
+        input_path = put_input(served)
+        running = served.submit(odp_test_body("sleeper", sleep_time=3))
+        served.wait_for(running, {"in_progress"}, timeout=30)
+        queued = served.submit(hello_body(served, input_path, name="after the restart"))
+        assert [i["Status"] for i in served.products(queued)] == ["queued"]
+        began = time.monotonic()
+        assert served.stop(signal.SIGINT) == 0
+        assert time.monotonic() - began < 3, "serve waited for the item instead of cancelling"
+        log = served.stderr()
+        assert "Traceback" not in log, log
+
+    # The same data dir: the cancelled item stays cancelled, the queued one runs (on a new S3:
+    # the embedded store does not persist, so the input is put there again).
+    with serving([str(HELLO_WORLD), "--concurrency", "1"], data) as served:
+        (item,) = served.products(running)
+        assert item["Status"] == "cancelled", item
+        put_input(served)
+        (done,) = served.wait_for(queued, {"completed", "failed"}, timeout=60)
+        assert done["Status"] == "completed", done
+        archive = requests.get(
+            f"{served.root}BatchOrder({queued})/Product({done['Id']})/$value",
+            headers=served.headers(),
+            timeout=30,
+        )
+        assert archive.status_code == 200
+        zip_path = tmp_path / "out.zip"
+        zip_path.write_bytes(archive.content)
+        with zipfile.ZipFile(zip_path) as opened:
+            (member,) = [n for n in opened.namelist() if n.endswith("example.data")]
+            assert opened.read(member).decode() == SAMPLE.read_text().upper()
+        assert served.stop(signal.SIGTERM) == 0
+
+
+def test_the_start_up_text_names_every_address(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [
+            *hook_processor_command(),
+            "serve",
+            str(HELLO_WORLD),
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+    try:
+        assert child.stdout is not None
+        lines = [child.stdout.readline() for _ in range(7)]
+    finally:
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    text = "".join(lines)
+    assert "dedl_hello_world" in text and "odp-test" in text, text
+    assert "/auth/realms/dedl/protocol/openid-connect/token" in text
+    assert "/odata/v1/" in text and "S3 endpoint   http://127.0.0.1:" in text
+    assert f"data dir      {(tmp_path / 'd').resolve()}" in text
+    assert child.returncode == 0, err
+
+
+def _serve(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*hook_processor_command(), "serve", *args, "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=120,
+    )
+
+
+def test_a_folder_that_is_no_project_is_one_message_and_exit_2(tmp_path: Path) -> None:
+    folder = tmp_path / "not-a-project"
+    folder.mkdir()
+    done = _serve(str(folder), "--port", "0", tmp_path=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("Error: ") and str(folder) in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (tmp_path / "d").exists()  # nothing was started or written
+
+
+def test_a_port_in_use_is_one_message_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _serve(str(HELLO_WORLD), "--port", str(port), tmp_path=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"127.0.0.1:{port} is in use" in done.stderr and "--port 0" in done.stderr
+    assert done.stderr.count("Error:") == 1 and "Traceback" not in done.stderr
+
+
+def test_s3_keys_without_an_endpoint_are_a_usage_error(tmp_path: Path) -> None:
+    done = _serve(str(HELLO_WORLD), "--s3-secret-key", "k", tmp_path=tmp_path)
+    assert done.returncode == 2
+    assert "--s3-access-key and --s3-secret-key go with --s3-endpoint" in done.stderr
