@@ -87,6 +87,16 @@ def create_app(
 
     @app.post(TOKEN_PATH)
     async def token(request: Request) -> JSONResponse:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            return JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "error_description": "send a form (application/x-www-form-urlencoded): "
+                    "grant_type=password, client_id=ordering, username, password",
+                },
+                status_code=400,
+            )
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         try:
             body = await run_in_threadpool(tokens.grant, form)
@@ -129,7 +139,7 @@ def create_app(
     async def order(request: Request, who: str = Depends(user)) -> dict[str, Any]:
         body = await _json_body(request)
         order_id = await run_in_threadpool(lambda: service.submit(body, user=who))
-        return await run_in_threadpool(_batch_order, db(), order_id)
+        return await run_in_threadpool(lambda: _batch_order(db(), order_id))
 
     @app.get(ROOT + "/BatchOrders", dependencies=auth)
     def batch_orders(request: Request) -> dict[str, Any]:

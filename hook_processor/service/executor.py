@@ -23,7 +23,8 @@ What is ours:
 - The default mode of ``serve`` is ``subprocess``: each item gets its own process with only a
   container's environment (as the service's pods), it can be cancelled at any moment (SIGTERM,
   exit 6), and items run in parallel safely; it needs no Docker engine.
-- In-process runs are serialised (one at a time, whatever ``--concurrency``): a run swaps
+- In-process runs are serialised (one at a time, whatever ``--concurrency``; the order service
+  starts one worker, :attr:`Executor.max_concurrency`, and a lock guards the rest): a run swaps
   ``sys.path``/``sys.modules`` (``isolated_imports``) and puts its log handler, with its secrets'
   redactor, on the root logger; two at once would run each other's modules and write each
   other's records, unredacted, into their logs. A cancel stops an in-process run's transfers at
@@ -117,6 +118,12 @@ class Executor:
         self.mode_options = dict(mode_options or {})
         self.storage = Storage(s3.endpoint_url, s3.access_key, s3.secret_key)
         self._buckets_ready = False
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """Items this executor can run at once (None: as many as asked): in-process runs one at a
+        time (see the module doc), so that an item is ``in_progress`` only while it runs."""
+        return 1 if self.mode == "inprocess" else None
 
     def item_dir(self, item_id: int) -> Path:
         return self.data_dir / "items" / str(item_id)

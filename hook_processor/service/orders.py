@@ -91,7 +91,8 @@ class OrderService:
         self.store = store
         self.workflows = {w.name: w for w in workflows}
         self.executor = executor
-        self.concurrency = concurrency
+        # In-process runs one item at a time (executor.py says why).
+        self.concurrency = min(concurrency, executor.max_concurrency or concurrency)
         self._running: dict[int, threading.Event] = {}  # item Id -> its cancel
         self._work = threading.Event()
         self._stopping = threading.Event()

@@ -128,9 +128,21 @@ class Workflow:
                     f"{name}: a platform setting (HOOK_*), not a WorkflowOption; remove it",
                     "value_error",
                 )
-        env = option_env(
-            self, [o for o in options if not _is_setting(str(o.get("Name")))], _PLACEHOLDER
-        )
+        first: dict[str, int] = {}
+        kept = []
+        for index, option in enumerate(options):
+            name = str(option.get("Name"))
+            key = _canonical(name, self.options_model)
+            if key in first:
+                add(
+                    index,
+                    f"{name}: given twice in WorkflowOptions (also at {first[key]}); give it once",
+                    "value_error",
+                )
+            elif not _is_setting(name):
+                first[key] = index
+                kept.append(option)
+        env = option_env(self, kept, _PLACEHOLDER)
         try:
             load_config(OptionSources(env=env), self.options_model)
         except OptionsError as exc:
@@ -227,6 +239,17 @@ def _locate(problem: str, names: Sequence[str], model: type[Options] | None) -> 
         if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", lowered):
             return name
     return "WorkflowOptions"
+
+
+def _canonical(name: str, model: type[Options] | None) -> str:
+    key = name.strip().lower()
+    if key in _STANDARD:
+        return _STANDARD[key]
+    if model is not None:
+        for field in model.model_fields:
+            if key in {a.lower() for a in option_aliases(model, field)} | {field}:
+                return field
+    return key
 
 
 def _aliases(name: str, model: type[Options] | None) -> set[str]:

@@ -17,11 +17,22 @@ from typing import Any
 import requests
 import uvicorn
 
+from hook_processor.s3server import S3Server
 from hook_processor.service.app import create_app
 from hook_processor.service.auth import TOKEN_PATH
+from hook_processor.service.executor import Executor
+from hook_processor.service.orders import OrderService
 from hook_processor.service.store import Store
+from hook_processor.service.workflows import load_workflows
 
 SECRET = "s3cr3t-VALUE-never-echoed"
+
+
+def order_service(store: Store, s3: S3Server) -> OrderService:
+    """A real OrderService over ``store`` (odp-test only), not started: the read tests write
+    their rows directly, so no worker must pick them up."""
+    executor = Executor(mode="subprocess", s3=s3, data_dir=store.path.parent)
+    return OrderService(store, load_workflows([], []), executor)
 
 
 class ApiServer:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from api_server import ApiServer
+from api_server import ApiServer, order_service
 
 from hook_processor.errors import UserError
+from hook_processor.s3server import S3Server
 from hook_processor.service.auth import load_users
 from hook_processor.service.store import Store
 
@@ -34,9 +37,13 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "hook.sqlite3")
 
 
+def _serve(store: Store, s3: S3Server, **kwargs: Any) -> ApiServer:
+    return ApiServer(order_service(store, s3), store, s3=s3, **kwargs)
+
+
 @pytest.fixture
-def server(store: Store):  # type: ignore[no-untyped-def]
-    api = ApiServer(None, store, s3=None)
+def server(store: Store, s3_server: S3Server) -> Iterator[ApiServer]:
+    api = _serve(store, s3_server)
     yield api
     api.stop()
 
@@ -72,6 +79,13 @@ def test_refused_grants(server: ApiServer, change: dict[str, str], status: int, 
     assert answer.json()["error_description"]
 
 
+def test_token_request_must_be_a_form(server: ApiServer) -> None:
+    answer = requests.post(server.token_url, json=GRANT, timeout=10)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_request"
+    assert "application/x-www-form-urlencoded" in answer.json()["error_description"]
+
+
 @pytest.mark.parametrize(("method", "path"), CALLS)
 def test_every_call_without_a_token_is_401(server: ApiServer, method: str, path: str) -> None:
     for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic dTpw"}):
@@ -87,8 +101,8 @@ def test_root_needs_a_token_too(server: ApiServer) -> None:
     assert server.session().get(server.root, timeout=10).status_code == 200
 
 
-def test_tokens_expire(store: Store) -> None:
-    api = ApiServer(None, store, s3=None, token_lifetime=1)
+def test_tokens_expire(store: Store, s3_server: S3Server) -> None:
+    api = _serve(store, s3_server, token_lifetime=1)
     try:
         answer = requests.post(api.token_url, data=GRANT, timeout=10)
         assert answer.json()["expires_in"] == 1
@@ -102,11 +116,13 @@ def test_tokens_expire(store: Store) -> None:
         api.stop()
 
 
-def test_token_survives_a_restart_over_the_same_data_dir(tmp_path: Path) -> None:
-    first = ApiServer(None, Store(tmp_path / "hook.sqlite3"), s3=None)
+def test_token_survives_a_restart_over_the_same_data_dir(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    first = _serve(Store(tmp_path / "hook.sqlite3"), s3_server)
     token = first.token()
     first.stop()
-    second = ApiServer(None, Store(tmp_path / "hook.sqlite3"), s3=None)
+    second = _serve(Store(tmp_path / "hook.sqlite3"), s3_server)
     try:
         answer = second.session(token).get(second.root + "Workflows", timeout=10)
         assert answer.status_code == 200
@@ -116,11 +132,11 @@ def test_token_survives_a_restart_over_the_same_data_dir(tmp_path: Path) -> None
     assert token.encode() not in (tmp_path / "hook.sqlite3").read_bytes()
 
 
-def test_users_file_restricts_who_gets_a_token(tmp_path: Path) -> None:
+def test_users_file_restricts_who_gets_a_token(tmp_path: Path, s3_server: S3Server) -> None:
     users_file = tmp_path / "users.json"
     users_file.write_text(json.dumps({"alice": "wonder", "bob": "builder"}))
     users = load_users(users_file)
-    api = ApiServer(None, Store(tmp_path / "hook.sqlite3"), s3=None, users=users)
+    api = _serve(Store(tmp_path / "hook.sqlite3"), s3_server, users=users)
     try:
         assert api.token("alice", "wonder")
         for user, password in (("alice", "wrong"), ("carol", "wonder"), ("bob", "")):

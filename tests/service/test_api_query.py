@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_server import ApiServer, insert_order, insert_workflow
+from api_server import ApiServer, insert_order, insert_workflow, order_service
 
+from hook_processor.s3server import S3Server
 from hook_processor.service.store import Store
 
 SUPPORTED = (
@@ -17,7 +18,9 @@ SUPPORTED = (
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, dict[str, Any]]]:
+def api(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server
+) -> Iterator[tuple[ApiServer, dict[str, Any]]]:
     store = Store(Path(tmp_path_factory.mktemp("query")) / "hook.sqlite3")
     insert_workflow(store, "3", "odp-test", DisplayName="ODP Test")
     insert_workflow(store, "10", "dedl_hello_world", DisplayName="DEDL Hello World")
@@ -38,7 +41,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, d
             identifiers=("S2A_1", "S2A_2"),
         ),
     }
-    server = ApiServer(None, store, s3=None)
+    server = ApiServer(order_service(store, s3_server), store, s3=s3_server)
     yield server, ids
     server.stop()
 
@@ -218,3 +221,32 @@ def test_expand_workflow_options(api: tuple[ApiServer, dict[str, Any]]) -> None:
     bad = _get(api, "Workflows", **{"$expand": "Products"})
     assert bad.status_code == 400
     assert "supported: WorkflowOptions" in bad.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("Priority eq 99999999999999999999", "out of range"),
+        ("not Name eq 'x'", "write not (A eq B)"),
+        ("not " * 3000 + "startswith(Name,'x')", "nested too deeply"),
+    ],
+)
+def test_edge_expressions_are_400_not_500(
+    api: tuple[ApiServer, dict[str, Any]], text: str, named: str
+) -> None:
+    answer = _get(api, "BatchOrders", **{"$filter": text})
+    assert answer.status_code == 400
+    assert named in answer.json()["detail"]
+    top = _get(api, "BatchOrders", **{"$top": str(2**64)})
+    assert top.status_code == 400
+
+
+def test_the_notebooks_literal_urls(api: tuple[ApiServer, dict[str, Any]]) -> None:
+    # The notebook writes the query into the URL string, spaces and quotes included.
+    server, _ = api
+    session = server.session()
+    url = server.root + "Workflows?$expand=WorkflowOptions&$filter=(Name eq 'dedl_hello_world')"
+    [workflow] = session.get(url, timeout=10).json()["value"]
+    assert workflow["Name"] == "dedl_hello_world" and "WorkflowOptions" in workflow
+    url = server.root + "ProductionOrders?$filter=(endswith(Name,'060'))&$orderby=Id desc"
+    assert _names(session.get(url, timeout=10)) == ["Tutorial odp-test - run060"]

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import requests
-from api_server import SECRET, ApiServer, insert_order, insert_workflow
+from api_server import SECRET, ApiServer, insert_order, insert_workflow, order_service
 
+from hook_processor.s3server import S3Server
 from hook_processor.service.store import Store
 
 WORKFLOW_FIELDS = [
@@ -36,7 +37,9 @@ LINK = "http://127.0.0.1:9/tmp-storage/20240902_1_abc.zip?X-Amz-Signature=abc"
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, dict[str, Any]]]:
+def api(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server
+) -> Iterator[tuple[ApiServer, dict[str, Any]]]:
     store = Store(Path(tmp_path_factory.mktemp("shapes")) / "hook.sqlite3")
     insert_workflow(store, "3", "odp-test", DisplayName="ODP Test")
     done = {
@@ -57,7 +60,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, d
         ),
         "queued": insert_order(store, "queued", identifiers=("A", "B")),
     }
-    server = ApiServer(None, store, s3=None)
+    server = ApiServer(order_service(store, s3_server), store, s3=s3_server)
     yield server, ids
     server.stop()
 
