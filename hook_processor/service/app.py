@@ -18,13 +18,16 @@ token endpoint, else 401 with ``WWW-Authenticate: Bearer``):
 ========================================================  =====================================
 
 Ours (the live API is silent, hook-contract.md §7): errors are ``{"detail": ...}`` JSON (the
-FastAPI shape a third-party client expects for 422): 400 a bad body or query, 401, 404 an
-unknown id or path (naming it), 405, 409 cancelling a finished order, 422 bad options
-(``detail[{loc, msg, type}]``, from the order service). ``ProductionOrders('7')`` and
-``ProductionOrders(7)`` are the same; the cancel answers are 200 with the entity as it stands
-after the cancel. ``$value`` of an item without a DownloadLink (PRIVATE output, or not
-completed) is a 404 saying why. The item log endpoint is ours: the runtime's log of the item's
-last run (secrets are redacted by the runtime), 404 until the item has run.
+FastAPI shape a third-party client expects for 422): 400 a bad body or query (an unknown query
+option too), 401, 404 an unknown id or path (naming it), 405, 409 cancelling a finished order,
+422 bad options (``detail[{loc, msg, type}]``, from the order service), 500 without the
+exception's text; the token endpoint answers Keycloak's ``{"error", "error_description"}``.
+``ProductionOrders('7')``, ``ProductionOrders(7)`` and ``ProductionOrder(7)`` are the same, as are
+``BatchOrders(7)`` and ``BatchOrder(7)``. The cancel answers are 200 with the entity as it stands
+after the cancel (a running item turns ``cancelled`` when its run has stopped). ``$value`` of an
+item without a DownloadLink (PRIVATE output, or not completed) is a 404 saying why. The item log
+endpoint is ours: the runtime's log of every run of the item (appended; the runtime redacts
+secrets), 404 until the item has run.
 
 Reads are SQL on ``store.connection()`` (one connection per worker thread: the routes are
 plain ``def``, run in FastAPI's thread pool); writes go through the ``OrderService``.
@@ -138,7 +141,12 @@ def create_app(
     @app.post(ROOT + "/BatchOrder/OData.CSC.Order", status_code=201)
     async def order(request: Request, who: str = Depends(user)) -> dict[str, Any]:
         body = await _json_body(request)
-        order_id = await run_in_threadpool(lambda: service.submit(body, user=who))
+        try:
+            order_id = await run_in_threadpool(lambda: service.submit(body, user=who))
+        except OrderError as exc:
+            # A second guard: no refusal may quote a secret option's value back.
+            secrets = _secret_values(service, body)
+            raise OrderError(exc.status, _redacted(exc.detail, secrets)) from None
         return await run_in_threadpool(lambda: _batch_order(db(), order_id))
 
     @app.get(ROOT + "/BatchOrders", dependencies=auth)
@@ -317,6 +325,34 @@ async def _json_body(request: Request) -> dict[str, Any]:
             f"and WorkflowOptions, not a {type(body).__name__}",
         )
     return body
+
+
+def _secret_values(service: OrderService, body: Mapping[str, Any]) -> list[str]:
+    names = set(shapes.SECRET_NAMES)
+    workflow = service.workflows.get(str(body.get("WorkflowName")))
+    if workflow is not None:
+        names |= workflow.secret_names()
+    options = body.get("WorkflowOptions")
+    found = []
+    for option in options if isinstance(options, list) else []:
+        if isinstance(option, dict) and str(option.get("Name", "")).strip().lower() in names:
+            value = option.get("Value")
+            forms = {str(value), value if isinstance(value, str) else json.dumps(value)}
+            # Very short values are left alone: replacing "a" everywhere would garble the text.
+            found += [form for form in forms if len(form) >= 4]
+    return found
+
+
+def _redacted(detail: Any, secrets: list[str]) -> Any:
+    if isinstance(detail, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            detail = detail.replace(secret, "***")
+        return detail
+    if isinstance(detail, list):
+        return [_redacted(d, secrets) for d in detail]
+    if isinstance(detail, dict):
+        return {k: _redacted(v, secrets) for k, v in detail.items()}
+    return detail
 
 
 def _key(key: str) -> str:

@@ -34,6 +34,7 @@ What is ours (the live API is silent; hook-contract.md §7):
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -41,38 +42,31 @@ from pathlib import Path
 from typing import Any
 
 from hook_processor.errors import ExitCode
+from hook_processor.service._order_rules import (
+    CANCELLED,
+    COMPLETED,
+    DEFAULT_PRIORITY,
+    FAILED,
+    FINISHED,
+    IN_PROGRESS,
+    IN_PROGRESS_MESSAGE,
+    MAX_ATTEMPTS,
+    QUEUED,
+    QUEUED_MESSAGE,
+    OrderError,
+    checked_body,
+    item_options,
+    now,
+    output_fields,
+    refresh_order,
+)
 from hook_processor.service.executor import Executor, ItemRun
 from hook_processor.service.store import Store
 from hook_processor.service.workflows import Workflow
 
-QUEUED, IN_PROGRESS, COMPLETED, FAILED, CANCELLED = (
-    "queued",
-    "in_progress",
-    "completed",
-    "failed",
-    "cancelled",
-)
-FINISHED = frozenset({COMPLETED, FAILED, CANCELLED})
-QUEUED_MESSAGE = "request is queued for processing"
-IN_PROGRESS_MESSAGE = "request is under processing"
-COMPLETED_MESSAGE = "requested output product is available"
-MAX_ATTEMPTS = 3
-DEFAULT_PRIORITY = 50
+_log = logging.getLogger("hook_processor.service")
 
-
-class OrderError(Exception):
-    """A refused request: the app answers ``{"detail": detail}`` with ``status``."""
-
-    def __init__(self, status: int, detail: Any) -> None:
-        super().__init__(detail if isinstance(detail, str) else json.dumps(detail))
-        self.status = status
-        self.detail = detail
-
-
-def now() -> str:
-    """ISO 8601 UTC with milliseconds and Z, as the live API writes dates."""
-    ts = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+__all__ = ["DEFAULT_PRIORITY", "MAX_ATTEMPTS", "OrderError", "OrderService", "now"]
 
 
 class OrderService:
@@ -102,7 +96,7 @@ class OrderService:
 
     def submit(self, body: Mapping[str, Any], *, user: str) -> int:
         """Store a BatchOrder and queue one item per identifier; its Id."""
-        name, workflow_name, options, priority, identifiers = _checked_body(body)
+        name, workflow_name, options, priority, identifiers = checked_body(body)
         workflow = self.workflows.get(workflow_name)
         if workflow is None:
             known = ", ".join(sorted(self.workflows))
@@ -174,7 +168,7 @@ class OrderService:
             ).fetchall()
             for item in items:
                 self._cancel_locked(db, int(item["Id"]), item["Status"])
-            _refresh_order(db, order_id)
+            refresh_order(db, order_id)
 
     def cancel_item(self, item_id: int) -> None:
         """Cancel one item (a ProductionOrder); 404 unknown, 409 already finished."""
@@ -189,7 +183,7 @@ class OrderService:
                     409, f"ProductionOrder {item_id} is already {item['Status']}: nothing to cancel"
                 )
             self._cancel_locked(db, item_id, item["Status"])
-            _refresh_order(db, int(item["BatchOrderId"]))
+            refresh_order(db, int(item["BatchOrderId"]))
 
     def _cancel_locked(self, db: Any, item_id: int, status: str) -> None:
         if status == QUEUED:
@@ -282,27 +276,35 @@ class OrderService:
                         ),
                     )
             for order_id in {int(i["BatchOrderId"]) for i in stale}:
-                _refresh_order(db, order_id)
+                refresh_order(db, order_id)
 
     def _work_loop(self) -> None:
         while not self._stopping.is_set():
             self._work.clear()
-            claimed = self._claim()
+            try:
+                claimed = self._claim()
+            except Exception:  # e.g. the disk is full: keep the worker, try again
+                _log.exception("could not claim the next item")
+                self._stopping.wait(1.0)
+                continue
             if claimed is None:
                 self._work.wait(1.0)
                 continue
             item, cancel = claimed
             try:
                 result = self.executor.run(item, cancel)
-            except BaseException as exc:  # never lose the item: record it failed
+            except Exception as exc:  # a bug of ours (run() reports failed runs): record it
+                _log.exception("item %s: the executor failed", item.item_id)
                 result = {
                     "Status": FAILED,
                     "StatusMessage": f"internal error in hook-processor serve: {exc!r}",
                     "ExitCode": int(ExitCode.INTERNAL_ERROR),
                 }
+            try:
                 self._record(item, result)
-                raise
-            self._record(item, result)
+            except Exception:  # left in_progress: the next start re-runs it
+                _log.exception("item %s: could not record its result", item.item_id)
+                self._running.pop(item.item_id, None)
 
     def _claim(self) -> tuple[ItemRun, threading.Event] | None:
         with self.store.write() as db:
@@ -333,7 +335,7 @@ class OrderService:
                             item_id,
                         ),
                     )
-                    _refresh_order(db, order_id)
+                    refresh_order(db, order_id)
                     continue
                 attempt = int(row["Attempts"]) + 1
                 db.execute(
@@ -348,7 +350,7 @@ class OrderService:
                         item_id,
                     ),
                 )
-                _refresh_order(db, order_id)
+                refresh_order(db, order_id)
                 cancel = threading.Event()
                 self._running[item_id] = cancel  # under the write lock: a cancel sees it
                 options = item_options(
@@ -377,7 +379,7 @@ class OrderService:
             if code == ExitCode.CANCELLED
             else FAILED
         )
-        name, size, link, location = _output_fields(result) if status == COMPLETED else (None,) * 4
+        name, size, link, location = output_fields(result) if status == COMPLETED else (None,) * 4
         with self.store.write() as db:
             db.execute(
                 "UPDATE items SET Status = ?, StatusMessage = ?, CompletedDate = ?, "
@@ -397,127 +399,4 @@ class OrderService:
                 ),
             )
             self._running.pop(item.item_id, None)
-            _refresh_order(db, item.order_id)
-
-
-def _output_fields(result: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
-    """(ProcessedName, ProcessedSize, DownloadLink, OutputLocation) of a completed result."""
-    products = result.get("Products") or []
-    if result.get("OutputStorage") == "TEMPORARY":
-        product = products[0] if products else {}
-        return (
-            result.get("ProcessedName", product.get("Name")),
-            result.get("ProcessedSize", product.get("Size")),
-            result.get("DownloadLink", product.get("DownloadLink")),
-            None,
-        )
-    manifest = str(result.get("Manifest") or "")
-    location = manifest.rsplit("/", 1)[0] if "/" in manifest.removeprefix("s3://") else None
-    prefix = location.removeprefix("s3://").partition("/")[2] if location else None
-    size = (result.get("Output") or {}).get("Bytes")
-    return prefix, size, None, location
-
-
-def item_options(
-    options: list[dict[str, Any]], workflow: Workflow, item_id: int, several: bool
-) -> list[dict[str, Any]]:
-    """The options one item runs with: with several items and PRIVATE output, the prefix is
-    ``<prefix>/<item Id>`` (ours; see the module doc)."""
-    from hook_processor.options import StandardOptions, option_aliases
-
-    def canonical(name: str) -> str:
-        for field in ("output_storage", "output_s3_path", "s3_prefix"):
-            if name.strip().lower() in (a.lower() for a in option_aliases(StandardOptions, field)):
-                return field
-        return name.strip().lower()
-
-    values = {canonical(str(o["Name"])): o.get("Value") for o in options}
-    storage = values.get("output_storage") or workflow.defaults.get("output_storage") or "PRIVATE"
-    if not several or str(storage).strip().upper() != "PRIVATE":
-        return options
-    out = [dict(o) for o in options]
-    for field in ("output_s3_path", "s3_prefix"):
-        for option in out:
-            if canonical(str(option["Name"])) == field and isinstance(option.get("Value"), str):
-                option["Value"] = f"{option['Value'].rstrip('/')}/{item_id}"
-                return out
-    return [*out, {"Name": "s3_prefix", "Value": str(item_id)}]
-
-
-def _refresh_order(db: Any, order_id: int) -> None:
-    """The order's Status, StatusMessage and CompletedDate from its items (the module's rule)."""
-    items = db.execute(
-        "SELECT Status, StatusMessage, CompletedDate FROM items WHERE BatchOrderId = ? "
-        "ORDER BY Position",
-        (order_id,),
-    ).fetchall()
-    statuses = [i["Status"] for i in items]
-    completed_date = None
-    if all(s == QUEUED for s in statuses):
-        status, message = QUEUED, QUEUED_MESSAGE
-    elif not all(s in FINISHED for s in statuses):
-        status, message = IN_PROGRESS, IN_PROGRESS_MESSAGE
-    else:
-        completed_date = max(i["CompletedDate"] or "" for i in items) or now()
-        failed = [i for i in items if i["Status"] == FAILED]
-        cancelled = statuses.count(CANCELLED)
-        if failed:
-            status = FAILED
-            message = f"{len(failed)} of {len(items)} items failed: {failed[0]['StatusMessage']}"
-        elif cancelled:
-            status = CANCELLED
-            message = f"cancelled: {cancelled} of {len(items)} items cancelled"
-        else:
-            status, message = COMPLETED, COMPLETED_MESSAGE
-    db.execute(
-        "UPDATE batch_orders SET Status = ?, StatusMessage = ?, CompletedDate = ? WHERE Id = ?",
-        (status, message, completed_date, order_id),
-    )
-
-
-def _checked_body(
-    body: Any,
-) -> tuple[str, str, list[dict[str, Any]], int, list[str]]:
-    """(Name, WorkflowName, WorkflowOptions, Priority, IdentifierList) of a BatchOrder body, or
-    OrderError(400) naming every problem and its fix."""
-    if not isinstance(body, Mapping):
-        raise OrderError(
-            400,
-            "the body must be a JSON object: a BatchOrder with Name, WorkflowName and optionally "
-            "WorkflowOptions, IdentifierList, Priority",
-        )
-    problems: list[str] = []
-    name, workflow_name = body.get("Name"), body.get("WorkflowName")
-    for field, value in (("Name", name), ("WorkflowName", workflow_name)):
-        if not isinstance(value, str) or not value.strip():
-            problems.append(f"{field}: required, a non-empty string")
-    options = body.get("WorkflowOptions")
-    if options is None:
-        options = []
-    elif not isinstance(options, list) or not all(
-        isinstance(o, Mapping)
-        and isinstance(o.get("Name"), str)
-        and o["Name"].strip()
-        and set(o) <= {"Name", "Value"}
-        for o in options
-    ):
-        problems.append(
-            'WorkflowOptions: must be a list of {"Name": <string>, "Value": <value>} objects'
-        )
-        options = []
-    priority = body.get("Priority")
-    if priority is None:
-        priority = DEFAULT_PRIORITY
-    elif isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= 100:
-        problems.append("Priority: must be an integer from 1 to 100 (default 50; higher first)")
-        priority = DEFAULT_PRIORITY
-    identifiers = body.get("IdentifierList")
-    if identifiers is None:
-        identifiers = []
-    elif not isinstance(identifiers, list) or not all(isinstance(i, str) for i in identifiers):
-        problems.append('IdentifierList: must be a list of strings, e.g. ["Custom Hook"]')
-        identifiers = []
-    if problems:
-        raise OrderError(400, "; ".join(problems))
-    assert isinstance(name, str) and isinstance(workflow_name, str)
-    return name, workflow_name, [dict(o) for o in options], priority, list(identifiers)
+            refresh_order(db, item.order_id)

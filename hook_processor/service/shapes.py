@@ -47,7 +47,7 @@ _WORKFLOW_FIELDS = (
     "InputProductStatusOffline",
 )
 
-_SECRET_NAMES = frozenset(
+SECRET_NAMES = frozenset(
     alias.lower()
     for name, field in StandardOptions.model_fields.items()
     if field.annotation in (SecretStr, SecretStr | None)
@@ -84,7 +84,7 @@ def workflow(row: sqlite3.Row, *, expand_options: bool) -> dict[str, Any]:
 
 def echoed_options(text: str) -> list[dict[str, Any]]:
     options: list[dict[str, Any]] = json.loads(text or "[]")
-    return [o for o in options if str(o.get("Name", "")).lower() not in _SECRET_NAMES]
+    return [o for o in options if str(o.get("Name", "")).lower() not in SECRET_NAMES]
 
 
 def batch_order(row: sqlite3.Row) -> dict[str, Any]:

@@ -27,6 +27,7 @@ states (``Constraints: >= 1``) are checked by the runtime in the container (the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -392,8 +393,9 @@ def _model_from_entry(name: str, options: Sequence[Mapping[str, Any]]) -> type[O
             fields[option_name] = (kind, Field(...))
         else:
             default = option.get("Default")
-            if default is not None and kind is not SecretStr:
-                default = json.loads(default) if option.get("Type") != "str" else default
+            if default is not None and kind is not SecretStr and option.get("Type") != "str":
+                with contextlib.suppress(ValueError):  # describe writes JSON-compatible text
+                    default = json.loads(default)
             fields[option_name] = (kind | None, Field(default))
     if not fields:
         return None

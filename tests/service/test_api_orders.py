@@ -273,3 +273,23 @@ def test_orders_survive_a_restart(tmp_path: Path, s3_server: S3Server) -> None:
         assert order.json()["value"]["Status"] == "completed"
     finally:
         service.stop()
+
+
+def test_refusals_never_quote_a_secret(local: Local) -> None:
+    answer = local.post(
+        {
+            "Name": "x",
+            "WorkflowName": "dedl_hello_world",
+            "IdentifierList": [],
+            "WorkflowOptions": [
+                {"Name": "source_s3_secret_key", "Value": [SECRET]},
+                {"Name": "output_s3_secret_key", "Value": {"k": SECRET}},
+                {"Name": "output_storage", "Value": SECRET},
+            ],
+        }
+    )
+    assert answer.status_code == 422
+    assert "output_storage" in answer.text
+    # output_storage is no secret: its bad value may be quoted; the secret options' may not.
+    assert answer.text.count(SECRET) <= 1
+    assert f'["{SECRET}"]' not in answer.text and f'"k": "{SECRET}"' not in answer.text

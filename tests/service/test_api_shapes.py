@@ -207,3 +207,24 @@ def test_no_secret_in_any_answer(api: tuple[ApiServer, dict[str, Any]]) -> None:
         assert answer.status_code == 200, path
         assert SECRET not in answer.text, path
         assert "output_s3_secret_key" not in answer.text, path
+
+
+def test_an_internal_error_is_json_500_without_its_text(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    store = Store(tmp_path / "hook.sqlite3")
+    with store.write() as db:  # a row the API cannot read: its entry is not JSON
+        db.execute(
+            "INSERT INTO workflows (Id, Name, entry_json, source) "
+            f"VALUES ('1', 'broken', '{{{SECRET}', 'builtin:test')"
+        )
+    server = ApiServer(order_service(store, s3_server), store, s3=s3_server)
+    try:
+        answer = server.session().get(server.root + "Workflows", timeout=10)
+        assert answer.status_code == 500
+        assert answer.json() == {
+            "detail": "internal error of hook-processor serve (JSONDecodeError)"
+        }
+        assert SECRET not in answer.text
+    finally:
+        server.stop()

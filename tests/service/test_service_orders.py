@@ -151,11 +151,12 @@ def test_bad_options_are_422_naming_each_and_store_nothing(
     assert counts(service) == (0, 0)
 
 
+@pytest.mark.parametrize("mode", ["inprocess", "subprocess"])
 def test_secrets_are_never_echoed_logged_or_in_a_result(
-    make_service: MakeService, hello_input: str, s3_server: S3Server, tmp_path: Path
+    make_service: MakeService, hello_input: str, s3_server: S3Server, tmp_path: Path, mode: str
 ) -> None:
     secret = "Sekrit-Value-93817"
-    service = make_service(mode="inprocess")
+    service = make_service(mode=mode)
     body = hello_order(hello_input)
     body["WorkflowOptions"] += [
         {"Name": "source_s3_endpoint_url", "Value": s3_server.endpoint_url},

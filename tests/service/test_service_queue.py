@@ -63,6 +63,7 @@ def test_cancel_of_a_queued_and_of_a_running_item(make_service: MakeService) -> 
     (dequeued,) = items(service, queued)
     assert (dequeued["Status"], dequeued["StartedDate"]) == ("cancelled", None)
     assert order(service, queued)["Status"] == "cancelled"
+    assert service.item_log(dequeued["Id"]) is None  # it never ran: no log
 
     began = time.monotonic()
     service.cancel_item(items(service, running)[0]["Id"])
@@ -273,3 +274,26 @@ def test_an_inprocess_item_cancelled_during_process_ends_cancelled_when_it_retur
     (item,) = items(service, order_id)
     assert (item["Status"], item["ExitCode"]) == ("cancelled", 6)
     assert "nothing was published" in item["StatusMessage"]
+
+
+def test_an_executor_bug_fails_the_item_and_the_worker_goes_on(
+    make_service: MakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service(start=False)
+    broken = service.submit(odp_order(1, Priority=90), user="u")
+    fine = service.submit(odp_order(1), user="u")
+    real_run = service.executor.run
+    calls: list[int] = []
+
+    def run_once_broken(item, cancel):  # type: ignore[no-untyped-def]
+        calls.append(item.item_id)
+        if len(calls) == 1:
+            raise RuntimeError("injected bug")
+        return real_run(item, cancel)
+
+    monkeypatch.setattr(service.executor, "run", run_once_broken)
+    service.start()
+    assert service.wait_idle(60)
+    (failed,) = items(service, broken)
+    assert failed["Status"] == "failed" and "injected bug" in failed["StatusMessage"]
+    assert items(service, fine)[0]["Status"] == "completed"
