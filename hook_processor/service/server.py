@@ -139,14 +139,33 @@ def serve(
     Bad settings (a folder that is no project, an image without labels, a port in use, a bad
     users file) raise :class:`~hook_processor.errors.UserError` before anything listens.
     """
-    from hook_processor.service.app import create_app
-    from hook_processor.service.auth import TOKEN_PATH, load_users
-    from hook_processor.service.executor import Executor
-    from hook_processor.service.workflows import load_workflows, sync_workflows
+    from hook_processor.service.auth import load_users
+    from hook_processor.service.workflows import load_workflows
 
     users = load_users(settings.users_file) if settings.users_file is not None else None
     workflows = load_workflows(list(settings.projects), list(settings.images))
     sock = bind_socket(settings.host, settings.port)
+    late = _LateSignals()
+    try:
+        return _serve(settings, sock, users, workflows, late, on_started, stop)
+    finally:
+        late.restore()
+
+
+def _serve(
+    settings: ServeSettings,
+    sock: socket.socket,
+    users: Mapping[str, str] | None,
+    workflows: Sequence[Any],
+    late: _LateSignals,
+    on_started: Callable[[Started], None],
+    stop: threading.Event | None,
+) -> int:
+    from hook_processor.service.app import create_app
+    from hook_processor.service.auth import TOKEN_PATH
+    from hook_processor.service.executor import Executor
+    from hook_processor.service.workflows import sync_workflows
+
     with contextlib.ExitStack() as stack:
         stack.callback(sock.close)
         data_dir = settings.data_dir.resolve()
@@ -180,7 +199,32 @@ def serve(
         server.run(sockets=[sock])
         if server.stopped_by is not None:
             logger.info("%s: stopping, running items are cancelled", server.stopped_by)
+        late.install()  # the stack's unwinding cancels and records the running items
     return 0
+
+
+class _LateSignals:
+    """After the HTTP server stopped, SIGINT/SIGTERM only log: the service is cancelling and
+    recording the running items, and a second Ctrl-C (a terminal sends it to the whole group,
+    children included) must not interrupt that. :meth:`restore` puts the old handlers back."""
+
+    def __init__(self) -> None:
+        self._original: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._original[sig] = signal.signal(sig, self._late)
+
+    def restore(self) -> None:
+        for sig, handler in self._original.items():
+            signal.signal(sig, handler)
+        self._original.clear()
+
+    @staticmethod
+    def _late(sig: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(sig).name
+        logger.info("%s: already stopping (cancelling the running items)", name)
 
 
 def _stop_service(service: Any) -> None:

@@ -93,8 +93,18 @@ class Served:
             self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
-        self.proc.send_signal(sig)
+    def stop(
+        self, sig: int = signal.SIGINT, timeout: float = 60.0, *, as_terminal: bool = False
+    ) -> int:
+        """Signal serve and wait for its exit code. ``as_terminal``: as a terminal's Ctrl-C does,
+        to the whole process group (serve and the items' children), twice (an impatient user)."""
+        if as_terminal:
+            os.killpg(self.proc.pid, sig)
+            time.sleep(0.3)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
