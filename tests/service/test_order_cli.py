@@ -24,6 +24,7 @@ from serve_process import (  # noqa: E402
     child_env,
     hello_body,
     hook_processor_command,
+    odp_test_body,
     put_input,
     serving,
 )
@@ -169,3 +170,21 @@ def test_credentials_are_never_options_and_the_prompt_hides_the_password(
     assert "Username: " in result.stderr and "Password: " in result.stderr
     assert PASSWORD not in result.output
     assert int(result.stdout.strip()) > 0
+
+
+def test_a_token_from_hook_access_token_needs_no_token_url(served: Served) -> None:
+    token = served.token()
+    order_id = str(served.submit(odp_test_body("by token", sleep_time=1)))
+    done = subprocess.run(
+        [*hook_processor_command(), "order", "products", order_id, "--service", served.root],
+        capture_output=True, text=True, timeout=60,
+        env=child_env({"HOOK_ACCESS_TOKEN": token}),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert isinstance(json.loads(done.stdout), list) and token not in done.stdout + done.stderr
+    refused = subprocess.run(
+        [*hook_processor_command(), "order", "products", order_id, "--service", served.root],
+        capture_output=True, text=True, timeout=60,
+        env=child_env({"HOOK_ACCESS_TOKEN": "not-a-token"}),
+    )  # fmt: skip
+    assert refused.returncode == 2 and "401" in refused.stderr, refused.stderr

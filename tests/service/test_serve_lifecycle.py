@@ -12,6 +12,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -142,3 +143,22 @@ def test_s3_keys_without_an_endpoint_are_a_usage_error(tmp_path: Path) -> None:
     done = _serve(str(HELLO_WORLD), "--s3-secret-key", "k", tmp_path=tmp_path)
     assert done.returncode == 2
     assert "--s3-access-key and --s3-secret-key go with --s3-endpoint" in done.stderr
+
+
+def test_a_users_own_s3_endpoint_is_used_and_its_secret_never_printed(
+    tmp_path: Path, s3_server: Any
+) -> None:
+    secret = "users-own-secret-Jm55"  # moto accepts any keys: a distinct one shows any leak
+    args = [str(HELLO_WORLD), "--s3-endpoint", s3_server.endpoint_url]
+    args += ["--s3-access-key", "users-own-access", "--s3-secret-key", secret]
+    with serving(args, tmp_path / "data") as served:
+        assert served.s3_endpoint == s3_server.endpoint_url
+        assert served.info["s3_secret_key"] is None
+        served.info["s3_secret_key"] = secret  # the user knows it
+        input_path = put_input(served, "own-inputs")
+        order_id = served.submit(hello_body(served, input_path, name="own store"))
+        (done,) = served.wait_for(order_id, {"completed", "failed"})
+        assert done["Status"] == "completed", done
+        assert done["DownloadLink"].startswith(s3_server.endpoint_url + "/hook-temporary/")
+        assert served.stop() == 0
+        assert secret not in served.stderr() + "".join(served.stdout_lines)
