@@ -59,7 +59,7 @@ def order_group() -> None:
     """
 
 
-@order_group.command("submit")
+@order_group.command("submit", short_help="Submit an order; print its Id.")
 @_endpoint_options
 @click.option("--workflow", required=True, metavar="NAME", help="The Workflow's Name.")
 @click.option(
@@ -117,7 +117,7 @@ def submit_command(
         _exit_with(_wait(client, order["Id"], interval))
 
 
-@order_group.command("status")
+@order_group.command("status", short_help="The order's status and its items'.")
 @_endpoint_options
 @click.argument("order_id")
 @click.option("--wait", is_flag=True, help="Wait until every item is finished.")
@@ -149,7 +149,7 @@ def status_command(
     _exit_with(status)
 
 
-@order_group.command("products")
+@order_group.command("products", short_help="The order's items as JSON.")
 @_endpoint_options
 @click.argument("order_id")
 def products_command(service_url: str, token_url: str | None, order_id: str) -> None:
@@ -158,7 +158,7 @@ def products_command(service_url: str, token_url: str | None, order_id: str) -> 
     click.echo(json.dumps(_call(lambda: client.products(order_id)), indent=2))
 
 
-@order_group.command("download")
+@order_group.command("download", short_help="Download the order's TEMPORARY products (zips).")
 @_endpoint_options
 @click.argument("order_id")
 @click.option(
@@ -193,7 +193,7 @@ def download_command(
         click.echo(f"{target}\t{size}")
 
 
-@order_group.command("cancel")
+@order_group.command("cancel", short_help="Cancel the order.")
 @_endpoint_options
 @click.argument("order_id")
 def cancel_command(service_url: str, token_url: str | None, order_id: str) -> None:
