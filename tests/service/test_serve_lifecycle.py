@@ -162,3 +162,21 @@ def test_a_users_own_s3_endpoint_is_used_and_its_secret_never_printed(
         assert done["DownloadLink"].startswith(s3_server.endpoint_url + "/hook-temporary/")
         assert served.stop() == 0
         assert secret not in served.stderr() + "".join(served.stdout_lines)
+
+
+def test_users_restricts_the_token_and_a_bad_users_file_is_exit_2(tmp_path: Path) -> None:
+    users = tmp_path / "users.json"
+    users.write_text('{"erin": "erins-password"}')
+    with serving([str(HELLO_WORLD), "--users", str(users)], tmp_path / "data") as served:
+        assert served.token("erin", "erins-password")
+        form = {"grant_type": "password", "client_id": "ordering"}
+        for user, password in (("erin", "wrong"), ("mallory", "erins-password")):
+            answer = requests.post(
+                served.token_url, data={**form, "username": user, "password": password}, timeout=30
+            )
+            assert answer.status_code == 401, answer.text
+        assert served.stop() == 0
+        assert "erins-password" not in served.stderr() + "".join(served.stdout_lines)
+    users.write_text("erin:erins-password\n")
+    done = _serve(str(HELLO_WORLD), "--users", str(users), "--port", "0", tmp_path=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith(f"Error: --users {users}")
