@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_support import HELLO, TEXT
+from service_support import HELLO, TEXT, MakeService
 
 from hook_processor.s3server import S3Server
 from hook_processor.service.executor import Executor
 from hook_processor.service.orders import OrderService
 from hook_processor.service.store import Store
 from hook_processor.service.workflows import Workflow, load_workflows, sync_workflows
-
-MakeService = Callable[..., OrderService]
 
 
 @pytest.fixture(scope="session")

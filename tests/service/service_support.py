@@ -13,6 +13,9 @@ from hook_processor.service.orders import OrderService
 HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello_world"
 TEXT = b"hello from the order service\n"
 
+MakeService = Callable[..., OrderService]
+"""make_service(mode, concurrency, data_dir, start, workflows): the conftest fixture's type."""
+
 
 def hello_order(bucket: str, *, storage: str = "PRIVATE", **extra: Any) -> dict[str, Any]:
     options = [

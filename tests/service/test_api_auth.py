@@ -102,13 +102,14 @@ def test_root_needs_a_token_too(server: ApiServer) -> None:
 
 
 def test_tokens_expire(store: Store, s3_server: S3Server) -> None:
-    api = _serve(store, s3_server, token_lifetime=1)
+    api = _serve(store, s3_server, token_lifetime=3)
     try:
         answer = requests.post(api.token_url, data=GRANT, timeout=10)
-        assert answer.json()["expires_in"] == 1
+        issued = time.monotonic()
+        assert answer.json()["expires_in"] == 3
         session = api.session(answer.json()["access_token"])
         assert session.get(api.root + "Workflows", timeout=10).status_code == 200
-        time.sleep(1.5)
+        time.sleep(max(0.0, issued + 3.5 - time.monotonic()))
         late = session.get(api.root + "Workflows", timeout=10)
         assert late.status_code == 401
         assert "invalid or expired" in late.json()["detail"]

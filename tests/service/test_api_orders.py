@@ -117,7 +117,8 @@ def test_temporary_order_end_to_end(local: Local, input_bucket: str) -> None:
     assert body["@odata.context"] == "#metadata/Odata.CSC.BatchOrder"
     order = body["value"]
     assert list(order) == BATCH_ORDER_FIELDS
-    assert isinstance(order["Id"], int) and order["Status"] == "queued"
+    # The order as it stands: a free worker may have claimed its item already.
+    assert isinstance(order["Id"], int) and order["Status"] in ("queued", "in_progress")
     assert order["KeycloakUUID"] == "alice" and isinstance(order["WorkflowId"], int)
     assert SECRET not in answer.text
     # The keys are secrets (SecretStr) too: omitted, as the live API omits secret options.

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import MakeService
-from service_support import TEXT, hello_order, items, odp_order, order
+from service_support import TEXT, MakeService, hello_order, items, odp_order, order
 
 from hook_processor.s3server import S3Server
 from hook_processor.service.orders import OrderError

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MakeService
 from service_support import (
     TEXT,
+    MakeService,
     copy_project,
     hello_order,
     items,
