@@ -81,7 +81,8 @@ def order_group() -> None:
     "options",
     multiple=True,
     metavar="NAME=VALUE",
-    help="One WorkflowOption (whole numbers are sent as numbers); over the file's. Repeatable.",
+    help="One WorkflowOption, over the file's; sent as a number where the Workflow's option "
+    "Type is int or float. Repeatable.",
 )
 @click.option("--priority", type=click.IntRange(1, 100), help="1-100, higher first.")
 @click.option("--name", metavar="NAME", help="The order's Name.")
@@ -102,15 +103,19 @@ def submit_command(
     """Submit an order (POST BatchOrder/OData.CSC.Order); print its Id on stdout."""
     from hook_processor import order_client
 
+    pairs = _option_pairs(options)
+    file_body = _load_body(options_file) if options_file else None
+    client = _client(service_url, token_url)
+    types = _call(lambda: client.option_types(workflow)) if pairs else {}
     body = order_client.order_body(
         workflow=workflow,
         name=name,
         identifiers=identifiers,
-        file_body=_load_body(options_file) if options_file else None,
-        options=_option_pairs(options),
+        file_body=file_body,
+        options=pairs,
         priority=priority,
+        types=types,
     )
-    client = _client(service_url, token_url)
     order = _call(lambda: client.submit(body))
     click.echo(order["Id"])
     if wait:

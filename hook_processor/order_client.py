@@ -129,6 +129,22 @@ class HookClient:
         value = answer.get("value", answer) if isinstance(answer, dict) else None
         return value if isinstance(value, dict) else None
 
+    def option_types(self, workflow: str) -> dict[str, str]:
+        """The workflow's option ``Type``s by lower-case name (``Workflows?$expand=WorkflowOptions
+        &$filter=(Name eq '...')``, the tutorial's call); {} where the service has none."""
+        quoted = workflow.replace("'", "''")
+        path = f"Workflows?$expand=WorkflowOptions&$filter=(Name eq '{quoted}')"
+        try:
+            answer = self._json("GET", path)
+        except (ServiceError, UnreachableError):
+            return {}
+        types: dict[str, str] = {}
+        for entry in answer.get("value") or [] if isinstance(answer, dict) else []:
+            for option in entry.get("WorkflowOptions") or []:
+                if isinstance(option, dict) and isinstance(option.get("Type"), str):
+                    types[str(option.get("Name")).lower()] = option["Type"]
+        return types
+
     def cancel(self, order_id: int | str) -> None:
         self._request("POST", f"BatchOrder({order_id})/OData.CSC.Cancel", body={}).close()
 
@@ -294,6 +310,7 @@ def order_body(
     file_body: Mapping[str, Any] | None,
     options: Mapping[str, str],
     priority: int | None,
+    types: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The BatchOrder body: the options file (an order body, or a ``{name: value}`` object),
     then ``--option`` pairs over it; ``IdentifierList`` from ``--identifier`` (else the file's,
@@ -308,7 +325,7 @@ def order_body(
             listed = [{"Name": k, "Value": v} for k, v in file_body.items()]
     by_name = {str(o.get("Name")).lower(): i for i, o in enumerate(listed)}
     for key, raw in options.items():
-        entry = {"Name": key, "Value": _value(raw)}
+        entry = {"Name": key, "Value": option_value(raw, (types or {}).get(key.lower()))}
         if key.lower() in by_name:
             listed[by_name[key.lower()]] = entry
         else:
@@ -325,12 +342,21 @@ def order_body(
     return body
 
 
-def _value(raw: str) -> Any:
-    """``--option`` values: whole numbers are sent as JSON numbers, as the DEDL tutorial sends
-    ``timespan`` and ``sleep_time`` (its ``VALUE_TYPE=int``); everything else as a string."""
+def option_value(raw: str, kind: str | None) -> Any:
+    """A ``--option`` value as JSON: a number or a boolean where the Workflow's WorkflowOptions
+    give the option that ``Type`` (the DEDL tutorial sends ``sleep_time`` and ``timespan`` as
+    JSON numbers, its ``VALUE_TYPE=int``); otherwise, or when it does not parse, the string."""
+    kind = (kind or "").lower()
     text = raw.strip()
-    if text.lstrip("-").isdigit() and text == raw:
-        return int(text)
+    try:
+        if kind in ("int", "integer"):
+            return int(text)
+        if kind in ("float", "number"):
+            return float(text)
+    except ValueError:
+        return raw  # the service names the bad value (422)
+    if kind in ("bool", "boolean") and text.lower() in ("true", "false"):
+        return text.lower() == "true"
     return raw
 
 
