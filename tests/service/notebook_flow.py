@@ -440,3 +440,72 @@ def custom_hook_env(
         "HOOK_OUTPUT_STORAGE_ACCESS_KEY": access_key,
         "HOOK_OUTPUT_STORAGE_SECRET_KEY": secret_key,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every step against a running ``hook-processor serve examples/hello_world``:
+    ``python tests/service/notebook_flow.py SERVICE_ROOT TOKEN_URL S3_ENDPOINT`` (the three URLs
+    it printed). It puts ``example.data`` on the S3 endpoint first, as a user would."""
+    import argparse
+    import tempfile
+
+    import boto3
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("service_root")
+    parser.add_argument("token_url")
+    parser.add_argument("s3_endpoint")
+    parser.add_argument("--sleep-time", type=int, default=2, help="odp-test's (the seed: 120)")
+    args = parser.parse_args(argv)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=args.s3_endpoint,
+        aws_access_key_id="hook-local-access",
+        aws_secret_access_key="hook-local-secret",
+        region_name="us-east-1",
+    )
+    s3.create_bucket(Bucket="inputs")
+    here = Path(__file__).resolve().parents[2] / "examples" / "hello_world" / "sample" / "input"
+    s3.upload_file(
+        str(here / "example.data"), "inputs", "dedl_hello_world/input_file_location/example.data"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="notebook-flow-"))
+    for private in (True, False):
+        env = custom_hook_env(
+            order_name="local-060",
+            input_path="s3://inputs/dedl_hello_world/input_file_location",
+            s3_endpoint=args.s3_endpoint,
+            access_key="hook-local-access",
+            secret_key="hook-local-secret",
+            private=private,
+            output_bucket="results",
+        )
+        nb = NotebookFlow(
+            env=env,
+            hook_service_root_url=args.service_root,
+            token_url=args.token_url,
+            output_storage_url=args.s3_endpoint,
+            username="me",
+            password="anything",
+            workdir=workdir,
+        )
+        for cell in (nb.cell_06, nb.cell_10, nb.cell_14, nb.cell_18, nb.cell_23, nb.cell_27):
+            cell()
+        nb.cell_28()
+        nb.cell_31()
+        nb.rerun_status_until_finished()
+        nb.cell_34()
+        nb.cell_36(is_download_products=True)
+        print("\n".join(nb.out))
+    low, high = nb.seed_odp_test_orders(args.sleep_time)
+    for order_id in (low, high):
+        nb.order_id = order_id
+        nb.rerun_status_until_finished(timeout=args.sleep_time * 4 + 60)
+    for answer in (nb.seed_production_orders_contains("060"), nb.cell_35_of_5ca3871()):
+        print(json.dumps([(p["Id"], p["Name"], p["Status"]) for p in answer["value"]]))
+    print(f"downloads in {workdir}: {sorted(p.name for p in workdir.iterdir())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
