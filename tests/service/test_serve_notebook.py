@@ -113,3 +113,4 @@ def test_the_seed_notebook_runs_against_serve(tmp_path: Path) -> None:
         for secret in (OUT_SECRET, IN_SECRET, PASSWORD):
             assert not [t for t in texts if secret in t], secret
         assert served.stop() == 0
+        assert len(served.stdout_lines) == 1  # --json: the one line, logs on stderr
