@@ -188,3 +188,19 @@ def test_a_token_from_hook_access_token_needs_no_token_url(served: Served) -> No
         env=child_env({"HOOK_ACCESS_TOKEN": "not-a-token"}),
     )  # fmt: skip
     assert refused.returncode == 2 and "401" in refused.stderr, refused.stderr
+
+
+def test_one_item_per_identifier_each_shown_while_waiting(served: Served) -> None:
+    done = order(
+        served, "submit", "--workflow", "odp-test", "--identifier", "first", "--identifier",
+        "second", "-o", "sleep_time=1", "--wait", "--interval", "0.2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    order_id = int(done.stdout.split()[0])
+    lines = done.stderr.strip().splitlines()
+    for ref in ("[first]", "[second]"):
+        shown = [line for line in lines if ref in line]
+        assert shown and "completed" in shown[-1], lines
+    assert len(lines) == len(set(lines))  # a line per change, never the same state twice
+    items = json.loads(order(served, "products", str(order_id)).stdout)
+    assert [i["InputProductReference"] for i in items] == ["first", "second"]
