@@ -1,4 +1,5 @@
-"""python -m bench run [...] | report RESULTS.json [--markdown BENCHMARKS.md] | engines [...]"""
+"""python -m bench run [...] | report RESULTS.json [--markdown BENCHMARKS.md] | engines [...]
+| serve [...]"""
 
 from __future__ import annotations
 
@@ -86,6 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     eng.add_argument("--out", help="results JSON (default: print only)")
 
+    srv = sub.add_parser(
+        "serve",
+        help="hook-processor serve: orders/s, API p50/p99 under concurrent clients, and an "
+        "order's overhead over a bare exec (bench/serve.py)",
+    )
+    srv.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
+    srv.add_argument("--orders-per-client", type=int, default=4, help="POSTs each (default 4)")
+    srv.add_argument("--requests-per-client", type=int, default=20, help="GETs each (default 20)")
+    srv.add_argument("--rounds", type=int, default=3, help="order vs exec rounds (median)")
+    srv.add_argument("--concurrency", type=int, default=2, help="serve --concurrency (default 2)")
+    srv.add_argument("--work-dir", default=None, help="data dir and logs (default: a temp dir)")
+    srv.add_argument("--out", help="results JSON (default: print only)")
+
     rep = sub.add_parser("report", help="write/update the results table in BENCHMARKS.md")
     rep.add_argument("results", type=Path)
     rep.add_argument("--markdown", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
@@ -110,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         from bench.engines import run as run_engines
 
         run_engines(args)
+        return 0
+    if args.cmd == "serve":
+        if min(args.clients, args.orders_per_client, args.requests_per_client, args.rounds) < 1:
+            parser.error("--clients, --orders-per-client, --requests-per-client, --rounds >= 1")
+        from bench import serve
+
+        print(serve.table(serve.run(args)))
         return 0
     from bench.report import update
 

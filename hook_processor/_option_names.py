@@ -27,7 +27,15 @@ FILE, CLI, ENVIRONMENT = "the options file", "--option", "the environment"
 # HOOK_* variables the runtime reads besides PlatformSettings, and those other commands read;
 # given_options and progress_events are internal, set by hook-processor run for its child.
 _ORDER_SETTINGS = ("order_id", "order_name", "workflow_name", "identifiers", "priority")
-_OTHER_SETTINGS = ("given_options", "python_image", "progress_events")
+_OTHER_SETTINGS = (
+    "given_options",
+    "python_image",
+    "progress_events",
+    # hook-processor order (the client of a Hook service)
+    "service_url",
+    "token_url",
+    "access_token",
+)
 _OPTION_CUTOFF = 0.6  # difflib's default
 _SETTING_CUTOFF = 0.75  # higher: only a likely typo of a setting, not another tool's variable
 

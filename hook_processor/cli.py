@@ -28,6 +28,8 @@ _LAZY_COMMANDS = {
     "new": "hook_processor._cli_project:new_command",
     "describe": "hook_processor._cli_project:describe_command",
     "build": "hook_processor._cli_build:build_command",
+    "serve": "hook_processor._cli_serve:serve_command",
+    "order": "hook_processor._cli_order:order_group",
 }
 
 

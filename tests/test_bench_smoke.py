@@ -246,3 +246,27 @@ def test_each_engine_round_trips_the_bytes_through_a_real_server(
         head = s3.head_object(Bucket=bucket, Key=f"{name}/pub/big.bin")
         assert head["ContentLength"] == len(files["big.bin"])
         assert head["ETag"].strip('"').endswith("-3"), (name, head["ETag"])  # 3 parts
+
+
+def test_bench_serve_runs_tiny(tmp_path: Path) -> None:
+    """`python -m bench serve`: every order accepted, every GET answered, the order and the bare
+    exec of the same item both completed (no timing asserted)."""
+    out = tmp_path / "serve.json"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "serve", "--clients", "3", "--orders-per-client", "2",
+            "--requests-per-client", "3", "--rounds", "1", "--work-dir", str(tmp_path / "w"),
+            "--out", str(out),
+        ],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    accept, read, overhead = results["accept"], results["read"], results["overhead"]
+    assert (accept["orders"], accept["accepted"], accept["errors"]) == (6, 6, 0)
+    assert accept["orders_per_s"] > 0 and accept["p99_ms"] >= accept["p50_ms"] > 0
+    assert (read["requests"], read["errors"]) == (9, 0) and read["p99_ms"] >= read["p50_ms"] > 0
+    assert overhead["order_statuses"] == ["completed"] and overhead["exec_exit_codes"] == [0]
+    assert overhead["order_median_s"] > 0 and overhead["exec_median_s"] > 0
+    assert results["serve_exit_code"] == 0
+    assert "| orders accepted per second (3 clients, 6 orders) | " in done.stdout

@@ -23,7 +23,9 @@ SUMMARIES = {
     "describe": "Print the workflow entry and its options.",
     "exec": "Run the processor once, as the Hook service does.",
     "new": "Create a processor project: code, tests, sample, Dockerfile.",
+    "order": "Submit, watch, download and cancel Hook orders.",
     "run": "Run the processor locally on files, against S3.",
+    "serve": "Serve your processors as a local Hook order service.",
 }
 
 

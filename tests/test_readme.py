@@ -150,3 +150,47 @@ def test_a_second_run_into_the_same_output_empties_it_first(tmp_path: Path) -> N
     assert (
         "A second `run` into the same `--output` empties it first of what the previous run" in text
     )
+
+
+# --- Try the order flow locally ----------------------------------------------------------------
+
+
+def readme_blocks(heading: str, language: str = "bash") -> list[str]:
+    """Every ``language`` code block of the README section ``heading`` (up to the next ``## ``)."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index(f"\n## {heading}\n") + 1 :]
+    section = section[: section.find("\n## ")] if "\n## " in section else section
+    return re.findall(rf"\n```{language}\n(.*?\n)```\n", section, flags=re.S)
+
+
+def test_the_order_flow_walkthrough_runs_pasted_as_one_block(tmp_path: Path) -> None:
+    serve_line, block = readme_blocks("Try the order flow locally")
+    assert serve_line.startswith("hook-processor serve examples/hello_world")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        HELLO_WORLD,
+        checkout / "examples" / "hello_world",
+        ignore=shutil.ignore_patterns("__pycache__", "hook-work", "out"),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("AWS_", "HOOK_"))}
+    env.update(PATH=tool_path(), TMPDIR=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
+    child = subprocess.Popen(
+        ["bash", "-e", "-o", "pipefail", "-c", block],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # serve too, so that nothing outlives the test
+    )
+    try:
+        out, err = child.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    expected = (HELLO_WORLD / "sample" / "input" / "example.data").read_text().upper()
+    assert out.endswith(expected), out
+    assert ": completed" in out  # order status
+    assert "output-dedl_hello_world-" in out  # order download's path
+    assert "anything" not in out + err  # DESP_PASSWORD
