@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import errno
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import hook_processor
-from hook_processor import _log, _progress, _progress_relay, _publication
+from hook_processor import _log, _progress, _progress_relay, _publication, _work_dir
 from hook_processor._log import human_size
 from hook_processor._progress import ProgressFactory
 from hook_processor.context import Context
@@ -47,7 +46,6 @@ from hook_processor.result import (
 )
 
 _PACKAGE_DIR = str(Path(hook_processor.__file__).resolve().parent)
-_MARKER = ".hook-processor-workdir"
 
 
 @dataclasses.dataclass
@@ -174,7 +172,7 @@ def run(
         result.status_message = run_log.redact(result.status_message)
         release_room(result_path)
         if result.exit_code == ExitCode.STAGING_FAILED and input_dir is not None:
-            _free_staged_input(input_dir)  # useless now, and maybe what filled the disk
+            _work_dir.free_staged_input(input_dir)  # useless now, and maybe what filled the disk
         try:
             try:
                 write_result(result, result_path)
@@ -182,7 +180,7 @@ def run(
                 if exc.errno != errno.ENOSPC or result.exit_code == ExitCode.COMPLETED:
                     raise
                 if input_dir is not None:  # a failed run: its input is not needed any more
-                    _free_staged_input(input_dir)
+                    _work_dir.free_staged_input(input_dir)
                 write_result(result, result_path)
             log.info("result written to %s", result_path)
         except OSError as exc:
@@ -206,7 +204,7 @@ def _execute(
     from hook_processor import storage
 
     platform, std = config.platform, config.standard
-    _prepare_work_dir(platform.work_dir)
+    _work_dir.prepare(platform.work_dir)
     reserve_room(platform.result_path or platform.work_dir / "result.json")
     settings = storage.TransferSettings(
         concurrency=platform.concurrency,
@@ -360,73 +358,6 @@ def _load(
         project = read_project(root)
         entrypoint = project.entrypoint
     return project, load_processor(entrypoint, search_path=root.resolve())
-
-
-def _prepare_work_dir(work_dir: Path) -> tuple[Path, Path]:
-    """Fresh input/ and output/ folders; only folders this runtime created are ever emptied.
-
-    The work dir is the platform's configuration: whatever is wrong with it is exit 2 with the
-    path and the problem, never a traceback. A symlink at input/, output/ or the marker is
-    refused, not followed: staging through it would write, and emptying it delete, elsewhere.
-    """
-    try:
-        return _prepare_work_dir_unchecked(work_dir)
-    except OSError as exc:
-        problem = exc.strerror or str(exc)
-        if isinstance(exc, NotADirectoryError):
-            problem += " (a file is in the way on its path)"
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(work_dir) else ""
-        raise OptionsError(
-            f"HOOK_WORK_DIR {work_dir}: cannot be prepared: {problem}{where}; "
-            "point HOOK_WORK_DIR at a folder this process can create and write"
-        ) from None
-
-
-def _prepare_work_dir_unchecked(work_dir: Path) -> tuple[Path, Path]:
-    if work_dir.exists() and not work_dir.is_dir():
-        raise _work_dir_error(work_dir, "is not a folder (a file is in the way)")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    marker = work_dir / _MARKER
-    dirs = (work_dir / "input", work_dir / "output")
-    for entry in (marker, *dirs):
-        if entry.is_symlink():
-            raise _work_dir_error(
-                work_dir,
-                f"{entry.name} is a symbolic link (to {os.readlink(entry)}); hook-processor "
-                "neither follows nor removes it: remove it or choose another HOOK_WORK_DIR",
-            )
-    for folder in dirs:
-        if folder.exists() and not folder.is_dir():
-            raise _work_dir_error(work_dir, f"{folder.name} is not a folder")
-        if folder.exists() and any(folder.iterdir()):
-            if not marker.exists():
-                raise OptionsError(
-                    f"HOOK_WORK_DIR {work_dir}: {folder.name}/ already holds files that "
-                    "hook-processor did not create; empty it or choose another HOOK_WORK_DIR"
-                )
-            shutil.rmtree(folder)
-    marker.touch()
-    for folder in dirs:
-        folder.mkdir(exist_ok=True)
-    return dirs
-
-
-def _free_staged_input(input_dir: Path) -> None:
-    """Remove what a failed run staged into ``input_dir`` (a folder this runtime prepared)."""
-    if input_dir.is_symlink() or not input_dir.is_dir():
-        return  # refused by _prepare_work_dir: never followed, never emptied
-    for entry in input_dir.iterdir():
-        try:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        except OSError as exc:
-            _log.get_logger().warning("could not remove the staged input %s: %s", entry, exc)
-
-
-def _work_dir_error(work_dir: Path, problem: str) -> OptionsError:
-    return OptionsError(f"HOOK_WORK_DIR {work_dir}: {problem}")
 
 
 def _absolute(path: Path) -> Path:
