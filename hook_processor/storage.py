@@ -204,10 +204,11 @@ def publish_private(
     from botocore.exceptions import BotoCoreError, ClientError
 
     from hook_processor._s3 import upload as _upload
+    from hook_processor._s3 import walk as _walk
 
     job = _publish_job(client, bucket, settings, cancel, progress)
     prefix = prefix.rstrip("/")
-    files = _upload.walk(src)
+    files = _walk.walk(src)
     job.planned(len(files), sum(f.size for f in files))
     if any(f.rel == MANIFEST_NAME for f in files):
         raise PublishError(
@@ -241,7 +242,7 @@ def publish_private(
             mp.abort(job)
         raise
     job.check()
-    _upload.check_unchanged(src, files)  # nothing written since the walk: the set is one version
+    _walk.check_unchanged(src, files)  # nothing written since the walk: the set is one version
     if claim is not None:
         try:
             claim.verify({u.key: (u.size, u.etag) for u in results.values()})
@@ -311,9 +312,10 @@ def publish_temporary(
     from botocore.exceptions import BotoCoreError, ClientError
 
     from hook_processor._s3 import upload as _upload
+    from hook_processor._s3 import walk as _walk
 
     job = _publish_job(client, bucket, settings, cancel, progress)
-    files = _upload.walk(src)
+    files = _walk.walk(src)
     # Progress counts the files' bytes as they go into the zip (its compressed size is not
     # known in advance); the upload trails them by at most ``inflight`` parts.
     job.planned(len(files), sum(f.size for f in files))
@@ -332,7 +334,7 @@ def publish_temporary(
                 ) from err
         archive.close()
         sink.finish()
-        _upload._verify_size(job, key, sink.size)
+        _upload.verify_size(job, key, sink.size)
     except BaseException as err:
         sink.abort()
         if archive is not None:
