@@ -206,15 +206,7 @@ def _execute(
     platform, std = config.platform, config.standard
     _work_dir.prepare(platform.work_dir)
     reserve_room(platform.result_path or platform.work_dir / "result.json")
-    settings = storage.TransferSettings(
-        concurrency=platform.concurrency,
-        part_size=platform.part_size_mb * 1024 * 1024,
-        multipart_threshold=2 * platform.part_size_mb * 1024 * 1024,
-        max_attempts=platform.s3_max_attempts,
-        throttle_seconds=platform.s3_throttle_seconds,
-        checksum=platform.s3_checksum,
-        engine=platform.s3_engine,
-    )
+    settings = storage.transfer_settings(platform)
     source = storage.S3Target(
         std.input_s3_endpoint_url,
         std.input_s3_access_key,

@@ -23,13 +23,16 @@ import threading
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hook_processor._progress import Progress
 from hook_processor._s3 import transfer as _transfer
 from hook_processor._s3.engine import Engine, Payload, S3Target, TransferSettings
 from hook_processor._s3url import parse_s3_url
 from hook_processor.errors import PublishError, StagingError
+
+if TYPE_CHECKING:
+    from hook_processor.options import PlatformSettings
 
 __all__ = [
     "DOWNLOAD_LINK_SECONDS",
@@ -72,6 +75,20 @@ class PublishOutcome:
     products: list[Product]
     stats: TransferStats
     manifest: str | None = None  # s3:// URL of the manifest (PRIVATE)
+
+
+def transfer_settings(platform: PlatformSettings) -> TransferSettings:
+    """The transfers' settings from the platform's (``HOOK_CONCURRENCY``, ``HOOK_S3_*``, ...)."""
+    part_size = platform.part_size_mb * 1024 * 1024
+    return TransferSettings(
+        concurrency=platform.concurrency,
+        part_size=part_size,
+        multipart_threshold=2 * part_size,
+        max_attempts=platform.s3_max_attempts,
+        throttle_seconds=platform.s3_throttle_seconds,
+        checksum=platform.s3_checksum,
+        engine=platform.s3_engine,
+    )
 
 
 def make_client(target: S3Target, settings: TransferSettings) -> Engine:
