@@ -139,7 +139,7 @@ def test_a_boto3_client_handed_in_is_used_as_it_is(
 def test_a_run_names_its_engine_once(
     s3_server: Any, s3: Any, bucket: str, tmp_path: Path, engine: str
 ) -> None:
-    from test_runtime import HELLO_WORLD, private_env, put_tree
+    from exec_helpers import HELLO_WORLD, private_env, put_tree
 
     from hook_processor import runtime
     from hook_processor.errors import ExitCode
