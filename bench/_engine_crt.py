@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 from xml.etree import ElementTree
 
+from bench._adapters import landing, outputs
+
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -138,21 +140,17 @@ class CrtEngine:
                 return keys
 
     def stage_in(self, prefix: str, dest: Path) -> None:
-        requests, made = [], set()
-        for key in self.list(prefix + "/"):
-            target = dest / key[len(prefix) + 1 :]
-            if target.parent not in made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
-            requests.append(self._get(key, str(target)))
-        self._wait(requests)
+        made: set[Path] = set()
+        keys = self.list(prefix + "/")
+        self._wait([self._get(key, str(landing(dest, prefix, key, made))) for key in keys])
 
     def publish(self, src: Path, prefix: str) -> None:
-        requests = []
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            key = f"{prefix}/{path.relative_to(src).as_posix()}"
-            requests.append(self._put(key, path.stat().st_size, send_filepath=str(path)))
-        self._wait(requests)
+        self._wait(
+            [
+                self._put(key, path.stat().st_size, send_filepath=str(path))
+                for path, key in outputs(src, prefix)
+            ]
+        )
 
     def close(self) -> None:
         pass

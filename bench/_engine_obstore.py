@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from bench._adapters import landing, outputs
+
 CHUNK = 1024 * 1024  # as the runtime: bytes per write
 
 
@@ -111,10 +113,7 @@ class ObstoreEngine:
             self.ranged = self._probe_ranges(big[0])
         try:
             for key, size in listing:
-                target = dest / key[len(prefix) + 1 :]
-                if target.parent not in made:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(target.parent)
+                target = landing(dest, prefix, key, made)
                 part = max(s.part_size, -(-size // s.concurrency))
                 if self.ranged and size > s.multipart_threshold and size > part:
                     fds.append(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
@@ -155,8 +154,7 @@ class ObstoreEngine:
     def publish(self, src: Path, prefix: str) -> None:
         s = self.settings
         jobs: list[Callable[[], Awaitable[Any]]] = []
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            key = f"{prefix}/{path.relative_to(src).as_posix()}"
+        for path, key in outputs(src, prefix):
             jobs.append(
                 functools.partial(
                     self.obs.put_async,

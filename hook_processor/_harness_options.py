@@ -175,28 +175,6 @@ def given_options(
     return {GIVEN_OPTIONS: encode_given(names)}
 
 
-def transfer_settings(env: Mapping[str, str]) -> Any:
-    from hook_processor._s3.engine import ENGINES
-    from hook_processor.storage import TransferSettings
-
-    def number(name: str, default: int, low: int, high: int) -> int:
-        try:
-            return min(high, max(low, int(env.get(name, default))))
-        except ValueError:
-            return default
-
-    return TransferSettings(
-        concurrency=number("HOOK_CONCURRENCY", 16, 1, 256),
-        max_attempts=number("HOOK_S3_MAX_ATTEMPTS", 5, 1, 20),
-        checksum="when_required"
-        if env.get("HOOK_S3_CHECKSUM") == "when_required"
-        else "when_supported",
-        engine=engine
-        if (engine := env.get("HOOK_S3_ENGINE", "").strip().lower()) in ENGINES
-        else "auto",
-    )
-
-
 def target(options: Mapping[str, str], side: str, server: S3Server) -> Any:
     from pydantic import SecretStr
 

@@ -267,6 +267,7 @@ def _run_on(
     step: _Step,
 ) -> Outcome:
     from hook_processor import storage
+    from hook_processor.options import platform_settings
 
     scratch = request.endpoint is None
     # moto keeps one state per process, shared by every server it runs: fixed bucket names,
@@ -287,7 +288,6 @@ def _run_on(
     env.update(
         _opts.given_options(file_options, user_options, request.options_label)
     )  # unknown names: the runtime's
-    settings = _opts.transfer_settings(env)
     input_bucket, input_prefix = _opts.input_location(options, files)
     prepared = PreparedRun(
         mode=request.mode,
@@ -310,6 +310,8 @@ def _run_on(
         except _preflight.Refused as refused:
             notify("the runtime would refuse this run (exit 2): nothing was uploaded")
             return _refused(refused, request, server, options, order, project_dir, output_dir)
+        # The runtime's own HOOK_* settings (the preflight above found them valid).
+        settings = storage.transfer_settings(platform_settings(env))
         client = storage.make_client(_opts.target(options, "input", server), settings)
         if scratch:
             buckets = {input_bucket}

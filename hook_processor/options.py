@@ -26,7 +26,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import (
     AliasChoices,
@@ -389,6 +389,16 @@ def _hint(error: Mapping[str, Any], field: FieldInfo | None) -> str:
     if field is not None and field.description and error["type"] == "missing":
         return f"required: {field.description}"
     return message + json_hint(str(error["type"]))
+
+
+def platform_settings(env: Mapping[str, str]) -> PlatformSettings:
+    """The ``HOOK_*`` settings of ``env``, as a run reads them; OptionsError names a bad one."""
+    problems: list[str] = []
+    with bound_env(env):
+        platform = _validated(PlatformSettings, {}, problems)
+    if problems:
+        raise OptionsError("the platform settings are not valid: " + "; ".join(problems))
+    return cast(PlatformSettings, platform)
 
 
 def load_config(sources: OptionSources, workflow_model: type[Options] | None = None) -> RunConfig:

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,16 @@ class RunResult:
             data["ProcessedSize"] = product["Size"]
             data["DownloadLink"] = product.get("DownloadLink")
         return data
+
+
+@contextlib.contextmanager
+def timed(result: RunResult, name: str) -> Iterator[None]:
+    """Record how long the block took as ``result.timings[name]`` (also when it raises)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.timings[name] = time.perf_counter() - start
 
 
 def write_result(result: RunResult, path: Path) -> None:

@@ -12,19 +12,17 @@ import contextlib
 import dataclasses
 import errno
 import os
-import secrets as _random
-import shutil
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import hook_processor
-from hook_processor import _log, _progress, _progress_relay
+from hook_processor import _log, _progress, _progress_relay, _publication, _work_dir
 from hook_processor._log import human_size
 from hook_processor._progress import ProgressFactory
 from hook_processor.context import Context
@@ -43,11 +41,11 @@ from hook_processor.result import (
     RunResult,
     release_room,
     reserve_room,
+    timed,
     write_result,
 )
 
 _PACKAGE_DIR = str(Path(hook_processor.__file__).resolve().parent)
-_MARKER = ".hook-processor-workdir"
 
 
 @dataclasses.dataclass
@@ -108,7 +106,7 @@ def run(
     result_path = _absolute(_default_result_path(env))
     input_dir: Path | None = None  # the staged input, freed when the run fails (see finally)
     try:
-        with _timed(result, "load"):
+        with timed(result, "load"):
             project, processor = _load(env, project_dir)
             result.workflow_name = project.name if project else None
             config = load_config(sources, processor.options_model)
@@ -174,7 +172,7 @@ def run(
         result.status_message = run_log.redact(result.status_message)
         release_room(result_path)
         if result.exit_code == ExitCode.STAGING_FAILED and input_dir is not None:
-            _free_staged_input(input_dir)  # useless now, and maybe what filled the disk
+            _work_dir.free_staged_input(input_dir)  # useless now, and maybe what filled the disk
         try:
             try:
                 write_result(result, result_path)
@@ -182,7 +180,7 @@ def run(
                 if exc.errno != errno.ENOSPC or result.exit_code == ExitCode.COMPLETED:
                     raise
                 if input_dir is not None:  # a failed run: its input is not needed any more
-                    _free_staged_input(input_dir)
+                    _work_dir.free_staged_input(input_dir)
                 write_result(result, result_path)
             log.info("result written to %s", result_path)
         except OSError as exc:
@@ -206,80 +204,22 @@ def _execute(
     from hook_processor import storage
 
     platform, std = config.platform, config.standard
-    log = _log.get_logger()
-    input_dir, output_dir = _prepare_work_dir(platform.work_dir)
+    _work_dir.prepare(platform.work_dir)
     reserve_room(platform.result_path or platform.work_dir / "result.json")
-    settings = storage.TransferSettings(
-        concurrency=platform.concurrency,
-        part_size=platform.part_size_mb * 1024 * 1024,
-        multipart_threshold=2 * platform.part_size_mb * 1024 * 1024,
-        max_attempts=platform.s3_max_attempts,
-        throttle_seconds=platform.s3_throttle_seconds,
-        checksum=platform.s3_checksum,
-        engine=platform.s3_engine,
-    )
-
-    bucket, key = config.input_location
+    settings = storage.transfer_settings(platform)
     source = storage.S3Target(
         std.input_s3_endpoint_url,
         std.input_s3_access_key,
         std.input_s3_secret_key,
         platform.s3_region,
     )
-    box: dict[str, Any] = {}
-
-    def preflight() -> None:
-        # The output side (bucket, credentials, manifests, lease) is checked once the input is
-        # listed, before any byte moves: a refusal after hours of stage-in helps nobody.
-        if std.output_storage != "PRIVATE":
-            return
-        with _timed(result, "preflight"):
-            out_bucket, prefix = config.output_location
-            target = storage.S3Target(
-                std.s3_endpoint_url, std.s3_access_key, std.s3_secret_key, platform.s3_region
-            )
-            box["client"] = storage.make_client(target, settings)
-            box["claim"] = claim = storage.claim_output(
-                box["client"],
-                out_bucket,
-                prefix,
-                settings,
-                order_id=result.order_id,
-                digest=_order_digest(config),
-                own_input=(bucket, key) if target == source else None,
-                cancel=cancel,
-            )
-        box["retries"] = claim.job.retries  # the preflight's; the publish job counts its own
-        if claim.existing is not None:
-            raise _AlreadyPublished
-        log.info(
-            "preflight: s3://%s/%s claimed (%s)",
-            out_bucket,
-            prefix,
-            "conditional writes honoured"
-            if claim.conditional
-            else "this store ignores If-None-Match: the claim is read back, not atomic",
-        )
-        if claim.removed or claim.aborted or claim.unlisted:
-            log.warning("preflight: %s under s3://%s/%s", claim.notes(), out_bucket, prefix)
-            result.notes.append(claim.notes())
-
+    output = _publication.Output(config, result, settings, source, cancel)
     try:
-        _stage_process_publish(
-            config, processor, result, cancel, phase, progress, settings, source, box, preflight
-        )
-    except _AlreadyPublished:
-        result.retries += box.get("retries", 0)
-        _complete_rerun(box["claim"], result)
+        _stage_process_publish(config, processor, result, cancel, phase, progress, output)
+    except _publication.AlreadyPublished:
+        output.complete_rerun()
     finally:
-        if box.get("claim") is not None:
-            box["claim"].release()
-            # The claim's own requests after the preflight (verification, release) count too.
-            result.retries += box["claim"].job.retries - box.get("retries", 0)
-
-
-class _AlreadyPublished(Exception):  # noqa: N818 - a signal, not an error
-    """The same order's manifest is at the prefix: no stage-in, verify that set instead."""
+        output.release()
 
 
 def _stage_process_publish(
@@ -289,10 +229,7 @@ def _stage_process_publish(
     cancel: threading.Event,
     phase: _Phase,
     progress: ProgressFactory | None,
-    settings: Any,
-    source: Any,
-    box: dict[str, Any],
-    preflight: Callable[[], None],
+    output: _publication.Output,
 ) -> None:
     from hook_processor import storage
 
@@ -301,28 +238,28 @@ def _stage_process_publish(
     input_dir, output_dir = platform.work_dir / "input", platform.work_dir / "output"
     bucket, key = config.input_location
     phase.name = "stage_in"
-    with _timed(result, "stage_in"):
+    with timed(result, "stage_in"):
         log.info(
             "stage-in: %s from %s",
             std.input_s3_path,
             std.input_s3_endpoint_url or "default endpoint",
         )
-        client = storage.make_client(source, settings)
+        client = storage.make_client(output.source, output.settings)
         log.info("S3 engine: %s (%s)", client.name, client.choice)
         stats = storage.stage_in(
             client,
             bucket,
             key,
             input_dir,
-            settings,
+            output.settings,
             cancel=cancel,
             progress=progress("stage_in") if progress else None,
-            before_download=preflight,
+            before_download=output.preflight,
         )
         result.input_files, result.input_bytes, result.retries = (
             stats.files,
             stats.bytes,
-            stats.retries + box.get("retries", 0),
+            stats.retries + output.retries,
         )
     log.info(
         "stage-in: %d files, %s in %.2f s",
@@ -333,7 +270,7 @@ def _stage_process_publish(
 
     phase.name = "process"
     try:
-        with _timed(result, "process"):
+        with timed(result, "process"):
             _call_process(processor, config, input_dir, output_dir, cancel)
     finally:
         # A signal interrupts process() only: from here on the run notices ``cancel`` itself.
@@ -341,109 +278,14 @@ def _stage_process_publish(
     if cancel.is_set():
         raise Cancelled("cancelled after process(); nothing was published")
 
-    with _timed(result, "publish"):
-        manifest_extra = {
-            "workflow_name": result.workflow_name,
-            "order_workflow_name": result.order_workflow_name,
-            "order_id": result.order_id,
-            "order_name": result.order_name,
-            "identifiers": list(result.identifiers),
-            "order_digest": _order_digest(config),
-        }
-        publish_progress = progress("publish") if progress else None
-        if std.output_storage == "PRIVATE":
-            out_bucket, prefix = config.output_location
-            log.info("publish: output to s3://%s/%s", out_bucket, prefix)
-            outcome = storage.publish_private(
-                box["client"],
-                out_bucket,
-                prefix,
-                output_dir,
-                settings,
-                manifest_extra=manifest_extra,
-                cancel=cancel,
-                progress=publish_progress,
-                claim=box["claim"],
-            )
-        else:
-            target = storage.S3Target(
-                platform.temporary_s3_endpoint_url,
-                platform.temporary_s3_access_key,
-                platform.temporary_s3_secret_key,
-                platform.s3_region,
-            )
-            assert platform.temporary_s3_bucket is not None
-            key = _temporary_key(platform.temporary_s3_prefix, result.order_id)
-            log.info("publish: output zipped to the temporary storage")
-            outcome = storage.publish_temporary(
-                storage.make_client(target, settings),
-                platform.temporary_s3_bucket,
-                key,
-                output_dir,
-                settings,
-                expires_in=platform.download_link_seconds,
-                verify_link=platform.verify_link,
-                cancel=cancel,
-                progress=publish_progress,
-            )
-        result.products = [_product_json(p) for p in outcome.products]
-        result.manifest = outcome.manifest
-        # What publication counted, not a new walk of the folder: a link inside it is followed
-        # by publication (its files are uploaded under the link's path) but not by rglob().
-        result.output_files = outcome.stats.files
-        result.output_bytes = outcome.stats.bytes
-        result.retries += outcome.stats.retries
-        log.info("publish: %d products, %s", len(outcome.products), human_size(outcome.stats.bytes))
+    with timed(result, "publish"):
+        output.publish(output_dir, progress)
     if not result.output_files:
         log.warning(
             "process() wrote no files into output_dir: the published output is empty "
             "(%s); check that process() writes into the output_dir it is given",
             "a manifest without files" if std.output_storage == "PRIVATE" else "an empty zip",
         )
-
-
-def _order_digest(config: RunConfig) -> str:
-    """What makes two runs the same order without an order id: inputs, options, output."""
-    import hashlib
-    import json
-
-    std = config.standard
-    workflow = config.workflow.model_dump(mode="json") if config.workflow is not None else None
-    facts = {
-        "input": [std.input_s3_endpoint_url, std.input_s3_path],
-        "output": [std.output_storage, *config.output_location]
-        if std.output_storage == "PRIVATE"
-        else [std.output_storage],
-        "workflow_options": workflow,
-        "identifiers": list(config.order.identifiers),
-        "order_name": config.order.order_name,
-    }
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _complete_rerun(claim: Any, result: RunResult) -> None:
-    """The same order published fully before (a retried pod): verify that set, report it."""
-    from hook_processor._s3 import claim as _claim
-
-    files = _claim.verify_existing(claim)
-    job = claim.job
-    result.products = [
-        {
-            "Name": str(f["key"])[len(claim.prefix) + 1 if claim.prefix else 0 :],
-            "Size": int(f["size"]),
-            "Location": job.url(str(f["key"])),
-            **({"Sha256": f["sha256"]} if f.get("sha256") else {}),
-        }
-        for f in files
-    ]
-    result.manifest = job.url(claim.key(_claim.MANIFEST_NAME))
-    result.output_files = len(files)
-    result.output_bytes = sum(int(f["size"]) for f in files)
-    result.notes.append(
-        f"already published by an earlier run of this order; {result.manifest} and its "
-        f"{len(files)} files verified, nothing staged or processed again"
-    )
-    _log.get_logger().info("preflight: %s", result.notes[-1])
 
 
 def _call_process(
@@ -510,85 +352,9 @@ def _load(
     return project, load_processor(entrypoint, search_path=root.resolve())
 
 
-def _prepare_work_dir(work_dir: Path) -> tuple[Path, Path]:
-    """Fresh input/ and output/ folders; only folders this runtime created are ever emptied.
-
-    The work dir is the platform's configuration: whatever is wrong with it is exit 2 with the
-    path and the problem, never a traceback. A symlink at input/, output/ or the marker is
-    refused, not followed: staging through it would write, and emptying it delete, elsewhere.
-    """
-    try:
-        return _prepare_work_dir_unchecked(work_dir)
-    except OSError as exc:
-        problem = exc.strerror or str(exc)
-        if isinstance(exc, NotADirectoryError):
-            problem += " (a file is in the way on its path)"
-        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(work_dir) else ""
-        raise OptionsError(
-            f"HOOK_WORK_DIR {work_dir}: cannot be prepared: {problem}{where}; "
-            "point HOOK_WORK_DIR at a folder this process can create and write"
-        ) from None
-
-
-def _prepare_work_dir_unchecked(work_dir: Path) -> tuple[Path, Path]:
-    if work_dir.exists() and not work_dir.is_dir():
-        raise _work_dir_error(work_dir, "is not a folder (a file is in the way)")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    marker = work_dir / _MARKER
-    dirs = (work_dir / "input", work_dir / "output")
-    for entry in (marker, *dirs):
-        if entry.is_symlink():
-            raise _work_dir_error(
-                work_dir,
-                f"{entry.name} is a symbolic link (to {os.readlink(entry)}); hook-processor "
-                "neither follows nor removes it: remove it or choose another HOOK_WORK_DIR",
-            )
-    for folder in dirs:
-        if folder.exists() and not folder.is_dir():
-            raise _work_dir_error(work_dir, f"{folder.name} is not a folder")
-        if folder.exists() and any(folder.iterdir()):
-            if not marker.exists():
-                raise OptionsError(
-                    f"HOOK_WORK_DIR {work_dir}: {folder.name}/ already holds files that "
-                    "hook-processor did not create; empty it or choose another HOOK_WORK_DIR"
-                )
-            shutil.rmtree(folder)
-    marker.touch()
-    for folder in dirs:
-        folder.mkdir(exist_ok=True)
-    return dirs
-
-
-def _free_staged_input(input_dir: Path) -> None:
-    """Remove what a failed run staged into ``input_dir`` (a folder this runtime prepared)."""
-    if input_dir.is_symlink() or not input_dir.is_dir():
-        return  # refused by _prepare_work_dir: never followed, never emptied
-    for entry in input_dir.iterdir():
-        try:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        except OSError as exc:
-            _log.get_logger().warning("could not remove the staged input %s: %s", entry, exc)
-
-
-def _work_dir_error(work_dir: Path, problem: str) -> OptionsError:
-    return OptionsError(f"HOOK_WORK_DIR {work_dir}: {problem}")
-
-
 def _absolute(path: Path) -> Path:
     # abspath, not resolve(): a work dir reached through a mount's symlink keeps its name.
     return Path(os.path.abspath(path))
-
-
-@contextlib.contextmanager
-def _timed(result: RunResult, name: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        result.timings[name] = time.perf_counter() - start
 
 
 def install_signal_handlers(cancel: threading.Event, phase: _Phase) -> None:
@@ -643,24 +409,6 @@ def _log_failure(log: Any, exc: HookProcessorError) -> None:
 
 def _status_message(exc: HookProcessorError) -> str:
     return str(exc).strip()
-
-
-def _temporary_key(prefix: str, order_id: str | None) -> str:
-    # The live service names its zips like 20240902_34079_v3wQnhFs.zip.
-    day = time.strftime("%Y%m%d", time.gmtime())
-    name = f"{day}_{order_id or 'local'}_{_random.token_urlsafe(6)}.zip"
-    return f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
-
-
-def _product_json(product: Any) -> dict[str, Any]:
-    data = {"Name": product.name, "Size": product.size}
-    if product.location:
-        data["Location"] = product.location
-    if product.download_link:
-        data["DownloadLink"] = product.download_link
-    if product.sha256:
-        data["Sha256"] = product.sha256
-    return data
 
 
 def _env(env: Mapping[str, str], name: str, default: str) -> str:

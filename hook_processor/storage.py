@@ -23,13 +23,16 @@ import threading
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hook_processor._progress import Progress
 from hook_processor._s3 import transfer as _transfer
 from hook_processor._s3.engine import Engine, Payload, S3Target, TransferSettings
 from hook_processor._s3url import parse_s3_url
 from hook_processor.errors import PublishError, StagingError
+
+if TYPE_CHECKING:
+    from hook_processor.options import PlatformSettings
 
 __all__ = [
     "DOWNLOAD_LINK_SECONDS",
@@ -72,6 +75,20 @@ class PublishOutcome:
     products: list[Product]
     stats: TransferStats
     manifest: str | None = None  # s3:// URL of the manifest (PRIVATE)
+
+
+def transfer_settings(platform: PlatformSettings) -> TransferSettings:
+    """The transfers' settings from the platform's (``HOOK_CONCURRENCY``, ``HOOK_S3_*``, ...)."""
+    part_size = platform.part_size_mb * 1024 * 1024
+    return TransferSettings(
+        concurrency=platform.concurrency,
+        part_size=part_size,
+        multipart_threshold=2 * part_size,
+        max_attempts=platform.s3_max_attempts,
+        throttle_seconds=platform.s3_throttle_seconds,
+        checksum=platform.s3_checksum,
+        engine=platform.s3_engine,
+    )
 
 
 def make_client(target: S3Target, settings: TransferSettings) -> Engine:
@@ -204,10 +221,11 @@ def publish_private(
     from botocore.exceptions import BotoCoreError, ClientError
 
     from hook_processor._s3 import upload as _upload
+    from hook_processor._s3 import walk as _walk
 
     job = _publish_job(client, bucket, settings, cancel, progress)
     prefix = prefix.rstrip("/")
-    files = _upload.walk(src)
+    files = _walk.walk(src)
     job.planned(len(files), sum(f.size for f in files))
     if any(f.rel == MANIFEST_NAME for f in files):
         raise PublishError(
@@ -241,7 +259,7 @@ def publish_private(
             mp.abort(job)
         raise
     job.check()
-    _upload.check_unchanged(src, files)  # nothing written since the walk: the set is one version
+    _walk.check_unchanged(src, files)  # nothing written since the walk: the set is one version
     if claim is not None:
         try:
             claim.verify({u.key: (u.size, u.etag) for u in results.values()})
@@ -311,9 +329,10 @@ def publish_temporary(
     from botocore.exceptions import BotoCoreError, ClientError
 
     from hook_processor._s3 import upload as _upload
+    from hook_processor._s3 import walk as _walk
 
     job = _publish_job(client, bucket, settings, cancel, progress)
-    files = _upload.walk(src)
+    files = _walk.walk(src)
     # Progress counts the files' bytes as they go into the zip (its compressed size is not
     # known in advance); the upload trails them by at most ``inflight`` parts.
     job.planned(len(files), sum(f.size for f in files))
@@ -332,7 +351,7 @@ def publish_temporary(
                 ) from err
         archive.close()
         sink.finish()
-        _upload._verify_size(job, key, sink.size)
+        _upload.verify_size(job, key, sink.size)
     except BaseException as err:
         sink.abort()
         if archive is not None:

@@ -114,7 +114,7 @@ def test_a_byte_flipped_on_the_way_up_is_rejected_by_the_store_and_the_run_fails
     engine: str,
     mode: str,
 ) -> None:
-    from test_runtime import HELLO_WORLD, private_env
+    from exec_helpers import HELLO_WORLD, private_env
 
     from hook_processor import runtime
     from hook_processor.options import OptionSources

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 import urllib3
+from exec_helpers import HELLO_WORLD, exec_command, private_env, put_tree
 from pydantic import SecretStr
-from test_runtime import HELLO_WORLD, exec_command, private_env, put_tree
 
 from hook_processor import _harness_io, runtime, storage
 from hook_processor.errors import ExitCode, StagingError

@@ -43,6 +43,15 @@ def _make(s3_server: Any, settings: TransferSettings = SMALL_PARTS, engine: str 
     return make_client(target, dataclasses.replace(settings, engine=engine))
 
 
+def _write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """``files`` (relative path -> bytes) written under ``root``; ``root`` returned."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, body in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(body)
+    return root
+
+
 def _sent(client: Any, operation: str) -> list[str]:
     """Keys of the ``operation`` requests that go through the boto3 client from now on."""
     seen: list[str] = []
@@ -139,7 +148,7 @@ def test_a_boto3_client_handed_in_is_used_as_it_is(
 def test_a_run_names_its_engine_once(
     s3_server: Any, s3: Any, bucket: str, tmp_path: Path, engine: str
 ) -> None:
-    from test_runtime import HELLO_WORLD, private_env, put_tree
+    from exec_helpers import HELLO_WORLD, private_env, put_tree
 
     from hook_processor import runtime
     from hook_processor.errors import ExitCode
@@ -167,10 +176,7 @@ def test_round_trip_through_each_engine(
         "empty": b"",
         "big.bin": os.urandom(12 * MiB + 7),  # multipart up, ranged GETs down
     }
-    src, dest = tmp_path / "src", tmp_path / "dest"
-    for rel, body in files.items():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_bytes(body)
+    src, dest = _write_tree(tmp_path / "src", files), tmp_path / "dest"
 
     out = publish_private(client, bucket, "run", src, SMALL_PARTS, manifest_extra={})
     stats = stage_in(client, bucket, "run/", dest, SMALL_PARTS)
@@ -254,10 +260,7 @@ def test_publish_reads_each_output_file_once(
         "mid.bin": os.urandom(3 * MiB),  # one PUT, several read blocks
         "big.bin": os.urandom(12 * MiB + 5),  # multipart: 3 parts
     }
-    src = tmp_path / "src"
-    src.mkdir()
-    for name, body in files.items():
-        (src / name).write_bytes(body)
+    src = _write_tree(tmp_path / "src", files)
     client = _make(s3_server, engine=engine)
     tally: collections.Counter[str] = collections.Counter()
     real_open = builtins.open
@@ -322,10 +325,7 @@ def test_many_files_are_submitted_to_the_pool_a_few_at_a_time(
 
     settings = dataclasses.replace(SMALL_PARTS, concurrency=3)
     files = {f"f{i:03d}.txt": f"file {i}".encode() for i in range(150)}
-    src = tmp_path / "src"
-    src.mkdir()
-    for name, body in files.items():
-        (src / name).write_bytes(body)
+    src = _write_tree(tmp_path / "src", files)
     client = _make(s3_server, settings, engine=engine)
     up, down = _Counted(), _Counted()
 
@@ -350,10 +350,7 @@ def test_a_retried_upload_is_not_counted_twice(
     from hook_processor import _progress
 
     files = {"a.txt": b"a" * 1000, "big.bin": os.urandom(12 * MiB + 5)}
-    src = tmp_path / "src"
-    src.mkdir()
-    for name, body in files.items():
-        (src / name).write_bytes(body)
+    src = _write_tree(tmp_path / "src", files)
     seen: list[int] = []
 
     class Tracker(_progress.Tracker):
@@ -410,10 +407,7 @@ def test_upload_bodies_in_memory_stay_within_the_job_budget(
     monkeypatch.setattr(transfer, "BUFFER_BYTES", limit)
     monkeypatch.setattr(transfer, "Buffers", Recorded)
     files = {"big.bin": os.urandom(26 * MiB)} | {f"m{i}.bin": os.urandom(3 * MiB) for i in range(6)}
-    src = tmp_path / "src"
-    src.mkdir()
-    for name, body in files.items():
-        (src / name).write_bytes(body)
+    src = _write_tree(tmp_path / "src", files)
     settings = dataclasses.replace(SMALL_PARTS, concurrency=4)
 
     out = publish_private(

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_runtime import private_env, put_tree, write_processor
+from exec_helpers import private_env, put_tree, write_processor
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode

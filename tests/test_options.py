@@ -194,3 +194,31 @@ def test_cli_pairs() -> None:
     assert parse_cli_options(["a=1", "b==2", "c="]) == {"a": "1", "b": "=2", "c": ""}
     with pytest.raises(OptionsError, match="NAME=VALUE"):
         parse_cli_options(["novalue"])
+
+
+def test_transfer_settings_come_from_the_platform_settings_a_run_reads() -> None:
+    # The harness and the runtime share these: every HOOK_* transfer setting, none read twice.
+    from hook_processor import storage
+    from hook_processor.options import platform_settings
+
+    env = {
+        "HOOK_CONCURRENCY": "3",
+        "HOOK_PART_SIZE_MB": "6",
+        "HOOK_S3_MAX_ATTEMPTS": "2",
+        "HOOK_S3_THROTTLE_SECONDS": "7.5",
+        "hook_s3_checksum": "WHEN_REQUIRED",
+        "HOOK_S3_ENGINE": "boto3",
+    }
+    settings = storage.transfer_settings(platform_settings(env))
+    assert (settings.concurrency, settings.part_size, settings.multipart_threshold) == (
+        3,
+        6 * 1024 * 1024,
+        12 * 1024 * 1024,
+    )
+    assert (settings.max_attempts, settings.throttle_seconds) == (2, 7.5)
+    assert (settings.checksum, settings.engine) == ("when_required", "boto3")
+    assert storage.transfer_settings(platform_settings({})) == storage.TransferSettings(
+        concurrency=16, part_size=8 * 1024 * 1024, multipart_threshold=16 * 1024 * 1024
+    )
+    with pytest.raises(OptionsError, match="HOOK_S3_THROTTLE_SECONDS"):
+        platform_settings({"HOOK_S3_THROTTLE_SECONDS": "-1"})

@@ -23,7 +23,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exec_helpers import exec_command
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode
@@ -382,17 +382,6 @@ def expected_outputs() -> dict[str, bytes]:
     out = {name: (name * 100).encode() for name in ("a.txt", "b.txt", "c.txt")}
     out["big.bin"] = block * (BIG // len(block))
     return out
-
-
-def exec_command(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    base = {k: v for k, v in os.environ.items() if not k.upper().startswith(("AWS_", "HOOK_"))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "hook_processor", "exec", *args],
-        env={**base, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:

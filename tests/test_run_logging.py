@@ -8,7 +8,7 @@ import logging
 import uuid
 
 import pytest
-from test_runtime import CANARY, exec_command, private_env, put_tree, write_processor
+from exec_helpers import CANARY, exec_command, private_env, put_tree, write_processor
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode

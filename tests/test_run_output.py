@@ -9,7 +9,7 @@ import uuid
 import zipfile
 
 import pytest
-from test_runtime import CANARY, private_env, put_tree, write_processor
+from exec_helpers import CANARY, private_env, put_tree, write_processor
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode

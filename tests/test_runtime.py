@@ -4,51 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 import urllib.parse
 import urllib.request
 import uuid
 import zipfile
-from pathlib import Path
 
 import pytest
+from exec_helpers import CANARY, HELLO_WORLD, exec_command, private_env, put_tree, write_processor
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode
 from hook_processor.options import OptionSources
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
-CANARY = "CANARY-8c1f3b0e-SECRET"
-
-
-def put_tree(s3, bucket: str, prefix: str, files: dict[str, bytes]) -> None:
-    for name, data in files.items():
-        s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=data)
-
-
-def private_env(
-    server, in_bucket: str, out_bucket: str, work: Path, **extra: str
-) -> dict[str, str]:
-    """The seed's live-service option names, as environment variables."""
-    return {
-        "SOURCE_S3_ENDPOINT_URL": server.endpoint_url,
-        "SOURCE_S3_PATH": f"s3://{in_bucket}/dedl_hello_world/input_file_location",
-        "SOURCE_S3_ACCESS_KEY": server.access_key,
-        "SOURCE_S3_SECRET_KEY": CANARY,  # moto accepts any secret: the canary travels everywhere
-        "OUTPUT_STORAGE": "PRIVATE",
-        "OUTPUT_S3_ENDPOINT_URL": server.endpoint_url,
-        "OUTPUT_S3_PATH": f"s3://{out_bucket}/results/run1",
-        "OUTPUT_S3_ACCESS_KEY": server.access_key,
-        "OUTPUT_S3_SECRET_KEY": CANARY,
-        "HOOK_WORK_DIR": str(work),
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -138,18 +106,6 @@ def test_hello_world_temporary_zip_through_download_link(s3_server, s3, buckets,
     )
 
 
-def write_processor(tmp_path: Path, body: str) -> Path:
-    """A project whose module has a unique name, with ``body`` as its process()."""
-    project = tmp_path / "proj"
-    project.mkdir()
-    module = f"proc_{uuid.uuid4().hex[:8]}"
-    (project / f"{module}.py").write_text(textwrap.dedent(body))
-    (project / "pyproject.toml").write_text(
-        f'[tool.hook-processor]\nname = "failing"\nentrypoint = "{module}:process"\n'
-    )
-    return project
-
-
 def test_raising_process_exit_4_with_trimmed_traceback(
     s3_server, s3, buckets, tmp_path, capsys
 ) -> None:
@@ -220,18 +176,6 @@ def test_work_dir_with_foreign_files_is_refused(s3_server, tmp_path) -> None:
     assert result.exit_code == ExitCode.BAD_OPTIONS
     assert "did not create" in result.status_message
     assert (tmp_path / "work" / "input" / "precious.txt").read_text() == "keep me"
-
-
-def exec_command(env: dict[str, str], *args: str, **kwargs) -> subprocess.Popen:
-    base = {k: v for k, v in os.environ.items() if not k.upper().startswith(("AWS_", "HOOK_"))}
-    return subprocess.Popen(
-        [sys.executable, "-m", "hook_processor", "exec", *args],
-        env={**base, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
 
 
 def test_exec_command_runs_hello_world(s3_server, s3, buckets, tmp_path) -> None:

@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from test_runtime import HELLO_WORLD, private_env
+from exec_helpers import HELLO_WORLD, private_env
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hook_processor import runtime
-from hook_processor._s3 import upload
+from hook_processor._s3 import walk
 from hook_processor.errors import ExitCode, PublishError
 from hook_processor.options import OptionSources
 
@@ -89,14 +89,14 @@ def test_a_file_rewritten_after_process_returns_fails_5_without_manifest(
 def test_a_file_changed_after_its_upload_is_caught_before_the_manifest(tmp_path: Path) -> None:
     """The last check: a file rewritten (same size) after its bytes were sent."""
     (tmp_path / "a.txt").write_bytes(b"aaaa")
-    files = upload.walk(tmp_path)
-    upload.check_unchanged(tmp_path, files)  # untouched: fine
+    files = walk.walk(tmp_path)
+    walk.check_unchanged(tmp_path, files)  # untouched: fine
     fd = os.open(tmp_path / "a.txt", os.O_WRONLY)
     os.pwrite(fd, b"b", 0)
     os.close(fd)
     os.utime(tmp_path / "a.txt", ns=(1, 1))  # a different mtime whatever the clock's tick
     with pytest.raises(PublishError, match=r"a\.txt changed while it was being published"):
-        upload.check_unchanged(tmp_path, files)
+        walk.check_unchanged(tmp_path, files)
 
 
 def test_a_file_rewritten_while_zipped_fails_5_without_link(

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_runtime import HELLO_WORLD, private_env, put_tree, write_processor
+from exec_helpers import HELLO_WORLD, private_env, put_tree, write_processor
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode

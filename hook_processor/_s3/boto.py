@@ -151,7 +151,36 @@ def _throttled_retry(
     return transfer.throttle_wait(since, attempts, window)
 
 
-class BotoEngine:
+class BotoControl:
+    """The calls both engines send to the boto3 client: HEAD, multipart bookkeeping, presigning.
+
+    Few and small next to the data calls, so botocore's cost per request does not matter there.
+    """
+
+    boto: Any  # the boto3 client of the store
+
+    def head_object(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.head_object(**params))
+
+    def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.create_multipart_upload(**params))
+
+    def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.complete_multipart_upload(**params))
+
+    def abort_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.abort_multipart_upload(**params))
+
+    def generate_presigned_url(
+        self,
+        ClientMethod: str,  # noqa: N803
+        Params: dict[str, Any],  # noqa: N803
+        ExpiresIn: int = 3600,  # noqa: N803
+    ) -> str:
+        return str(self.boto.generate_presigned_url(ClientMethod, Params, ExpiresIn))
+
+
+class BotoEngine(BotoControl):
     """Every call on the boto3 client (its event hooks, retries and checksums)."""
 
     name = "boto3"
@@ -169,18 +198,12 @@ class BotoEngine:
     def get_object(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.get_object(**_given(params)))
 
-    def head_object(self, **params: Any) -> dict[str, Any]:
-        return dict(self.boto.head_object(**params))
-
     def put_object(self, *, Body: Payload, **params: Any) -> dict[str, Any]:  # noqa: N803
         return dict(
             self.boto.put_object(
                 Body=Body.data, ContentMD5=Body.content_md5(), **self._sums(Body), **_given(params)
             )
         )
-
-    def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        return dict(self.boto.create_multipart_upload(**params))
 
     def upload_part(self, *, Body: Payload, **params: Any) -> dict[str, Any]:  # noqa: N803
         return dict(
@@ -200,20 +223,6 @@ class BotoEngine:
         if not self._crc32:
             return {}
         return {"ChecksumCRC32": base64.b64encode(body.digests()[2].to_bytes(4, "big")).decode()}
-
-    def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        return dict(self.boto.complete_multipart_upload(**params))
-
-    def abort_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        return dict(self.boto.abort_multipart_upload(**params))
-
-    def generate_presigned_url(
-        self,
-        ClientMethod: str,  # noqa: N803
-        Params: dict[str, Any],  # noqa: N803
-        ExpiresIn: int = 3600,  # noqa: N803
-    ) -> str:
-        return str(self.boto.generate_presigned_url(ClientMethod, Params, ExpiresIn))
 
     def close(self) -> None:
         self.boto.close()

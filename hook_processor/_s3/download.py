@@ -22,8 +22,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
-from hook_processor._s3.lean import Crc32
 from hook_processor._s3.transfer import CHUNK, STREAM_ERRORS, Job, http_status, ranges
+from hook_processor._s3.wire import Crc32
 from hook_processor.errors import StagingError
 
 TEMP_MARK = ".hookpart-"

@@ -20,13 +20,9 @@ an endpoint behind an HTTP proxy is refused at creation with the fix named.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import random
 import threading
 import time
-import zlib
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit
 from xml.etree import ElementTree
@@ -35,16 +31,11 @@ import urllib3
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    FlexibleChecksumError,
     NoCredentialsError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-    SSLError,
 )
 
-from hook_processor._s3.boto import ca_bundle
+from hook_processor._s3 import wire
+from hook_processor._s3.boto import BotoControl, ca_bundle
 from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
 from hook_processor._s3.sigv4 import SigV4Signer
 from hook_processor._s3.transfer import (
@@ -84,33 +75,12 @@ _QUOTA = 500
 _RETRY_COST = 5
 _TIMEOUT_COST = 10
 
-# Response checksums we validate, in botocore's order of preference (stdlib only).
-_RESPONSE_CHECKSUMS: tuple[tuple[str, Callable[[], Any]], ...] = (
-    ("crc32", lambda: Crc32()),
-    ("sha1", lambda: hashlib.sha1(usedforsecurity=False)),
-    ("sha256", lambda: hashlib.sha256()),
-)
 
+class LeanEngine(BotoControl):
+    """The :class:`~hook_processor._s3.engine.Engine` of hand-signed requests (module doc).
 
-class Crc32:
-    """zlib.crc32 behind hashlib's update()/digest() interface."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def update(self, data: bytes) -> None:
-        self.value = zlib.crc32(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
-
-
-def crc32_b64(value: int) -> str:
-    return base64.b64encode(value.to_bytes(4, "big")).decode()
-
-
-class LeanEngine:
-    """The :class:`~hook_processor._s3.engine.Engine` of hand-signed requests (module doc)."""
+    HEAD, multipart bookkeeping and presigning are :class:`BotoControl`'s, on the boto3 client.
+    """
 
     name = "lean"
     choice = "HOOK_S3_ENGINE"
@@ -185,28 +155,6 @@ class LeanEngine:
                 )
             return self._signer
 
-    # ---------------------------------------------------------------- control calls: boto3
-
-    def head_object(self, **params: Any) -> dict[str, Any]:
-        return dict(self.boto.head_object(**params))
-
-    def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        return dict(self.boto.create_multipart_upload(**params))
-
-    def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        return dict(self.boto.complete_multipart_upload(**params))
-
-    def abort_multipart_upload(self, **params: Any) -> dict[str, Any]:
-        return dict(self.boto.abort_multipart_upload(**params))
-
-    def generate_presigned_url(
-        self,
-        ClientMethod: str,  # noqa: N803
-        Params: dict[str, Any],  # noqa: N803
-        ExpiresIn: int = 3600,  # noqa: N803
-    ) -> str:
-        return str(self.boto.generate_presigned_url(ClientMethod, Params, ExpiresIn))
-
     # ---------------------------------------------------------------- data calls: by hand
 
     def get_object(
@@ -227,12 +175,12 @@ class LeanEngine:
         response, retries = self._request("GetObject", "GET", Bucket, Key, {}, headers, None)
         validate = self.checksum and response.status == 200 and not Range
         return {
-            "Body": _Body(
-                response, self.endpoint_url, _expected_checksum(response) if validate else None
+            "Body": wire.GetBody(
+                response, self.endpoint_url, wire.expected_checksum(response) if validate else None
             ),
             "ContentLength": int(response.headers.get("content-length", 0)),
             "ETag": response.headers.get("etag", ""),
-            "ResponseMetadata": _metadata(response, retries),
+            "ResponseMetadata": wire.metadata(response, retries),
         }
 
     def list_objects_v2(
@@ -274,7 +222,7 @@ class LeanEngine:
         page: dict[str, Any] = {
             "Contents": contents,
             "IsTruncated": (root.findtext(f"{ns}IsTruncated") or "").lower() == "true",
-            "ResponseMetadata": _metadata(response, retries),
+            "ResponseMetadata": wire.metadata(response, retries),
         }
         token = root.findtext(f"{ns}NextContinuationToken")
         if token:
@@ -324,7 +272,7 @@ class LeanEngine:
         _, sha256, crc32 = body.digests()
         headers["Content-MD5"] = body.content_md5()
         if self.checksum:
-            headers["x-amz-checksum-crc32"] = crc32_b64(crc32)
+            headers["x-amz-checksum-crc32"] = wire.crc32_b64(crc32)
             headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
         response, retries = self._request(
             operation, "PUT", bucket, key, query, headers, body, payload_sha256=sha256
@@ -335,7 +283,7 @@ class LeanEngine:
             response.release_conn()
         return {
             "ETag": response.headers.get("etag", ""),
-            "ResponseMetadata": _metadata(response, retries),
+            "ResponseMetadata": wire.metadata(response, retries),
         }
 
     # ---------------------------------------------------------------- one request, retried
@@ -381,7 +329,7 @@ class LeanEngine:
                     chunked=False,
                 )
             except (urllib3.exceptions.HTTPError, OSError) as err:
-                error = _connection_error(err, self.endpoint_url)
+                error = wire.connection_error(err, self.endpoint_url)
                 kind = cause(err)
                 if kind == "certificate":  # the same certificate next time: no retry
                     raise error from err
@@ -392,7 +340,7 @@ class LeanEngine:
                         time.sleep(unreachable_delay(attempt))
                         continue
                 elif attempt < self.attempts and self._take(
-                    _TIMEOUT_COST if _is_timeout(err) else _RETRY_COST
+                    _TIMEOUT_COST if wire.is_timeout(err) else _RETRY_COST
                 ):
                     self._sleep(attempt)
                     continue
@@ -400,8 +348,8 @@ class LeanEngine:
             if response.status < 300:
                 self._refund()
                 return response, attempt - 1
-            payload = _read_error_body(response)
-            code, message = _parse_error(payload, response.status)
+            payload = wire.read_error_body(response)
+            code, message = wire.parse_error(payload, response.status)
             if throttled(response.status, code):  # a time budget, not attempts (transfer.py)
                 if throttled_since is None:
                     throttled_since = time.monotonic()
@@ -417,7 +365,7 @@ class LeanEngine:
             if retryable and attempt < self.attempts and self._take(_RETRY_COST):
                 self._sleep(attempt)
                 continue
-            meta = _metadata(response, attempt - 1)
+            meta = wire.metadata(response, attempt - 1)
             if retryable:
                 meta["MaxAttemptsReached"] = True
             raise ClientError(
@@ -443,117 +391,6 @@ class LeanEngine:
     def close(self) -> None:
         self.pool.close()
         self.boto.close()
-
-
-class _Body:
-    """The GET body: ``read(n)`` / ``close()``, transport errors as botocore's, checksum checked."""
-
-    def __init__(
-        self,
-        response: urllib3.BaseHTTPResponse,
-        endpoint: str,
-        expected: tuple[str, str, Any] | None,
-    ) -> None:
-        self._response = response
-        self._endpoint = endpoint
-        self._expected = expected
-        self._done = False
-
-    def read(self, amt: int | None = None) -> bytes:
-        try:
-            data = self._response.read(amt)
-        except urllib3.exceptions.ReadTimeoutError as err:
-            raise ReadTimeoutError(endpoint_url=self._endpoint, error=err) from err
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise ResponseStreamingError(error=err) from err
-        if self._expected is not None:
-            if data:
-                self._expected[2].update(data)
-            else:
-                name, want, digest = self._expected
-                got = base64.b64encode(digest.digest()).decode()
-                self._expected = None
-                if got != want:
-                    raise FlexibleChecksumError(
-                        error_msg=f"Expected checksum {want} did not match calculated "
-                        f"checksum: {got}"
-                    )
-        if not data:
-            self._done = True
-        return data
-
-    def close(self) -> None:
-        if self._done:
-            self._response.release_conn()  # fully read: the connection goes back to the pool
-        else:
-            self._response.close()  # abandoned mid-body: never reuse that connection
-            self._response.release_conn()
-
-
-def _expected_checksum(response: urllib3.BaseHTTPResponse) -> tuple[str, str, Any] | None:
-    for name, make in _RESPONSE_CHECKSUMS:
-        value = response.headers.get(f"x-amz-checksum-{name}")
-        if value and "-" not in value:
-            return name, value, make()
-    return None
-
-
-def _metadata(response: urllib3.BaseHTTPResponse, retries: int) -> dict[str, Any]:
-    return {
-        "HTTPStatusCode": response.status,
-        "HTTPHeaders": {k.lower(): v for k, v in response.headers.items()},
-        "RetryAttempts": retries,
-    }
-
-
-def _read_error_body(response: urllib3.BaseHTTPResponse) -> bytes:
-    try:
-        data = response.read(64 * 1024)
-        response.drain_conn()
-        return data
-    except (urllib3.exceptions.HTTPError, OSError):
-        response.close()
-        return b""
-    finally:
-        response.release_conn()
-
-
-def _parse_error(payload: bytes, status: int) -> tuple[str, str]:
-    code, message = str(status), ""
-    if payload:
-        try:
-            root = ElementTree.fromstring(payload)
-        except ElementTree.ParseError:
-            return code, message
-        for element in root.iter():
-            tag = element.tag.rsplit("}", 1)[-1]
-            if tag == "Code" and element.text:
-                code = element.text
-            elif tag == "Message" and element.text:
-                message = element.text
-    if code == str(status) and not message:
-        message = {404: "Not Found", 412: "Precondition Failed", 403: "Forbidden"}.get(status, "")
-    return code, message
-
-
-def _is_timeout(err: BaseException) -> bool:
-    return isinstance(err, urllib3.exceptions.TimeoutError) and not isinstance(
-        err, urllib3.exceptions.NewConnectionError
-    )
-
-
-def _connection_error(err: BaseException, endpoint: str) -> Exception:
-    # NewConnectionError (refused, unknown host, no route) subclasses ConnectTimeoutError in
-    # urllib3: test it first, as botocore's own HTTP session does, or a refusal reads "timeout".
-    if isinstance(err, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-        return EndpointConnectionError(endpoint_url=endpoint, error=err)
-    if isinstance(err, urllib3.exceptions.SSLError):  # botocore's type for it, as its session
-        return SSLError(endpoint_url=endpoint, error=err)
-    if isinstance(err, urllib3.exceptions.ConnectTimeoutError):
-        return ConnectTimeoutError(endpoint_url=endpoint, error=err)
-    if isinstance(err, urllib3.exceptions.ReadTimeoutError):
-        return ReadTimeoutError(endpoint_url=endpoint, error=err)
-    return ConnectionClosedError(endpoint_url=endpoint, error=err)
 
 
 def _python() -> str:

@@ -84,7 +84,7 @@ def _probe(client: Engine, link: str) -> int | str:
     from botocore.awsrequest import AWSRequest
     from botocore.exceptions import BotoCoreError
 
-    session: Any = client.boto._endpoint.http_session
+    session = _http_session(client.boto)
     outcome: int | str = "no answer"
     for attempt in range(_ATTEMPTS):
         request = AWSRequest(method="GET", url=link, headers={"Range": "bytes=0-0"}).prepare()
@@ -99,3 +99,16 @@ def _probe(client: Engine, link: str) -> int | str:
         if attempt + 1 < _ATTEMPTS:
             time.sleep(0.2 * 2**attempt)
     return outcome
+
+
+def _http_session(boto_client: Any) -> Any:
+    """The boto3 client's own HTTP session: the one place that reads botocore's private parts.
+
+    Why private: botocore has no public way to send a request that is not an API call (here a
+    GET of a presigned URL) with a client's HTTP settings, and none to read them back (the CA
+    bundle given as ``verify``, the proxies from the environment and its config, the timeouts).
+    A session of our own (``botocore.httpsession.URLLib3Session``) would have to rebuild each of
+    them and could drift from what the client's own requests use, so that a link could be
+    judged through another route than the data went.
+    """
+    return boto_client._endpoint.http_session

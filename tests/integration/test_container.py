@@ -7,54 +7,19 @@ every processor image here is a small layer on top of it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from container_helpers import HELLO, SAMPLE, cli, copy_project
 
 from hook_processor import container, harness
 
 pytestmark = pytest.mark.container
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HELLO = REPO_ROOT / "examples" / "hello_world"
-SAMPLE = HELLO / "sample" / "input"
-CLI = [sys.executable, "-m", "hook_processor"]
-
-
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
-    return subprocess.run(
-        [*CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
-
 
 def contents(files: dict[str, Path]) -> dict[str, bytes]:
     return {name: path.read_bytes() for name, path in files.items()}
-
-
-def copy_project(tmp_path: Path, name: str, processor: str | None = None) -> Path:
-    """hello_world under another workflow name (its own image tag), optionally another process()."""
-    project = tmp_path / name
-    shutil.copytree(HELLO, project, ignore=shutil.ignore_patterns("__pycache__", ".benchmarks"))
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(
-        pyproject.read_text(encoding="utf-8").replace(
-            'name = "dedl_hello_world"', f'name = "{name}"'
-        ),
-        encoding="utf-8",
-    )
-    if processor is not None:
-        (project / "dedl_hello_world" / "processor.py").write_text(processor, encoding="utf-8")
-    return project
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,17 @@ SIGINT (not SIGTERM), the run ends with exit 6 naming it, and no container is le
 
 from __future__ import annotations
 
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from container_helpers import SAMPLE, copy_project
 from test_interrupt import SLEEPER, Run
 
 from hook_processor import container
 
 pytestmark = pytest.mark.container
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HELLO = REPO_ROOT / "examples" / "hello_world"
-SAMPLE = HELLO / "sample" / "input"
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +25,7 @@ def sleeper(
     base_image: Any, docker_client: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, str]:
     """hello_world as ``hp_sleeper`` whose process() prints its start and sleeps, built."""
-    project = tmp_path_factory.mktemp("sleeper") / "hp_sleeper"
-    shutil.copytree(HELLO, project, ignore=shutil.ignore_patterns("__pycache__", ".benchmarks"))
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(
-        pyproject.read_text().replace('name = "dedl_hello_world"', 'name = "hp_sleeper"')
-    )
-    (project / "dedl_hello_world" / "processor.py").write_text(SLEEPER)
+    project = copy_project(tmp_path_factory.mktemp("sleeper"), "hp_sleeper", SLEEPER)
     report = container.build_processor(
         project, base_image=base_image.tag, ca_bundle=base_image.ca_bundle, client=docker_client
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_container import SAMPLE, cli, copy_project
+from container_helpers import SAMPLE, cli, copy_project
 from test_unknown_options import S3_BUCET, misspelled_seed_order
 
 pytestmark = pytest.mark.container

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_container import copy_project
+from container_helpers import copy_project
 from test_progress import INPUTS, RELAY_MARK, TOTAL, bar, child_env, on_terminal, write_inputs
 
 from hook_processor import container

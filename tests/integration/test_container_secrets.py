@@ -8,19 +8,17 @@ and every byte of every layer -- and the run's log must not contain any of them.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from container_helpers import copy_project
 
 from hook_processor import container
 
 pytestmark = pytest.mark.container
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HELLO = REPO_ROOT / "examples" / "hello_world"
 PREFIX = "dedl_hello_world/input_file_location/"
 
 
@@ -56,15 +54,7 @@ def test_canaries_never_reach_the_image_or_the_run_log(
     for name, value in canaries.items():  # present while the image is built
         monkeypatch.setenv(name, value)
     name = f"hp_secrets_probe_{uuid.uuid4().hex[:6]}"
-    project = tmp_path / name
-    shutil.copytree(HELLO, project, ignore=shutil.ignore_patterns("__pycache__", ".benchmarks"))
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(
-        pyproject.read_text(encoding="utf-8").replace(
-            'name = "dedl_hello_world"', f'name = "{name}"'
-        ),
-        encoding="utf-8",
-    )
+    project = copy_project(tmp_path, name)
     report = container.build_processor(
         project, base_image=base_image.tag, ca_bundle=base_image.ca_bundle, client=docker_client
     )

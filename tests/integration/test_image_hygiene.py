@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -22,18 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import container_helpers
 import pytest
 from click.testing import CliRunner
+from container_helpers import HELLO, REPO_ROOT, SAMPLE, copy_project
 
 from hook_processor import _image_build, _image_context, container
 from hook_processor.errors import ContainerError
 
 pytestmark = pytest.mark.container
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HELLO = REPO_ROOT / "examples" / "hello_world"
-SAMPLE = HELLO / "sample" / "input"
-CLI = [sys.executable, "-m", "hook_processor"]
 # Nothing listens on the discard port of loopback: a pull from there is refused at once (and no
 # traffic leaves the machine).
 REFUSED = "127.0.0.1:9/hook-processor-test/python:none"
@@ -41,32 +38,12 @@ PROBE_LABEL = "io.hook-processor.test-probe"
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k != "HOOK_PYTHON_IMAGE"}
-    return subprocess.run(
-        [*CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**environ, **env},
-    )
+    # Without the developer's HOOK_PYTHON_IMAGE: these tests decide where the image is set.
+    return container_helpers.cli(*args, env=env, unset=("HOOK_PYTHON_IMAGE",))
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-def copy_project(tmp_path: Path, name: str) -> Path:
-    """hello_world as workflow ``name`` (its own image tag ``name:1.1.0``)."""
-    project = tmp_path / name
-    shutil.copytree(HELLO, project, ignore=shutil.ignore_patterns("__pycache__", ".benchmarks"))
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(
-        pyproject.read_text(encoding="utf-8").replace(
-            'name = "dedl_hello_world"', f'name = "{name}"'
-        ),
-        encoding="utf-8",
-    )
-    return project
 
 
 @pytest.fixture

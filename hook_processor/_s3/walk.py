@@ -1,0 +1,117 @@
+"""What publication sends: every file under output_dir, walked safely, and proof it stayed put.
+
+Symbolic links: one that resolves inside the output folder is followed (its content is uploaded
+under the link's own path); one that points outside it, dangles or loops is refused. Each file's
+stamp is taken when walked: a file written during publication shows as another stamp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from hook_processor.errors import PublishError
+
+
+@dataclasses.dataclass(frozen=True)
+class Local:
+    """One file to publish."""
+
+    rel: str  # relative posix path: the S3 key under the prefix, the zip entry name
+    path: str  # the real path to read (a followed link's target)
+    size: int
+    stamp: tuple[int, ...] = ()  # stamp() of the file when walked: a change shows as another
+
+
+def stamp(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is written, replaced or truncated, even to the same size: size,
+    mtime_ns, ctime_ns, inode and device (file systems stamp times once per clock tick, so two
+    writes within a few milliseconds of each other may share one)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def changed(local: Local, shown: str) -> PublishError:
+    return PublishError(
+        f"{shown} changed while it was being published (its size, modification time or inode "
+        "differ from when publication started): something still writes it after process() "
+        "returned; nothing was published as complete (no manifest). Make process() finish "
+        "writing, and wait for its threads and subprocesses, before it returns"
+    )
+
+
+def check_unchanged(src: Path, files: list[Local]) -> None:
+    """Every file still as it was walked (after the last byte is sent, before the manifest)."""
+    for local in files:
+        try:
+            now = stamp(os.stat(local.path))
+        except OSError:
+            now = ()
+        if local.stamp and now != local.stamp:
+            raise changed(local, str(src / local.rel))
+
+
+def walk(src: Path) -> list[Local]:
+    """Every file under ``src``, sorted by relative path, links checked (see module doc)."""
+    root = os.path.realpath(src)
+    if not os.path.isdir(root):
+        raise PublishError(f"the output folder {src} does not exist or is not a folder")
+    out: list[Local] = []
+    _walk(src, root, root, "", frozenset({root}), out)
+    out.sort(key=lambda f: f.rel)
+    return out
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk(
+    src: Path, root: str, directory: str, rel: str, ancestors: frozenset[str], out: list[Local]
+) -> None:
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        raise PublishError(f"could not read the folder {src / rel}: {err.strerror}") from err
+    for entry in entries:
+        rel_path = rel + entry.name
+        shown = src / rel_path
+        try:
+            rel_path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PublishError(
+                f"refusing to publish {shown!s}: its name is not valid UTF-8, so it cannot be "
+                "an S3 key; rename it"
+            ) from None
+        if entry.is_symlink():
+            try:
+                target = os.path.realpath(entry.path, strict=True)
+            except OSError:
+                raise PublishError(
+                    f"refusing to publish {shown}: it is a symbolic link that dangles or loops"
+                ) from None
+            if not _inside(target, root):
+                raise PublishError(
+                    f"refusing to publish {shown}: it is a symbolic link to {target}, outside "
+                    f"the output folder {src}; copy the file into the output folder instead"
+                )
+            if os.path.isdir(target):
+                if target in ancestors:
+                    raise PublishError(
+                        f"refusing to publish {shown}: it is a symbolic link to its own parent "
+                        "folder (a loop)"
+                    )
+                _walk(src, root, target, rel_path + "/", ancestors | {target}, out)
+            elif os.path.isfile(target):
+                st = os.stat(target)
+                out.append(Local(rel_path, target, st.st_size, stamp(st)))
+            else:
+                raise PublishError(f"refusing to publish {shown}: not a regular file")
+        elif entry.is_dir(follow_symlinks=False):
+            _walk(src, root, entry.path, rel_path + "/", ancestors | {entry.path}, out)
+        elif entry.is_file(follow_symlinks=False):
+            st = entry.stat(follow_symlinks=False)
+            out.append(Local(rel_path, entry.path, st.st_size, stamp(st)))
+        else:
+            raise PublishError(f"refusing to publish {shown}: not a regular file")
