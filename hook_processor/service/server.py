@@ -12,8 +12,8 @@ submission (the live service writes to a bucket the user already has on the Isle
 nothing to have it in). With ``--s3-endpoint`` nothing is created anywhere.
 
 Stopping: SIGINT (Ctrl-C) or SIGTERM stops accepting requests, cancels the running items (each is
-recorded ``cancelled`` by the order service) and returns 0; a second SIGINT forces the HTTP
-server down without waiting for open connections.
+recorded ``cancelled``, its message naming the stop and the signal) and returns 0; a second
+SIGINT forces the HTTP server down without waiting for open connections.
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ def _serve(
         )
         app = create_app(service, store, s3=s3, users=users)
         service.start()
-        stack.callback(_stop_service, service)
+        why: list[str] = []  # the running items' cancel message names the stop
+        stack.callback(_stop_service, service, why)
 
         host, port = sock.getsockname()[:2]
         root = f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -199,6 +200,9 @@ def _serve(
         server.run(sockets=[sock])
         if server.stopped_by is not None:
             logger.info("%s: stopping, running items are cancelled", server.stopped_by)
+            why.append(f"hook-processor serve was stopped ({server.stopped_by})")
+        else:
+            why.append("hook-processor serve was stopped")
         late.install()  # the stack's unwinding cancels and records the running items
     return 0
 
@@ -227,8 +231,8 @@ class _LateSignals:
         logger.info("%s: already stopping (cancelling the running items)", name)
 
 
-def _stop_service(service: Any) -> None:
-    service.stop(cancel_running=True)
+def _stop_service(service: Any, why: list[str]) -> None:
+    service.stop(cancel_running=True, reason=why[0] if why else None)
 
 
 def _storage(
