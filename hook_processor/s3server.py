@@ -115,7 +115,14 @@ class EmbeddedS3:
         try:
             if self._snapshot is not None:
                 snapshot, self._snapshot = self._snapshot, None
-                snapshot.close()  # the last sync, while the server still answers
+                try:
+                    snapshot.close()  # the last sync, while the server still answers
+                except Exception as exc:  # the mirror keeps the last sync that completed
+                    logger.warning(
+                        "embedded S3 mirror: the last sync at the stop failed (%s); the mirror "
+                        "holds the objects of the sync before it",
+                        exc,
+                    )
         finally:
             if self._server is not None:
                 self._server.stop()
