@@ -217,9 +217,10 @@ class Executor:
                 work_dir.mkdir(parents=True, exist_ok=True)
                 try:
                     with _modes.resolve_preparation(mode)(prepared) as ready:
-                        if cancel.is_set():
+                        if cancel.is_set():  # the item was in_progress: it was being prepared
                             return _cancelled(
-                                "cancelled before the run started; nothing was published"
+                                "cancelled while the run was being prepared, before the "
+                                "processor started; nothing was published"
                             )
                         done = _modes.resolve_mode(mode)(ready)
                 except _preflight.Refused as refused:

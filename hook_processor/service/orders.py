@@ -88,6 +88,8 @@ class OrderService:
         # In-process runs one item at a time (executor.py says why).
         self.concurrency = min(concurrency, executor.max_concurrency or concurrency)
         self._running: dict[int, threading.Event] = {}  # item Id -> its cancel
+        self._cancelled_by_user: set[int] = set()  # running items a cancel request stops
+        self._stop_reason: str | None = None  # why stop() cancels the running items
         self._work = threading.Event()
         self._stopping = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -192,6 +194,7 @@ class OrderService:
                 (CANCELLED, "cancelled before it started; nothing was run", now(), item_id),
             )
         elif item_id in self._running:  # its run stops (exit 6) and is recorded as it ends
+            self._cancelled_by_user.add(item_id)
             self._running[item_id].set()
 
     def item_log(self, item_id: int) -> Path | None:
@@ -219,9 +222,16 @@ class OrderService:
             self._workers.append(worker)
         self._work.set()
 
-    def stop(self, *, cancel_running: bool = True, timeout: float = 60.0) -> None:
+    def stop(
+        self, *, cancel_running: bool = True, timeout: float = 60.0, reason: str | None = None
+    ) -> None:
         """Stop the workers; running items are cancelled (recorded ``cancelled``) or, without
-        ``cancel_running``, finish first. Queued items stay queued for the next start."""
+        ``cancel_running``, finish first. Queued items stay queued for the next start.
+
+        ``reason`` (ours), e.g. ``"hook-processor serve was stopped (SIGINT)"``: the message of
+        each item this stop cancels is ``"cancelled: <reason> while the item ran; ..."``, its
+        run's own message after it (the run only sees a SIGTERM, which is not what happened)."""
+        self._stop_reason = reason
         self._stopping.set()
         if cancel_running:
             with self.store.write():  # no claim in between: the claim runs in a write too
@@ -380,6 +390,14 @@ class OrderService:
             else FAILED
         )
         name, size, link, location = output_fields(result) if status == COMPLETED else (None,) * 4
+        message = str(result.get("StatusMessage") or status)
+        by_user = item.item_id in self._cancelled_by_user
+        self._cancelled_by_user.discard(item.item_id)
+        if status == CANCELLED and self._stop_reason and not by_user:
+            message = (
+                f"cancelled: {self._stop_reason} while the item ran; it is not run again "
+                f"(order it again to run it). Its run: {message}"
+            )
         with self.store.write() as db:
             db.execute(
                 "UPDATE items SET Status = ?, StatusMessage = ?, CompletedDate = ?, "
@@ -387,7 +405,7 @@ class OrderService:
                 "ExitCode = ?, result_json = ? WHERE Id = ?",
                 (
                     status,
-                    str(result.get("StatusMessage") or status),
+                    message,
                     now(),
                     name,
                     size,

@@ -11,9 +11,16 @@ A PRIVATE order whose output endpoint is the embedded one gets its output bucket
 submission (the live service writes to a bucket the user already has on the Islet; here there is
 nothing to have it in). With ``--s3-endpoint`` nothing is created anywhere.
 
+The embedded store's objects outlive ``serve`` (ours): they are mirrored to ``<data dir>/s3/``
+(:mod:`hook_processor.s3state`) every few seconds, after each item's run and before its result
+is recorded (a completed item's DownloadLink never names an object the mirror lacks), and at
+the stop; the next start over the same data dir puts them back on the same port before any
+item runs, so inputs, PRIVATE outputs and presigned DownloadLinks issued before still answer.
+A SIGKILL loses what was written to the store in the last seconds before it (not yet mirrored).
+
 Stopping: SIGINT (Ctrl-C) or SIGTERM stops accepting requests, cancels the running items (each is
-recorded ``cancelled`` by the order service) and returns 0; a second SIGINT forces the HTTP
-server down without waiting for open connections.
+recorded ``cancelled``, its message naming the stop and the signal) and returns 0; a second
+SIGINT forces the HTTP server down without waiting for open connections.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import logging
 import signal
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,6 +51,7 @@ logger = logging.getLogger("hook_processor.serve")
 SERVICE_PATH = "/odata/v1/"
 DATABASE_NAME = "hook.sqlite3"
 S3_PORT_FILE = "s3-port"
+S3_STATE_DIR = "s3"
 
 # Option names that name a PRIVATE output location, and the endpoint option that goes with them
 # (the standard options and their aliases; hook_processor.options has the full table).
@@ -169,17 +178,25 @@ def _serve(
     with contextlib.ExitStack() as stack:
         stack.callback(sock.close)
         data_dir = settings.data_dir.resolve()
-        s3, embedded = _storage(settings, data_dir, stack)
+        s3, embedded, local = _storage(settings, data_dir, stack)
         store = Store(data_dir / DATABASE_NAME)
         stack.callback(store.close)
         sync_workflows(store, workflows)
-        executor = Executor(mode=settings.mode, s3=s3, data_dir=data_dir)
+        executor = _executor_class(Executor)(
+            mode=settings.mode, s3=s3, data_dir=data_dir, mirror=local
+        )
         service = _service_class()(
-            store, workflows, executor, concurrency=settings.concurrency, embedded=embedded
+            store,
+            workflows,
+            executor,
+            concurrency=settings.concurrency,
+            embedded=embedded,
+            mirror=local,
         )
         app = create_app(service, store, s3=s3, users=users)
         service.start()
-        stack.callback(_stop_service, service)
+        why: list[str] = []  # the running items' cancel message names the stop
+        stack.callback(_stop_service, service, why)
 
         host, port = sock.getsockname()[:2]
         root = f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -199,6 +216,9 @@ def _serve(
         server.run(sockets=[sock])
         if server.stopped_by is not None:
             logger.info("%s: stopping, running items are cancelled", server.stopped_by)
+            why.append(f"hook-processor serve was stopped ({server.stopped_by})")
+        else:
+            why.append("hook-processor serve was stopped")
         late.install()  # the stack's unwinding cancels and records the running items
     return 0
 
@@ -227,24 +247,24 @@ class _LateSignals:
         logger.info("%s: already stopping (cancelling the running items)", name)
 
 
-def _stop_service(service: Any) -> None:
-    service.stop(cancel_running=True)
+def _stop_service(service: Any, why: list[str]) -> None:
+    service.stop(cancel_running=True, reason=why[0] if why else None)
 
 
 def _storage(
     settings: ServeSettings, data_dir: Path, stack: contextlib.ExitStack
-) -> tuple[S3Server, S3Server | None]:
-    """The S3 endpoint (and the embedded one, when it is ours).
+) -> tuple[S3Server, S3Server | None, EmbeddedS3 | None]:
+    """The S3 endpoint (and the embedded one with its server, when it is ours).
 
     The embedded server keeps the port of its last start (``<data dir>/s3-port``) when that port
-    is free: queued orders name the endpoint in their options, and a restart must not turn them
-    into orders for a server that is gone. Its objects are in memory, though: they do not outlive
-    the process (the README's table of differences says so)."""
+    is free: queued orders and presigned DownloadLinks name the endpoint, and a restart must not
+    turn them into links to a server that is gone. Its objects are put back from
+    ``<data dir>/s3/`` before anything runs (see the module doc)."""
     if settings.s3_endpoint:
         s3 = S3Server(
             settings.s3_endpoint, settings.s3_access_key or "", settings.s3_secret_key or ""
         )
-        return s3, None
+        return s3, None, None
     host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
     port_file = data_dir / S3_PORT_FILE
     try:
@@ -252,19 +272,33 @@ def _storage(
     except (OSError, ValueError):
         port = 0
     if port and not _free(host, port):
-        logger.warning("the embedded S3's last port %d is taken; it gets a new one", port)
+        logger.warning(
+            "the embedded S3's last port %d is taken; it gets a new one (DownloadLinks issued "
+            "before and queued orders naming the old endpoint do not reach it)",
+            port,
+        )
         port = 0
-    embedded = EmbeddedS3(host=host, port=port)
-    s3 = embedded.start()
-    stack.callback(embedded.stop)
     data_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = data_dir / S3_STATE_DIR
+    embedded = EmbeddedS3(host=host, port=port, state_dir=state_dir)
+    try:
+        s3 = embedded.start()
+    except (OSError, sqlite3.Error, ValueError) as exc:  # a damaged mirror, a full disk
+        raise OptionsError(
+            f"--data-dir {data_dir}: the embedded S3's objects in {state_dir} cannot be put "
+            f"back ({exc}); move that folder away to start with an empty store"
+        ) from None
+    stack.callback(embedded.stop)
     port_file.write_text(f"{urlsplit(s3.endpoint_url).port}\n")
-    return s3, s3
+    return s3, s3, embedded
 
 
 def _free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the server binds (werkzeug sets SO_REUSEADDR): the last life's connections in
+        # TIME_WAIT do not take the port, only a program listening there does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -310,14 +344,42 @@ def _same_endpoint(a: str, b: str) -> bool:
     return hosts_match and pa.port == pb.port
 
 
+def _executor_class(base: type[Any]) -> type[Any]:
+    """The executor that mirrors the embedded store after each run, before its result is
+    recorded: an item recorded ``completed`` has its output on disk too."""
+
+    class MirroringExecutor(base):
+        def __init__(self, *args: Any, mirror: EmbeddedS3 | None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._mirror = mirror
+
+        def run(self, item: Any, cancel: threading.Event) -> dict[str, Any]:
+            result: dict[str, Any] = super().run(item, cancel)
+            if self._mirror is not None:
+                try:
+                    self._mirror.persist()
+                except Exception:  # the background sync tries again; the result stands
+                    logger.exception("item %s: could not mirror the embedded S3", item.item_id)
+            return result
+
+    return MirroringExecutor
+
+
 def _service_class() -> Any:
     """The order service with the embedded store's bucket creation (ours) in front of submit."""
     from hook_processor.service.orders import OrderService
 
     class LocalOrderService(OrderService):
-        def __init__(self, *args: Any, embedded: S3Server | None, **kwargs: Any) -> None:
+        def __init__(
+            self,
+            *args: Any,
+            embedded: S3Server | None,
+            mirror: EmbeddedS3 | None = None,
+            **kwargs: Any,
+        ) -> None:
             super().__init__(*args, **kwargs)
             self._embedded = embedded
+            self._mirror = mirror
             self._client: Any = None
             self._created: set[str] = set()
             self._lock = threading.Lock()
@@ -328,6 +390,8 @@ def _service_class() -> Any:
                 if bucket is not None:
                     self._ensure_bucket(bucket)
             order_id: int = super().submit(body, user=user)
+            if self._mirror is not None:  # its input is in the store now: mirror it soon
+                self._mirror.wake()
             return order_id
 
         def _ensure_bucket(self, bucket: str) -> None:

@@ -45,11 +45,16 @@ def test_ctrl_c_cancels_the_running_item_and_a_restart_runs_the_queued_one(
         log = served.stderr()
         assert "Traceback" not in log and "Aborted" not in log, log
 
-    # The same data dir: the cancelled item stays cancelled, the queued one runs. (odp-test: its
-    # input is written by the service; the embedded S3's objects do not outlive serve.)
+    # The same data dir: the cancelled item stays cancelled, its message saying that serve was
+    # stopped while it ran (it was running: in_progress), not that it never started; the queued
+    # one runs (test_serve_restart.py: the embedded S3's objects across the restart).
     with serving([str(HELLO_WORLD), "--concurrency", "1"], data) as served:
         (item,) = served.products(running)
         assert item["Status"] == "cancelled", item
+        assert item["StatusMessage"].startswith(
+            "cancelled: hook-processor serve was stopped (SIGINT) while the item ran; "
+        ), item
+        assert "before the run started" not in item["StatusMessage"], item
         (done,) = served.wait_for(queued, {"completed", "failed"}, timeout=60)
         assert done["Status"] == "completed", done
         assert served.stop(signal.SIGTERM) == 0
