@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 import uvicorn
+from service_support import password_grant
 
 from hook_processor.s3server import S3Server
 from hook_processor.service.app import create_app
@@ -65,19 +66,7 @@ class ApiServer:
         self.sock.close()
 
     def token(self, user: str = "alice", password: str = "pw") -> str:
-        answer = requests.post(
-            self.token_url,
-            data={
-                "grant_type": "password",
-                "client_id": "ordering",
-                "username": user,
-                "password": password,
-            },
-            timeout=10,
-        )
-        assert answer.status_code == 200, answer.text
-        token: str = answer.json()["access_token"]
-        return token
+        return password_grant(self.token_url, user, password)
 
     def session(self, token: str | None = None) -> requests.Session:
         session = requests.Session()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from service_support import password_grant
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
@@ -128,19 +129,7 @@ class Served:
     # --- the API, as a client ----------------------------------------------------------------
 
     def token(self, user: str = "alice", password: str = "pw-local") -> str:
-        answer = requests.post(
-            self.token_url,
-            data={
-                "grant_type": "password",
-                "client_id": "ordering",
-                "username": user,
-                "password": password,
-            },
-            timeout=30,
-        )
-        assert answer.status_code == 200, answer.text
-        token: str = answer.json()["access_token"]
-        return token
+        return password_grant(self.token_url, user, password)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self.token()}

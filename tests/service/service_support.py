@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from hook_processor.service.orders import OrderService
 
 HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello_world"
@@ -81,3 +83,20 @@ def copy_project(tmp_path: Path, name: str, processor: str) -> Path:
     pyproject.write_text(pyproject.read_text().replace('"dedl_hello_world"', f'"{name}"'))
     (project / "dedl_hello_world" / "processor.py").write_text(processor)
     return project
+
+
+def password_grant(token_url: str, user: str, password: str) -> str:
+    """The notebook's token call (Keycloak password grant, client ``ordering``): the token."""
+    answer = requests.post(
+        token_url,
+        data={
+            "grant_type": "password",
+            "client_id": "ordering",
+            "username": user,
+            "password": password,
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
