@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from hook_processor.errors import OptionsError
+from hook_processor.errors import OptionsError, UserError
 from hook_processor.s3server import EmbeddedS3, S3Server
 from hook_processor.service.store import Store
 
@@ -185,6 +185,8 @@ def _serve(
         executor = _executor_class(Executor)(
             mode=settings.mode, s3=s3, data_dir=data_dir, mirror=local
         )
+        if embedded is None:
+            _check_endpoint(executor, s3)
         service = _service_class()(
             store,
             workflows,
@@ -249,6 +251,15 @@ class _LateSignals:
 
 def _stop_service(service: Any, why: list[str]) -> None:
     service.stop(cancel_running=True, reason=why[0] if why else None)
+
+
+def _check_endpoint(executor: Any, s3: S3Server) -> None:
+    """The user's own store answers before anything listens: the service's buckets are made
+    there now (not at the first item), so a wrong endpoint or wrong keys stop ``serve`` at once."""
+    try:
+        executor.ensure_buckets()
+    except UserError as err:
+        raise UserError(f"--s3-endpoint {s3.endpoint_url}: {err}; serve did not start") from None
 
 
 def _storage(

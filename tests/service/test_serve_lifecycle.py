@@ -150,6 +150,21 @@ def test_s3_keys_without_an_endpoint_are_a_usage_error(tmp_path: Path) -> None:
     assert "--s3-access-key and --s3-secret-key go with --s3-endpoint" in done.stderr
 
 
+def test_an_s3_endpoint_that_does_not_answer_is_one_message_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    secret = "unreachable-secret-Qv81"
+    args = [str(HELLO_WORLD), "--port", "0", "--s3-endpoint", endpoint]
+    done = _serve(*args, "--s3-access-key", "a", "--s3-secret-key", secret, tmp_path=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("Error:") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert endpoint in done.stderr and "--s3-endpoint" in done.stderr, done.stderr
+    assert secret not in done.stderr + done.stdout
+    assert done.stdout == ""  # nothing was announced: the service never listened
+
+
 def test_a_users_own_s3_endpoint_is_used_and_its_secret_never_printed(
     tmp_path: Path, s3_server: Any
 ) -> None:
