@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import struct
 import termios
 
@@ -33,8 +34,20 @@ def test_a_zero_width_terminal_gets_80_columns(columns: int, expected: dict[str,
             )
             bar.update(1000)
             bar.close()
-        drawn = os.read(master, 65536).decode("utf-8", "replace")
+        drawn = _read_all(master)
     finally:
         os.close(slave)
         os.close(master)
     assert "stage-in: 100%" in drawn and "1/1 files" in drawn, repr(drawn)
+
+
+def _read_all(fd: int) -> str:
+    """All that was written to the pty: one read returns only what has arrived at that moment
+    (on a loaded machine, the first draw alone)."""
+    chunks = []
+    while select.select([fd], [], [], 1.0)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
