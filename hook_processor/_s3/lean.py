@@ -39,6 +39,7 @@ from hook_processor._s3.boto import BotoControl, ca_bundle
 from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
 from hook_processor._s3.sigv4 import SigV4Signer
 from hook_processor._s3.transfer import (
+    THROTTLING_CODES,
     UNREACHABLE_ATTEMPTS,
     cause,
     throttle_wait,
@@ -52,24 +53,9 @@ _TRANSIENT_CODES = frozenset(
     {"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"}
 )
 _TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-_THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
+# botocore's throttled codes are transfer.THROTTLING_CODES (retried for a time budget) plus one it
+# retries by attempts, as the transient ones (PriorRequestNotComplete is in _TRANSIENT_CODES).
+_THROTTLING_CODES = THROTTLING_CODES | {"TransactionInProgressException"}
 _MAX_BACKOFF = 20.0
 _QUOTA = 500
 _RETRY_COST = 5
