@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from hook_processor.errors import ExitCode, UserError
 DEFAULT_DATA_DIR = Path(".hook-serve")
 DEFAULT_PORT = 8080
 MODES = ("inprocess", "subprocess", "container")
+EXECUTORS = ("local", "dask")
+DASK_KEY = "HOOK_DASK_KEY"
 
 
 @click.command("serve", short_help="Serve your processors as a local Hook order service.")
@@ -59,9 +62,30 @@ MODES = ("inprocess", "subprocess", "container")
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 256),
-    default=1,
+    default=None,
+    help="Order items run at once. Default: 1; with --executor dask, the threads of the "
+    "workers connected at the start (a Gateway cluster: 2 workers).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="local",
     show_default=True,
-    help="Order items run at once.",
+    help="Where order items run: local (this machine, in --mode) or dask (tasks on a Dask "
+    "cluster: --dask-scheduler or --dask-gateway; HOOK_DASK_KEY in serve's and the workers' "
+    "environment).",
+)
+@click.option(
+    "--dask-scheduler",
+    metavar="tcp://HOST:PORT",
+    help="With --executor dask: the address of a running Dask scheduler.",
+)
+@click.option(
+    "--dask-gateway",
+    metavar="URL",
+    help="With --executor dask: a Dask Gateway (as DEDL runs); a new cluster is made there. "
+    "Auth: HOOK_DASK_GATEWAY_TOKEN (a bearer token, e.g. your DESP access token), else "
+    "dask_gateway's configured auth.",
 )
 @click.option(
     "--users",
@@ -87,7 +111,10 @@ def serve_command(
     s3_access_key: str | None,
     s3_secret_key: str | None,
     mode: str,
-    concurrency: int,
+    concurrency: int | None,
+    executor: str,
+    dask_scheduler: str | None,
+    dask_gateway: str | None,
     users_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -104,6 +131,7 @@ def serve_command(
         raise click.UsageError("--s3-access-key and --s3-secret-key go with --s3-endpoint")
     if s3_endpoint is not None and not (s3_access_key and s3_secret_key):
         raise click.UsageError("--s3-endpoint needs --s3-access-key and --s3-secret-key")
+    _check_executor(executor, dask_scheduler, dask_gateway)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     settings = server.ServeSettings(
         projects=project_dirs,
@@ -117,6 +145,10 @@ def serve_command(
         mode=mode,
         concurrency=concurrency,
         users_file=users_file,
+        executor=executor,
+        dask_scheduler=dask_scheduler,
+        dask_gateway=dask_gateway,
+        dask_key=os.environ.get(DASK_KEY) if executor == "dask" else None,
     )
 
     def announce(started: server.Started) -> None:
@@ -130,3 +162,33 @@ def serve_command(
         # Everything that stops serve before it listens is the user's to fix: exit 2.
         raise command_error(str(exc), ExitCode.BAD_OPTIONS) from None
     sys.exit(code)
+
+
+def _check_executor(executor: str, scheduler: str | None, gateway: str | None) -> None:
+    """The --executor dask flags go together (usage errors, exit 2)."""
+    ctx = click.get_current_context()
+    if executor != "dask":
+        for flag, value in (("--dask-scheduler", scheduler), ("--dask-gateway", gateway)):
+            if value:
+                raise click.UsageError(f"{flag} goes with --executor dask")
+        return
+    if ctx.get_parameter_source("mode") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError(
+            "--mode is the local executor's; with --executor dask each item runs as "
+            "`hook-processor exec` in a child process of a Dask worker"
+        )
+    if bool(scheduler) == bool(gateway):
+        raise click.UsageError(
+            "--executor dask needs one of --dask-scheduler tcp://HOST:PORT (a running "
+            "`dask scheduler`) or --dask-gateway URL"
+        )
+    if scheduler and "://" not in scheduler:
+        raise click.UsageError(
+            f"--dask-scheduler {scheduler}: give the scheduler's address as tcp://HOST:PORT"
+        )
+    if not os.environ.get(DASK_KEY):
+        raise click.UsageError(
+            f"--executor dask needs {DASK_KEY} in the environment of serve and of every Dask "
+            "worker (it seals the items' options in the task graph); make one with "
+            "`python -m hook_processor.service.dask_executor`"
+        )

@@ -78,6 +78,11 @@ class ItemRun:
     attempt: int = 1
 
 
+class NotRun(Exception):
+    """The executor could not hand the item over (its cluster does not answer): nothing ran,
+    the order service puts the item back in the queue."""
+
+
 class _Interrupt(_interrupt.Interrupt):
     """A cancel from another thread, not a signal: never raises there. A forward registered
     after the cancel came gets it at once (the mode started while the cancel was on its way)."""
@@ -124,6 +129,14 @@ class Executor:
         """Items this executor can run at once (None: as many as asked): in-process runs one at a
         time (see the module doc), so that an item is ``in_progress`` only while it runs."""
         return 1 if self.mode == "inprocess" else None
+
+    def available(self) -> bool:
+        """Whether an item claimed now can run (this machine: always; a cluster: while its
+        scheduler answers). The order service claims nothing while it is not."""
+        return True
+
+    def close(self) -> None:
+        """Let go of what the executor holds (nothing here; a cluster's client)."""
 
     def item_dir(self, item_id: int) -> Path:
         return self.data_dir / "items" / str(item_id)

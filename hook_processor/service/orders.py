@@ -60,7 +60,7 @@ from hook_processor.service._order_rules import (
     output_fields,
     refresh_order,
 )
-from hook_processor.service.executor import Executor, ItemRun
+from hook_processor.service.executor import Executor, ItemRun, NotRun
 from hook_processor.service.store import Store
 from hook_processor.service.workflows import Workflow
 
@@ -291,6 +291,9 @@ class OrderService:
     def _work_loop(self) -> None:
         while not self._stopping.is_set():
             self._work.clear()
+            if not self.executor.available():  # e.g. no Dask scheduler: queued items wait
+                self._stopping.wait(1.0)
+                continue
             try:
                 claimed = self._claim()
             except Exception:  # e.g. the disk is full: keep the worker, try again
@@ -303,6 +306,10 @@ class OrderService:
             item, cancel = claimed
             try:
                 result = self.executor.run(item, cancel)
+            except NotRun as why:  # nothing ran: back in the queue
+                self._requeue(item, str(why))
+                self._stopping.wait(1.0)
+                continue
             except Exception as exc:  # a bug of ours (run() reports failed runs): record it
                 _log.exception("item %s: the executor failed", item.item_id)
                 result = {
@@ -315,6 +322,19 @@ class OrderService:
             except Exception:  # left in_progress: the next start re-runs it
                 _log.exception("item %s: could not record its result", item.item_id)
                 self._running.pop(item.item_id, None)
+
+    def _requeue(self, item: ItemRun, why: str) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE items SET Status = ?, StatusMessage = ?, StartedDate = NULL, "
+                "Attempts = MAX(Attempts - 1, 0) WHERE Id = ? AND Status = ?",
+                (QUEUED, f"{QUEUED_MESSAGE} (again: {why})", item.item_id, IN_PROGRESS),
+            )
+            self._running.pop(item.item_id, None)
+            if item.item_id in self._cancelled_by_user:  # cancelled meanwhile: it never ran
+                self._cancelled_by_user.discard(item.item_id)
+                self._cancel_locked(db, item.item_id, QUEUED)
+            refresh_order(db, item.order_id)
 
     def _claim(self) -> tuple[ItemRun, threading.Event] | None:
         with self.store.write() as db:

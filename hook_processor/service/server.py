@@ -73,8 +73,12 @@ class ServeSettings:
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     mode: str = "subprocess"
-    concurrency: int = 1
+    concurrency: int | None = None  # None: 1 (local), the cluster's threads (dask)
     users_file: Path | None = None
+    executor: str = "local"  # "local" | "dask"
+    dask_scheduler: str | None = None
+    dask_gateway: str | None = None
+    dask_key: str | None = dataclasses.field(default=None, repr=False)  # HOOK_DASK_KEY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Started:
     workflows: tuple[str, ...]
     mode: str
     concurrency: int
+    executor: str = "local"
 
     def json_line(self) -> str:
         """The one stdout line of ``serve --json`` (fixed keys, one line)."""
@@ -104,7 +109,9 @@ class Started:
         return "\n".join(
             [
                 f"hook-processor serve: {len(self.workflows)} workflows "
-                f"({', '.join(self.workflows)}), mode {self.mode}, concurrency {self.concurrency}",
+                f"({', '.join(self.workflows)}), "
+                + (f"mode {self.mode}" if self.executor == "local" else self.executor)
+                + f", concurrency {self.concurrency}",
                 f"  token URL     {self.token_url}",
                 f"  service root  {self.service_root}",
                 f"  S3 endpoint   {self.s3_endpoint}",
@@ -182,16 +189,21 @@ def _serve(
         store = Store(data_dir / DATABASE_NAME)
         stack.callback(store.close)
         sync_workflows(store, workflows)
-        executor = _executor_class(Executor)(
-            mode=settings.mode, s3=s3, data_dir=data_dir, mirror=local
-        )
+        if settings.executor == "dask":
+            executor, concurrency = _dask_executor(settings, workflows, s3, data_dir, local)
+            stack.callback(executor.close)
+        else:
+            executor = _executor_class(Executor)(
+                mode=settings.mode, s3=s3, data_dir=data_dir, mirror=local
+            )
+            concurrency = settings.concurrency or 1
         if embedded is None:
             _check_endpoint(executor, s3)
         service = _service_class()(
             store,
             workflows,
             executor,
-            concurrency=settings.concurrency,
+            concurrency=concurrency,
             embedded=embedded,
             mirror=local,
         )
@@ -211,7 +223,8 @@ def _serve(
             data_dir=str(data_dir),
             workflows=tuple(w.name for w in workflows),
             mode=settings.mode,
-            concurrency=settings.concurrency,
+            concurrency=concurrency,
+            executor=executor.where if settings.executor == "dask" else "local",
         )
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = _Server(config, on_started=lambda: on_started(started), stop=stop)
@@ -353,6 +366,58 @@ def _same_endpoint(a: str, b: str) -> bool:
     pa, pb = urlsplit(a), urlsplit(b)
     hosts_match = pa.hostname == pb.hostname or {pa.hostname, pb.hostname} <= local
     return hosts_match and pa.port == pb.port
+
+
+def _dask_executor(
+    settings: ServeSettings,
+    workflows: Sequence[Any],
+    s3: S3Server,
+    data_dir: Path,
+    mirror: EmbeddedS3 | None,
+) -> tuple[Any, int]:
+    """The Dask executor, connected (a UserError when the cluster does not answer), and the
+    items to keep in flight: ``--concurrency``, else the threads of the connected workers."""
+    from hook_processor.service import dask_executor
+
+    images = [w.name for w in workflows if w.image is not None]
+    if images:
+        raise OptionsError(
+            f"--executor dask: {', '.join(images)} is served from an image, and Dask workers "
+            "run processors from project folders (no container engine on them); serve the "
+            "project folder instead, or use --executor local (or export it to Argo)"
+        )
+    key = settings.dask_key or ""
+    try:
+        dask_executor.check_key(key)
+    except ValueError as exc:
+        raise OptionsError(
+            f"--executor dask: HOOK_DASK_KEY is {exc}; make one with "
+            "`python -m hook_processor.service.dask_executor` and give the same to serve and "
+            "to every worker"
+        ) from None
+    if settings.dask_gateway:
+        where = f"--dask-gateway {settings.dask_gateway}"
+        connect, close = dask_executor.connect_gateway(
+            settings.dask_gateway, workers=settings.concurrency or 2, key=key
+        )
+    else:
+        where = f"--dask-scheduler {settings.dask_scheduler}"
+        connect, close = dask_executor.connect_scheduler(settings.dask_scheduler or ""), None
+    executor = _executor_class(dask_executor.DaskExecutor)(
+        connect=connect,
+        where=where,
+        key=key,
+        close=close,
+        s3=s3,
+        data_dir=data_dir,
+        mirror=mirror,
+    )
+    threads = executor.start()
+    if threads == 0 and settings.concurrency is None:
+        logger.warning("%s: no worker is connected yet; items wait for one", where)
+    concurrency = settings.concurrency or max(threads, 1)
+    logger.info("%s: %d worker threads connected; %d items in flight", where, threads, concurrency)
+    return executor, concurrency
 
 
 def _executor_class(base: type[Any]) -> type[Any]:

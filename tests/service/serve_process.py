@@ -41,7 +41,14 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 class Served:
     """A running ``hook-processor serve --json --port 0``."""
 
-    def __init__(self, args: Sequence[str], data_dir: Path, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        data_dir: Path,
+        *,
+        timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.stderr_path = data_dir.parent / f"{data_dir.name}-serve-{time.time_ns()}.log"
         self._stderr = self.stderr_path.open("w")
@@ -60,7 +67,7 @@ class Served:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
-            env=child_env(),
+            env=child_env(env),
             start_new_session=True,  # a signal to it is ours alone, not the test runner's
         )
         lines: queue.Queue[str] = queue.Queue()

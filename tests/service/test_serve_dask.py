@@ -1,0 +1,332 @@
+"""``hook-processor serve --executor dask`` against a real scheduler and two real workers on
+127.0.0.1 (``dask_cluster``), serve started as a user starts it (``serve_process``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from dask_cluster import DaskCluster, dask_cluster, free_port
+from serve_process import HELLO_WORLD, Served, child_env, hook_processor_command
+
+from hook_processor.service._dask_task import new_key
+
+pytest.importorskip("distributed")
+
+KEY = new_key()
+ENV = {"HOOK_DASK_KEY": KEY}
+IN_SECRET = "in-secret-4e1f-never-in-a-graph"
+ITEMS = 20
+BUCKET = "dask-out"
+
+PROCESSOR = """\
+import time
+from pathlib import Path
+
+
+def process(input_dir: Path, output_dir: Path) -> None:
+    time.sleep(SLEEP)
+    for path in input_dir.rglob("*"):
+        if path.is_file():
+            (output_dir / path.name).write_text(path.read_text().upper())
+"""
+
+
+def project(tmp_path: Path, sleep: float) -> Path:
+    """hello_world, its process() taking ``sleep`` seconds (the order's items are tiny)."""
+    folder = tmp_path / "slow_hello"
+    shutil.copytree(HELLO_WORLD, folder, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    (folder / "dedl_hello_world" / "processor.py").write_text(
+        PROCESSOR.replace("SLEEP", repr(sleep))
+    )
+    return folder
+
+
+@contextlib.contextmanager
+def dask_serve(tmp_path: Path, cluster: DaskCluster, folder: Path) -> Iterator[Served]:
+    served = Served(
+        [str(folder), "--executor", "dask", "--dask-scheduler", cluster.address],
+        tmp_path / f"serve-{time.time_ns()}",
+        env=ENV,
+    )
+    try:
+        yield served
+    finally:
+        if served.proc.poll() is None:
+            served.kill()
+
+
+def order(served: Served, count: int, name: str, priority: int = 50) -> dict[str, Any]:
+    s3 = served.s3_client()
+    with contextlib.suppress(Exception):
+        s3.create_bucket(Bucket="dask-in")
+    s3.put_object(Bucket="dask-in", Key="input/example.data", Body=b"hello dask\n")
+    return {
+        "Name": name,
+        "WorkflowName": "dedl_hello_world",
+        "Priority": priority,
+        "IdentifierList": [f"product-{n:03d}" for n in range(count)],
+        "WorkflowOptions": [
+            {"Name": "source_s3_path", "Value": "s3://dask-in/input/"},
+            {"Name": "source_s3_endpoint_url", "Value": served.s3_endpoint},
+            {"Name": "source_s3_access_key", "Value": served.info["s3_access_key"]},
+            {"Name": "source_s3_secret_key", "Value": IN_SECRET},
+            {"Name": "output_storage", "Value": "PRIVATE"},
+            {"Name": "output_s3_path", "Value": f"s3://{BUCKET}/{name}"},
+            {"Name": "output_s3_endpoint_url", "Value": served.s3_endpoint},
+            {"Name": "output_s3_access_key", "Value": served.info["s3_access_key"]},
+            {"Name": "output_s3_secret_key", "Value": served.info["s3_secret_key"]},
+        ],
+    }
+
+
+def item_log(served: Served, item_id: int) -> str:
+    return (served.data_dir / "items" / str(item_id) / "log.txt").read_text()
+
+
+def workers_of(served: Served, item_id: int) -> list[str]:
+    return re.findall(
+        r"started(?: again)?.*? on Dask worker (tcp://\S+)", item_log(served, item_id)
+    )
+
+
+def manifests(served: Served, name: str) -> list[str]:
+    s3 = served.s3_client()
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{name}/")
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return sorted(k for k in keys if k.endswith("_manifest.json"))
+
+
+def scheduler_tasks(cluster: DaskCluster, client: Any = None) -> list[tuple[str, bytes]]:
+    """Every task the scheduler holds: its key and its run spec, pickled as it travels."""
+
+    def dump(dask_scheduler: Any) -> list[tuple[str, bytes]]:  # nested: pickled by value
+        from distributed.protocol.pickle import dumps
+
+        return [(str(k), dumps(ts.run_spec)) for k, ts in dask_scheduler.tasks.items()]
+
+    if client is not None:
+        tasks: list[tuple[str, bytes]] = client.run_on_scheduler(dump)
+        return tasks
+    with contextlib.closing(cluster.client()) as own:
+        return scheduler_tasks(cluster, own)
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+    """A cluster of this test alone (it kills part of it)."""
+    with dask_cluster(tmp_path / "cluster", child_env(ENV)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    with dask_cluster(tmp_path_factory.mktemp("dask"), child_env(ENV)) as running:
+        yield running
+
+
+def test_an_order_of_20_runs_on_both_workers_with_one_output_set_each_and_no_secret_in_the_graph(
+    tmp_path: Path, cluster: DaskCluster
+) -> None:
+    with dask_serve(tmp_path, cluster, project(tmp_path, 0.0)) as served:
+        secrets = [IN_SECRET, served.info["s3_secret_key"], KEY]
+        order_id = served.submit(order(served, ITEMS, "twenty"))
+        seen: list[tuple[str, bytes]] = []
+        deadline = time.monotonic() + 120
+        with contextlib.closing(cluster.client()) as client:
+            while not all(i["Status"] == "completed" for i in served.products(order_id)):
+                assert time.monotonic() < deadline, served.products(order_id)
+                statuses = {i["Status"] for i in served.products(order_id)}
+                assert not statuses & {"failed", "cancelled"}
+                seen.extend(scheduler_tasks(cluster, client))
+                time.sleep(0.2)
+        items = served.products(order_id)
+        assert len(items) == ITEMS
+        ran_on = {w for i in items for w in workers_of(served, int(i["Id"]))}
+        assert len(ran_on) == 2, ran_on  # both workers ran items
+        assert len(manifests(served, "twenty")) == ITEMS
+        for item in items:
+            manifest = json.loads(
+                served.s3_client()
+                .get_object(Bucket=BUCKET, Key=f"twenty/{item['Id']}/_manifest.json")["Body"]
+                .read()
+            )
+            assert [f["key"].rsplit("/", 1)[-1] for f in manifest["files"]] == ["example.data"]
+            body = served.s3_client().get_object(
+                Bucket=BUCKET, Key=f"twenty/{item['Id']}/example.data"
+            )
+            assert body["Body"].read() == b"HELLO DASK\n"
+        keys = {k for k, _ in seen}
+        assert any(k.startswith("hook-item-") for k in keys), keys  # the graph was looked at
+        with contextlib.closing(cluster.client()) as client:
+            scheduler_log = json.dumps(client.get_scheduler_logs(), default=str)
+        for secret in secrets:
+            assert not any(secret in k for k in keys)
+            assert not any(secret.encode() in spec for _, spec in seen)
+            assert secret not in scheduler_log
+            assert secret not in cluster.logs()
+            assert secret not in served.stderr()
+
+
+def test_a_worker_killed_mid_order_gives_20_completed_items_and_20_manifests(
+    tmp_path: Path, own_cluster: DaskCluster
+) -> None:
+    cluster = own_cluster
+    with dask_serve(tmp_path, cluster, project(tmp_path, 0.3)) as served:
+        order_id = served.submit(order(served, ITEMS, "killed"))
+        deadline = time.monotonic() + 60
+        while sum(i["Status"] == "completed" for i in served.products(order_id)) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        victim = cluster.workers[0]
+        time.sleep(0.5)  # mid-item: each item's run takes seconds here (startup, S3)
+        cluster.kill(victim)
+        items = served.wait_for(order_id, {"completed", "failed", "cancelled"}, timeout=150)
+        assert [i["Status"] for i in items] == ["completed"] * ITEMS, items
+        assert len(manifests(served, "killed")) == ITEMS
+        reran = [i for i in items if len(workers_of(served, int(i["Id"]))) > 1]
+        assert reran, "no item was running on the killed worker"
+        for item in reran:
+            assert "again (Dask re-ran it" in item_log(served, int(item["Id"]))
+        # none twice: every object under the order's prefix is in its item's manifest
+        s3 = served.s3_client()
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="killed/")["Contents"]
+        names = sorted(o["Key"] for o in listed)
+        expected = sorted(
+            f"killed/{i['Id']}/{n}" for i in items for n in ("_manifest.json", "example.data")
+        )
+        assert names == expected
+
+
+def test_cancel_of_the_order_stops_the_running_children_and_the_remaining_futures(
+    tmp_path: Path, cluster: DaskCluster
+) -> None:
+    with dask_serve(tmp_path, cluster, project(tmp_path, 30.0)) as served:
+        order_id = served.submit(order(served, 6, "cancelled"))
+        deadline = time.monotonic() + 60
+        while (
+            sum(
+                "started on Dask worker" in _log_or_empty(served, int(i["Id"]))
+                for i in served.products(order_id)
+            )
+            < 2
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        answer = requests.post(
+            f"{served.root}BatchOrder({order_id})/OData.CSC.Cancel",
+            headers=served.headers(),
+            timeout=30,
+        )
+        assert answer.status_code in (200, 204), answer.text
+        started = time.monotonic()
+        items = served.wait_for(order_id, {"cancelled"}, timeout=40)
+        assert time.monotonic() - started < 25  # not the 30 s the processor sleeps
+        running = [
+            i for i in items if "started on Dask worker" in _log_or_empty(served, int(i["Id"]))
+        ]
+        assert len(running) == 2
+        for item in running:
+            assert "exit 6" in item_log(served, int(item["Id"]))
+        deadline = time.monotonic() + 20
+        while [k for k, _ in scheduler_tasks(cluster) if k.startswith("hook-item-")]:
+            assert time.monotonic() < deadline, scheduler_tasks(cluster)
+            time.sleep(0.2)
+        assert manifests(served, "cancelled") == []
+
+
+def _log_or_empty(served: Served, item_id: int) -> str:
+    try:
+        return item_log(served, item_id)
+    except OSError:
+        return ""
+
+
+def test_a_scheduler_that_goes_away_fails_the_running_items_and_leaves_queued_ones_queued(
+    tmp_path: Path, own_cluster: DaskCluster
+) -> None:
+    cluster = own_cluster
+    with dask_serve(tmp_path, cluster, project(tmp_path, 30.0)) as served:
+        order_id = served.submit(order(served, 5, "lost"))
+        deadline = time.monotonic() + 60
+        while (
+            sum(
+                "started on Dask worker" in _log_or_empty(served, int(i["Id"]))
+                for i in served.products(order_id)
+            )
+            < 2
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert cluster.scheduler is not None
+        cluster.kill(cluster.scheduler)
+        deadline = time.monotonic() + 30
+        while sum(i["Status"] == "failed" for i in served.products(order_id)) < 2:
+            assert time.monotonic() < deadline, served.products(order_id)
+            time.sleep(0.2)
+        time.sleep(3)  # nothing else is claimed while no scheduler answers
+        items = served.products(order_id)
+        statuses = sorted(i["Status"] for i in items)
+        assert statuses == ["failed", "failed", "queued", "queued", "queued"], items
+        for item in items:
+            if item["Status"] == "failed":
+                assert (
+                    f"the Dask scheduler at --dask-scheduler {cluster.address} went away"
+                    in (item["StatusMessage"])
+                )
+        assert manifests(served, "lost") == []
+
+
+def test_serve_dask_refuses_bad_arguments_and_an_unreachable_scheduler(tmp_path: Path) -> None:
+    def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*hook_processor_command(), "serve", str(HELLO_WORLD), "--port", "0", *args],
+            capture_output=True,
+            text=True,
+            env=child_env(env),
+            cwd=tmp_path,
+            timeout=60,
+        )
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    cases = [
+        (["--executor", "dask"], ENV, "needs one of --dask-scheduler"),
+        (["--dask-scheduler", address], ENV, "--dask-scheduler goes with --executor dask"),
+        (["--executor", "dask", "--dask-scheduler", address], None, "needs HOOK_DASK_KEY"),
+        (
+            ["--executor", "dask", "--dask-scheduler", address, "--mode", "inprocess"],
+            ENV,
+            "--mode is the local executor's",
+        ),
+        (["--executor", "dask", "--dask-scheduler", "127.0.0.1:1"], ENV, "tcp://HOST:PORT"),
+        (
+            ["--executor", "dask", "--dask-scheduler", address],
+            {"HOOK_DASK_KEY": "not-a-key"},
+            "HOOK_DASK_KEY is not a Fernet key",
+        ),
+        (
+            ["--executor", "dask", "--dask-scheduler", address],
+            ENV,
+            f"--dask-scheduler {address}: cannot connect to the Dask cluster there",
+        ),
+        (
+            ["--executor", "dask", "--dask-gateway", f"http://127.0.0.1:{free_port()}"],
+            ENV,
+            "cannot connect to the Dask cluster there",
+        ),
+    ]
+    for args, env, message in cases:
+        done = serve(*args, env=env)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert KEY not in done.stderr and "not-a-key" not in done.stderr
