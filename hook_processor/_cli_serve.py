@@ -186,9 +186,15 @@ def _check_executor(executor: str, scheduler: str | None, gateway: str | None) -
         raise click.UsageError(
             f"--dask-scheduler {scheduler}: give the scheduler's address as tcp://HOST:PORT"
         )
+    make = "make one with `python -m hook_processor.service.dask_executor`"
     if not os.environ.get(DASK_KEY):
         raise click.UsageError(
             f"--executor dask needs {DASK_KEY} in the environment of serve and of every Dask "
-            "worker (it seals the items' options in the task graph); make one with "
-            "`python -m hook_processor.service.dask_executor`"
+            f"worker (it seals the items' options in the task graph); {make}"
         )
+    from hook_processor.service.dask_executor import check_key
+
+    try:
+        check_key(os.environ[DASK_KEY])
+    except ValueError as exc:
+        raise click.UsageError(f"{DASK_KEY} is {exc}; {make}") from None

@@ -27,6 +27,9 @@ HEAVY = [
     "odata_query",
     "sly",
     "requests",
+    "distributed",
+    "dask",
+    "dask_gateway",
 ]
 OURS = [
     "hook_processor.harness",
@@ -98,3 +101,31 @@ def test_the_data_plane_imports_nothing_of_a_run_and_options_no_data_plane() -> 
     )
     for code in (data_plane, options):
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+SERVE_PROBE = """
+import json, sys, threading
+from pathlib import Path
+from hook_processor.service import server
+
+stop = threading.Event()
+settings = server.ServeSettings(projects=[Path(sys.argv[1])], port=0, data_dir=Path(sys.argv[2]))
+code = server.serve(settings, on_started=lambda started: stop.set(), stop=stop)
+cluster = sorted(m for m in sys.modules if m.split(".")[0] in {"distributed", "dask_gateway"})
+print(json.dumps({"code": code, "loaded": cluster}))
+"""
+
+
+def test_serve_with_the_local_executor_imports_no_dask(tmp_path: Path) -> None:
+    # serve --executor local (the default) started and stopped: distributed is the dask
+    # executor's alone (hook-processor[dask]).
+    completed = subprocess.run(
+        [sys.executable, "-c", SERVE_PROBE, str(HELLO_WORLD), str(tmp_path / "serve")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}

@@ -35,10 +35,12 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from hook_processor.errors import ExitCode, UserError
 from hook_processor.service import _dask_task
@@ -87,6 +89,9 @@ class DaskExecutor(Executor):
         try:
             client = self._new_client()
         except Exception as exc:
+            if self._close_cluster is not None:
+                with contextlib.suppress(Exception):
+                    self._close_cluster()
             fix = (
                 f"check the URL and your token ({GATEWAY_TOKEN})"
                 if self.where.startswith("--dask-gateway")
@@ -306,9 +311,19 @@ def connect_scheduler(address: str) -> Callable[[], Any]:
     def connect() -> Any:
         from distributed import Client
 
+        _probe(address)
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
 
     return connect
+
+
+def _probe(address: str) -> None:
+    """A refused TCP connection fails at once (distributed retries until its timeout)."""
+    parts = urlsplit(address)
+    if parts.scheme not in ("tcp", "tls") or parts.hostname is None or parts.port is None:
+        return  # another transport (inproc, ucx): distributed says what it thinks
+    with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT):
+        pass
 
 
 def _reason(exc: BaseException) -> str:

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +17,12 @@ from typing import Any
 
 import pytest
 import requests
+from click.testing import CliRunner
 from dask_cluster import DaskCluster, dask_cluster, free_port
 from serve_process import HELLO_WORLD, Served, child_env, hook_processor_command
 
+from hook_processor.cli import main
 from hook_processor.service._dask_task import new_key
-
-pytest.importorskip("distributed")
 
 KEY = new_key()
 ENV = {"HOOK_DASK_KEY": KEY}
@@ -106,16 +108,16 @@ def manifests(served: Served, name: str) -> list[str]:
     return sorted(k for k in keys if k.endswith("_manifest.json"))
 
 
-def scheduler_tasks(cluster: DaskCluster, client: Any = None) -> list[tuple[str, bytes]]:
+def scheduler_tasks(cluster: DaskCluster, client: Any = None) -> list[tuple[str, bytes, Any]]:
     """Every task the scheduler holds: its key and its run spec, pickled as it travels."""
 
-    def dump(dask_scheduler: Any) -> list[tuple[str, bytes]]:  # nested: pickled by value
+    def dump(dask_scheduler: Any) -> list[tuple[str, bytes, Any]]:  # nested: by value
         from distributed.protocol.pickle import dumps
 
-        return [(str(k), dumps(ts.run_spec)) for k, ts in dask_scheduler.tasks.items()]
+        return [(str(k), dumps(ts.run_spec), ts.priority) for k, ts in dask_scheduler.tasks.items()]
 
     if client is not None:
-        tasks: list[tuple[str, bytes]] = client.run_on_scheduler(dump)
+        tasks: list[tuple[str, bytes, Any]] = client.run_on_scheduler(dump)
         return tasks
     with contextlib.closing(cluster.client()) as own:
         return scheduler_tasks(cluster, own)
@@ -139,8 +141,8 @@ def test_an_order_of_20_runs_on_both_workers_with_one_output_set_each_and_no_sec
 ) -> None:
     with dask_serve(tmp_path, cluster, project(tmp_path, 0.0)) as served:
         secrets = [IN_SECRET, served.info["s3_secret_key"], KEY]
-        order_id = served.submit(order(served, ITEMS, "twenty"))
-        seen: list[tuple[str, bytes]] = []
+        order_id = served.submit(order(served, ITEMS, "twenty", priority=73))
+        seen: list[tuple[str, bytes, Any]] = []
         deadline = time.monotonic() + 120
         with contextlib.closing(cluster.client()) as client:
             while not all(i["Status"] == "completed" for i in served.products(order_id)):
@@ -165,13 +167,15 @@ def test_an_order_of_20_runs_on_both_workers_with_one_output_set_each_and_no_sec
                 Bucket=BUCKET, Key=f"twenty/{item['Id']}/example.data"
             )
             assert body["Body"].read() == b"HELLO DASK\n"
-        keys = {k for k, _ in seen}
+        keys = {k for k, _, _ in seen}
         assert any(k.startswith("hook-item-") for k in keys), keys  # the graph was looked at
+        # the order's Priority is the task's (the scheduler keeps it negated: lower runs first)
+        assert {p[0] for k, _, p in seen if k.startswith("hook-item-")} == {-73}
         with contextlib.closing(cluster.client()) as client:
             scheduler_log = json.dumps(client.get_scheduler_logs(), default=str)
         for secret in secrets:
             assert not any(secret in k for k in keys)
-            assert not any(secret.encode() in spec for _, spec in seen)
+            assert not any(secret.encode() in spec for _, spec, _ in seen)
             assert secret not in scheduler_log
             assert secret not in cluster.logs()
             assert secret not in served.stderr()
@@ -238,7 +242,7 @@ def test_cancel_of_the_order_stops_the_running_children_and_the_remaining_future
         for item in running:
             assert "exit 6" in item_log(served, int(item["Id"]))
         deadline = time.monotonic() + 20
-        while [k for k, _ in scheduler_tasks(cluster) if k.startswith("hook-item-")]:
+        while [k for k, _, _ in scheduler_tasks(cluster) if k.startswith("hook-item-")]:
             assert time.monotonic() < deadline, scheduler_tasks(cluster)
             time.sleep(0.2)
         assert manifests(served, "cancelled") == []
@@ -286,7 +290,47 @@ def test_a_scheduler_that_goes_away_fails_the_running_items_and_leaves_queued_on
         assert manifests(served, "lost") == []
 
 
-def test_serve_dask_refuses_bad_arguments_and_an_unreachable_scheduler(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--executor", "dask"], ENV, "needs one of --dask-scheduler"),
+        (["--dask-scheduler", "tcp://127.0.0.1:1"], ENV, "--dask-scheduler goes with --executor"),
+        (["--dask-gateway", "http://127.0.0.1:1"], ENV, "--dask-gateway goes with --executor"),
+        (["--executor", "dask", "--dask-scheduler", "tcp://127.0.0.1:1"], {}, "HOOK_DASK_KEY"),
+        (
+            ["--executor", "dask", "--dask-scheduler", "tcp://h:1", "--dask-gateway", "http://h"],
+            ENV,
+            "needs one of --dask-scheduler",
+        ),
+        (
+            ["--executor", "dask", "--dask-scheduler", "tcp://127.0.0.1:1", "--mode", "inprocess"],
+            ENV,
+            "--mode is the local executor's",
+        ),
+        (["--executor", "dask", "--dask-scheduler", "127.0.0.1:1"], ENV, "tcp://HOST:PORT"),
+        (
+            ["--executor", "dask", "--dask-scheduler", "tcp://127.0.0.1:1"],
+            {"HOOK_DASK_KEY": "not-a-key"},
+            "HOOK_DASK_KEY is not a Fernet key",
+        ),
+    ],
+)
+def test_serve_dask_usage_errors_exit_2_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict, message: str
+) -> None:
+    monkeypatch.delenv("HOOK_DASK_KEY", raising=False)
+    result = CliRunner().invoke(
+        main, ["serve", str(HELLO_WORLD), "--data-dir", str(tmp_path / "d"), *args], env=env
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "not-a-key" not in result.output
+    assert not (tmp_path / "d").exists()  # nothing was started
+
+
+def test_serve_dask_refuses_an_unreachable_scheduler_or_gateway_in_one_line(
+    tmp_path: Path,
+) -> None:
     def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*hook_processor_command(), "serve", str(HELLO_WORLD), "--port", "0", *args],
@@ -299,20 +343,6 @@ def test_serve_dask_refuses_bad_arguments_and_an_unreachable_scheduler(tmp_path:
 
     address = f"tcp://127.0.0.1:{free_port()}"
     cases = [
-        (["--executor", "dask"], ENV, "needs one of --dask-scheduler"),
-        (["--dask-scheduler", address], ENV, "--dask-scheduler goes with --executor dask"),
-        (["--executor", "dask", "--dask-scheduler", address], None, "needs HOOK_DASK_KEY"),
-        (
-            ["--executor", "dask", "--dask-scheduler", address, "--mode", "inprocess"],
-            ENV,
-            "--mode is the local executor's",
-        ),
-        (["--executor", "dask", "--dask-scheduler", "127.0.0.1:1"], ENV, "tcp://HOST:PORT"),
-        (
-            ["--executor", "dask", "--dask-scheduler", address],
-            {"HOOK_DASK_KEY": "not-a-key"},
-            "HOOK_DASK_KEY is not a Fernet key",
-        ),
         (
             ["--executor", "dask", "--dask-scheduler", address],
             ENV,
@@ -329,4 +359,58 @@ def test_serve_dask_refuses_bad_arguments_and_an_unreachable_scheduler(tmp_path:
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
-        assert KEY not in done.stderr and "not-a-key" not in done.stderr
+        assert KEY not in done.stderr
+        assert "Unclosed" not in done.stderr
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """A gateway that refuses everyone: it keeps the Authorization headers it was sent."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.seen.append(self.headers.get("Authorization", ""))
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", "Bearer")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_serve_dask_gateway_sends_the_token_as_a_bearer_and_says_when_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    gateway = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=gateway.serve_forever, daemon=True).start()
+    token = "desp-token-0c9a-never-printed"
+    try:
+        done = subprocess.run(
+            [
+                *hook_processor_command(),
+                "serve",
+                str(HELLO_WORLD),
+                "--port",
+                "0",
+                "--executor",
+                "dask",
+                "--dask-gateway",
+                f"http://127.0.0.1:{gateway.server_address[1]}",
+            ],
+            capture_output=True,
+            text=True,
+            env=child_env({**ENV, "HOOK_DASK_GATEWAY_TOKEN": token}),
+            cwd=tmp_path,
+            timeout=60,
+        )
+    finally:
+        gateway.shutdown()
+        gateway.server_close()
+    assert done.returncode == 2, done.stderr
+    assert "cannot connect to the Dask cluster there" in done.stderr
+    assert "HOOK_DASK_GATEWAY_TOKEN" in done.stderr
+    assert f"Bearer {token}" in _Refusing.seen
+    assert token not in done.stderr and token not in done.stdout
