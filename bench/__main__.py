@@ -1,5 +1,5 @@
 """python -m bench run [...] | report RESULTS.json [--markdown BENCHMARKS.md] | engines [...]
-| serve [...]"""
+| serve [...] | scaleout [...]"""
 
 from __future__ import annotations
 
@@ -100,6 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--work-dir", default=None, help="data dir and logs (default: a temp dir)")
     srv.add_argument("--out", help="results JSON (default: print only)")
 
+    scl = sub.add_parser(
+        "scaleout",
+        help="one order of a CPU-bound processor: serve's local pool (concurrency 2) vs Dask "
+        "(2 workers) (bench/scaleout.py)",
+    )
+    scl.add_argument(
+        "--items", default="10,40", help="comma list of order sizes (default 10,40; add 160)"
+    )
+    scl.add_argument("--work", type=float, default=2.0, help="CPU seconds per item (default 2)")
+    scl.add_argument("--configs", default="local,dask", help="comma list of local, dask")
+    scl.add_argument("--work-dir", default=None, help="data dirs and logs (default: a temp dir)")
+    scl.add_argument("--out", help="results JSON (default: print only)")
+
     rep = sub.add_parser("report", help="write/update the results table in BENCHMARKS.md")
     rep.add_argument("results", type=Path)
     rep.add_argument("--markdown", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
@@ -131,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench import serve
 
         print(serve.table(serve.run(args)))
+        return 0
+    if args.cmd == "scaleout":
+        args.items = [int(n) for n in args.items.split(",")]
+        args.configs = args.configs.split(",")
+        if min(args.items) < 1 or not set(args.configs) <= {"local", "dask"}:
+            parser.error("--items >= 1; --configs of local, dask")
+        from bench import scaleout
+
+        print(scaleout.table(scaleout.run(args)))
         return 0
     from bench.report import update
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from click.testing import CliRunner
@@ -22,7 +23,7 @@ from dask_cluster import DaskCluster, dask_cluster, free_port
 from serve_process import HELLO_WORLD, Served, child_env, hook_processor_command
 
 from hook_processor.cli import main
-from hook_processor.service._dask_task import new_key
+from hook_processor.service._dask_task import _unsealed, new_key, seal
 
 KEY = new_key()
 ENV = {"HOOK_DASK_KEY": KEY}
@@ -272,6 +273,11 @@ def test_a_scheduler_that_goes_away_fails_the_running_items_and_leaves_queued_on
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert cluster.scheduler is not None
+        workers = [psutil.Process(w.pid) for w in cluster.workers]
+        deadline = time.monotonic() + 30
+        while len(children := [c for w in workers for c in w.children(True)]) < 2:
+            assert time.monotonic() < deadline  # the items' hook-processor exec, one per worker
+            time.sleep(0.1)
         cluster.kill(cluster.scheduler)
         deadline = time.monotonic() + 30
         while sum(i["Status"] == "failed" for i in served.products(order_id)) < 2:
@@ -288,6 +294,9 @@ def test_a_scheduler_that_goes_away_fails_the_running_items_and_leaves_queued_on
                     in (item["StatusMessage"])
                 )
         assert manifests(served, "lost") == []
+        # the workers stopped the children: nobody would record what they did
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, alive
 
 
 @pytest.mark.parametrize(
@@ -414,3 +423,17 @@ def test_serve_dask_gateway_sends_the_token_as_a_bearer_and_says_when_it_is_refu
     assert "HOOK_DASK_GATEWAY_TOKEN" in done.stderr
     assert f"Bearer {token}" in _Refusing.seen
     assert token not in done.stderr and token not in done.stdout
+
+
+def test_a_worker_without_the_service_key_or_with_another_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sealed = seal(KEY, {"S3_SECRET_KEY": IN_SECRET})
+    monkeypatch.setenv("HOOK_DASK_KEY", KEY)
+    assert _unsealed(sealed, "tcp://w:1") == {"S3_SECRET_KEY": IN_SECRET}
+    monkeypatch.delenv("HOOK_DASK_KEY")
+    assert "tcp://w:1 has no HOOK_DASK_KEY" in str(_unsealed(sealed, "tcp://w:1"))
+    monkeypatch.setenv("HOOK_DASK_KEY", new_key())
+    message = str(_unsealed(sealed, "tcp://w:1"))
+    assert "is not the service's" in message and IN_SECRET not in message
+    assert IN_SECRET.encode() not in sealed
