@@ -21,9 +21,11 @@ What reaches the worker (ours):
   service's files.
 
 Cancel is a ``distributed.Event`` named in the spec, polled while the child runs; when the
-scheduler cannot be reached any more (it went away) the child is stopped too: nobody would
-record what it did. At its start the task logs a ``hook-processor-item`` event (the item, the
-worker's address) to the scheduler: the service records where each attempt ran.
+scheduler cannot be reached any more (it went away), or nobody waits for the task any more (the
+service was killed, or cancelled the future), the child is stopped too: nobody would record what
+it did, and a rerun of the item must not meet it publishing. At its start the task logs a
+``hook-processor-item`` event (the item, the worker's address) to the scheduler: the service
+records where each attempt ran.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def run_item(spec: TaskSpec, sealed: bytes) -> dict[str, Any]:
     env = _unsealed(sealed, address)
     if isinstance(env, str):
         return outcome(ExitCode.BAD_OPTIONS, _failed(ExitCode.BAD_OPTIONS, env))
-    cancel = _CancelWatch(spec.cancel_event)
+    cancel = _CancelWatch(spec.cancel_event, worker, spec.key)
     if cancel.requested():
         message = "cancelled before the run started on the worker; nothing was published"
         return outcome(ExitCode.CANCELLED, _failed(ExitCode.CANCELLED, message))
@@ -163,15 +165,24 @@ def run_item(spec: TaskSpec, sealed: bytes) -> dict[str, Any]:
 
 
 class _CancelWatch:
-    """The item's cancel event; ``lost`` once the scheduler cannot be asked any more."""
+    """The item's cancel event; ``lost`` once the scheduler cannot be asked any more,
+    ``released`` once nobody waits for the task (the service stopped or let it go: Dask
+    marks a running task ``cancelled`` on its worker, and cannot stop its thread)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, worker: Any, key: str) -> None:
         from distributed import Event
 
         self._event = Event(name)
+        self._worker = worker
+        self._key = key
         self.lost: str | None = None
+        self.released = False
 
     def requested(self) -> bool:
+        task = self._worker.state.tasks.get(self._key)
+        if task is None or task.state in ("cancelled", "released", "forgotten"):
+            self.released = True
+            return True
         try:
             return bool(self._event.is_set())
         except Exception as exc:  # CommClosedError and the like: the scheduler is gone
@@ -267,7 +278,11 @@ def _run_child(
                 pass
             if stopped_at is None:
                 if cancel.requested():
-                    note = " (cancelled)"
+                    note = (
+                        " (stopped: nobody waits for it any more, the service let it go)"
+                        if cancel.released
+                        else " (cancelled)"
+                    )
                 elif cancel.lost:
                     note = f" (stopped: the Dask scheduler went away, {cancel.lost})"
                 if note:

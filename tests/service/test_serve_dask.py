@@ -249,6 +249,23 @@ def test_cancel_of_the_order_stops_the_running_children_and_the_remaining_future
         assert manifests(served, "cancelled") == []
 
 
+def test_a_killed_serve_leaves_no_child_running_on_the_workers(
+    tmp_path: Path, cluster: DaskCluster
+) -> None:
+    # Its items are re-run at its next start (same HOOK_ORDER_ID): an orphan still publishing
+    # beside the rerun would be two runs at one prefix.
+    workers = [psutil.Process(w.pid) for w in cluster.workers]
+    with dask_serve(tmp_path, cluster, project(tmp_path, 30.0)) as served:
+        served.submit(order(served, 3, "orphans"))
+        deadline = time.monotonic() + 60
+        while len(children := [c for w in workers for c in w.children(True)]) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        served.kill()  # SIGKILL: nothing of serve runs any more
+    gone, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, alive
+
+
 def _log_or_empty(served: Served, item_id: int) -> str:
     try:
         return item_log(served, item_id)
