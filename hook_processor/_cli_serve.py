@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -186,6 +187,14 @@ def _check_executor(executor: str, scheduler: str | None, gateway: str | None) -
         raise click.UsageError(
             f"--dask-scheduler {scheduler}: give the scheduler's address as tcp://HOST:PORT"
         )
+    for module in ("distributed", "cryptography", *(("dask_gateway",) if gateway else ())):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise click.UsageError(
+                f"--executor dask needs the Python module {module}, which is not installed "
+                "here; install the dask extra: pip install 'hook-processor[dask]'"
+            ) from None
     make = "make one with `python -m hook_processor.service.dask_executor`"
     if not os.environ.get(DASK_KEY):
         raise click.UsageError(

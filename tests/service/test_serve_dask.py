@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -352,6 +353,28 @@ def test_serve_dask_usage_errors_exit_2_before_anything_starts(
     assert message in result.stderr
     assert "not-a-key" not in result.output
     assert not (tmp_path / "d").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("module", ["distributed", "dask_gateway"])
+def test_serve_dask_without_the_dask_extra_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
+    where = ["--dask-gateway", "http://127.0.0.1:1"] if module == "dask_gateway" else []
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve",
+            str(HELLO_WORLD),
+            "--executor",
+            "dask",
+            *(where or ["--dask-scheduler", "tcp://127.0.0.1:1"]),
+        ],
+        env=ENV,
+    )
+    assert result.exit_code == 2, result.output
+    assert f"needs the Python module {module}" in result.stderr
+    assert "pip install 'hook-processor[dask]'" in result.stderr
 
 
 def test_serve_dask_refuses_an_unreachable_scheduler_or_gateway_in_one_line(
