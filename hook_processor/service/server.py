@@ -224,7 +224,9 @@ def _serve(
             workflows=tuple(w.name for w in workflows),
             mode=settings.mode,
             concurrency=concurrency,
-            executor=executor.where if settings.executor == "dask" else "local",
+            executor=f"executor dask ({executor.where})"
+            if settings.executor == "dask"
+            else "local",
         )
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = _Server(config, on_started=lambda: on_started(started), stop=stop)
