@@ -129,11 +129,13 @@ class DaskExecutor(Executor):
             client = self._client
             if client is not None and client.status == "running":
                 return client
-            if client is not None and client.status in ("connecting", "newly-created"):
-                return None  # distributed is reconnecting by itself
+            if client is not None:
+                # Lost. distributed would reconnect this client by itself, but without our
+                # subscription to the tasks' start events: a new client has it.
+                self._client = None
+                threading.Thread(target=_close_quietly, args=(client,), daemon=True).start()
             if time.monotonic() - self._last_attempt < RECONNECT_EVERY:
                 return None
-            self._client = None
             try:
                 self._client = self._new_client()
             except Exception as exc:
@@ -315,6 +317,11 @@ def connect_scheduler(address: str) -> Callable[[], Any]:
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
 
     return connect
+
+
+def _close_quietly(client: Any) -> None:
+    with contextlib.suppress(Exception):
+        client.close(timeout=5)
 
 
 def _probe(address: str) -> None:

@@ -315,6 +315,21 @@ def test_a_scheduler_that_goes_away_fails_the_running_items_and_leaves_queued_on
         # the workers stopped the children: nobody would record what they did
         gone, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, alive
+        # a scheduler (and workers: theirs stopped with it) back at the address: serve connects
+        # again by itself and the queue goes on
+        cluster.start_scheduler()
+        cluster.start_worker()
+        deadline = time.monotonic() + 90
+        while (
+            sum(
+                "started on Dask worker" in _log_or_empty(served, int(i["Id"]))
+                for i in served.products(order_id)
+            )
+            < 3
+        ):
+            assert time.monotonic() < deadline, served.products(order_id)
+            time.sleep(0.2)
+        assert "connected again; queued items run" in served.stderr()
 
 
 @pytest.mark.parametrize(
