@@ -39,6 +39,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
@@ -104,6 +105,15 @@ class DaskExecutor(Executor):
         with self._lock:
             self._client = client
         return int(sum(client.nthreads().values()))
+
+    def bundle(self, project_dirs: list[Path]) -> None:
+        """Zip the served project folders now (a UserError for one too big to travel): each
+        item's task carries its project as it was when serve started."""
+        for root in project_dirs:
+            try:
+                self._projects[str(root)] = _dask_task.project_zip(root)
+            except ValueError as exc:
+                raise UserError(f"--executor dask: {exc}") from None
 
     def available(self) -> bool:
         return self._live_client() is not None
@@ -291,6 +301,12 @@ class DaskExecutor(Executor):
                 return _failed(
                     ExitCode.INTERNAL_ERROR,
                     f"the Dask cluster at {self.where} cancelled this item ({exc.reason})",
+                )
+            except ModuleNotFoundError as exc:  # unpickling the task on a worker
+                return _failed(
+                    ExitCode.INTERNAL_ERROR,
+                    f"a Dask worker could not run the item: {exc}; install hook-processor (the "
+                    "version serve runs) and the project's dependencies where the workers run",
                 )
             except KilledWorker as exc:
                 self._started.pop(key, None)

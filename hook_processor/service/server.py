@@ -414,6 +414,7 @@ def _dask_executor(
         data_dir=data_dir,
         mirror=mirror,
     )
+    executor.bundle([w.project_dir for w in workflows if w.project_dir is not None])
     threads = executor.start()
     if threads == 0 and settings.concurrency is None:
         logger.warning("%s: no worker is connected yet; items wait for one", where)
