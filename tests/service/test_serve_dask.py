@@ -24,7 +24,7 @@ from dask_cluster import DaskCluster, dask_cluster, free_port
 from serve_process import HELLO_WORLD, Served, child_env, hook_processor_command
 
 from hook_processor.cli import main
-from hook_processor.service._dask_task import _unsealed, new_key, seal
+from hook_processor.service._dask_task import _child_environment, _unsealed, new_key, seal
 
 KEY = new_key()
 ENV = {"HOOK_DASK_KEY": KEY}
@@ -492,3 +492,11 @@ def test_a_worker_without_the_service_key_or_with_another_says_so(
     message = str(_unsealed(sealed, "tcp://w:1"))
     assert "is not the service's" in message and IN_SECRET not in message
     assert IN_SECRET.encode() not in sealed
+
+
+def test_the_items_child_never_gets_the_workers_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_DASK_KEY", KEY)
+    monkeypatch.setenv("HOOK_DASK_GATEWAY_TOKEN", "t0ken")
+    env = _child_environment({"S3_BUCKET": "b"}, "http://127.0.0.1:9")
+    assert env["S3_BUCKET"] == "b" and env["PYTHONUNBUFFERED"] == "1"
+    assert KEY not in env.values() and "t0ken" not in env.values()
