@@ -248,7 +248,8 @@ def _run_child(
     """Run ``hook-processor exec``; its exit code, its output, and a note on why it was
     stopped (empty when it was not)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCH, str(os.getpid())],
+        # -S: the launcher needs only ctypes; the site setup is the exec'd runtime's to pay
+        [sys.executable, "-S", "-c", _LAUNCH, str(os.getpid())],
         env=_child_environment(env, endpoint_url),
         cwd=work_dir,
         stdin=subprocess.DEVNULL,
