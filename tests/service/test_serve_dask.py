@@ -169,6 +169,12 @@ def test_an_order_of_20_runs_on_both_workers_with_one_output_set_each_and_no_sec
                 Bucket=BUCKET, Key=f"twenty/{item['Id']}/example.data"
             )
             assert body["Body"].read() == b"HELLO DASK\n"
+            # the result and the run's own log came back into the service's store
+            assert item["ProcessedName"] == f"twenty/{item['Id']}"
+            assert item["ProcessedSize"] == len(b"HELLO DASK\n")
+            assert f"publish: output to s3://{BUCKET}/twenty/{item['Id']}" in item_log(
+                served, int(item["Id"])
+            )
         keys = {k for k, _, _ in seen}
         assert any(k.startswith("hook-item-") for k in keys), keys  # the graph was looked at
         # the order's Priority is the task's (the scheduler keeps it negated: lower runs first)
