@@ -27,6 +27,7 @@ HEAVY = [
     "odata_query",
     "sly",
     "requests",
+    "playwright",
 ]
 OURS = [
     "hook_processor.harness",

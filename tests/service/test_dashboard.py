@@ -1,0 +1,231 @@
+"""The order dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright)
+against a real ``hook-processor serve``, asserting what a person sees.
+
+Without chromium or playwright these tests skip, and fail under ``CI=true`` (``.ci/run`` installs
+chromium). The screenshot of the orders is kept in the test's tmp dir; with
+``DASHBOARD_SCREENSHOT=docs/dashboard.png`` it is written there too (the README's picture).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from serve_process import Served, hello_body, odp_test_body, put_input, serving
+
+pytestmark = pytest.mark.browser
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+SECRET = "in-secret-never-shown"  # hello_body's source_s3_secret_key
+SLOW = "slow odp-test"
+WAIT = 60_000  # ms: the longest a person would watch for a change (a loaded machine)
+
+# Every visible text node's colour against the background it is drawn on (the first opaque one up
+# the tree): the lowest contrast ratio on the page and where it is (WCAG 2 relative luminance).
+LOWEST_CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (el) => { for (; el; el = el.parentElement) {
+    const c = rgb(getComputedStyle(el).backgroundColor); if (c.length < 4 || c[3] > 0) return c; }
+    return [255, 255, 255]; };
+  let lowest = [99, ""];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    const hidden = !el.checkVisibility() || el.closest(".visually-hidden");
+    if (!node.textContent.trim() || hidden) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < lowest[0]) lowest = [ratio, node.textContent.trim().slice(0, 40)];
+  }
+  return lowest;
+}"""
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _unavailable(message: str) -> None:
+    if _in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium under Playwright (its own browsers cannot be downloaded here)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        _unavailable("no chromium on PATH: apt-get install chromium (.ci/run does)")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _unavailable("playwright is missing: pip install -e '.[dev]'")
+    expect.set_options(timeout=WAIT)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=path)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT)
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    opened.on(
+        "dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
+    )
+    opened.problems = problems  # type: ignore[attr-defined]
+    yield opened
+    context.close()
+
+
+def _base(served: Served) -> str:
+    return served.root.removesuffix("odata/v1/")
+
+
+def _order_row(page: Any, order_id: int) -> Any:
+    return page.locator(f"#orders-body tr[data-key='{order_id}']")
+
+
+def _save_screenshot(page: Any, tmp_path: Path) -> Path:
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    wanted = os.environ.get("DASHBOARD_SCREENSHOT")
+    if wanted:
+        Path(wanted).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, wanted)
+    return shot
+
+
+def test_two_orders_one_completes_one_is_cancelled_with_the_button(
+    page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    with serving(["examples/hello_world"], tmp_path / "data") as served:
+        page.goto(_base(served))
+        # No login on 127.0.0.1; the workflows and their options, no orders yet.
+        expect(page.get_by_role("heading", name="Orders", exact=True)).to_be_visible()
+        expect(page.get_by_text("No orders yet.")).to_be_visible()
+        expect(page.locator("#login")).to_be_hidden()
+        odp = page.locator("details.workflow", has_text="odp-test — ODP Test")
+        odp.locator("summary").click()
+        sleep_row = odp.get_by_role("row", name="sleep_time")
+        expect(sleep_row).to_contain_text("int")
+        expect(sleep_row).to_contain_text("Seconds the item sleeps")
+
+        # Two orders through the API, as a notebook posts them; the page was open all along.
+        done = served.submit(hello_body(served, put_input(served), name=HOSTILE))
+        slow = served.submit(odp_test_body(SLOW, sleep_time=120))
+        expect(_order_row(page, done).locator("td").nth(3)).to_have_text("completed")
+        expect(_order_row(page, done)).to_contain_text("1/1")
+        expect(_order_row(page, done).locator("time")).to_have_count(2)  # submitted, completed
+        expect(_order_row(page, slow).locator("td").nth(3)).to_have_text("in progress")
+        expect(_order_row(page, slow)).to_contain_text("0/1")
+        rows = page.locator("#orders-body tr")
+        expect(rows).to_have_count(2)
+        assert rows.nth(0).get_attribute("data-key") == str(slow), "newest first"
+
+        # The hostile name is text: a link of that name, no image, no dialog.
+        page.get_by_role("link", name=HOSTILE).click()
+        expect(page.get_by_role("heading", name=f"Order {done}: {HOSTILE}")).to_be_visible()
+        assert page.locator("img").count() == 0
+        item = page.locator("#items-body tr").first
+        expect(item.locator("td").nth(2)).to_have_text("completed")
+        expect(item).to_contain_text("Processing finished successfully")
+        size = item.locator("td").nth(5).inner_text()
+        assert size.endswith(" B") or size.endswith("KiB"), size
+        expect(page.locator("#log")).to_contain_text("publish: 1 products")
+        expect(page.locator("#log")).to_contain_text("ended: exit 0, completed")
+        link = item.get_by_role("link", name=f"Download the output of item {done}")
+        download = requests.get(link.get_attribute("href"), timeout=30)
+        assert download.status_code == 200
+        archive = zipfile.ZipFile(io.BytesIO(download.content))
+        assert archive.read("example.data").decode().isupper()
+
+        # The slow order: its log grows while it runs; the page's button cancels it.
+        page.get_by_role("link", name=SLOW).click()
+        expect(page.get_by_role("heading", name=f"Order {slow}: {SLOW}")).to_be_visible()
+        expect(page.locator("#log")).to_contain_text("process: calling hook_processor.service")
+        expect(page.locator("#log-note")).to_contain_text("the log grows here")
+        page.get_by_role("button", name=f"Cancel order {slow}").click()
+        expect(page.locator("#cancel-result")).to_contain_text("cancel sent")
+        expect(page.locator("#items-body tr").first.locator("td").nth(2)).to_have_text("cancelled")
+        expect(_order_row(page, slow).locator("td").nth(3)).to_have_text("cancelled")
+        expect(page.get_by_role("button", name=f"Order {slow} is cancelled")).to_be_disabled()
+        expect(page.locator("#announce")).to_contain_text(f"Order {slow} ({SLOW}) is now cancelled")
+        assert [i["Status"] for i in served.products(slow)] == ["cancelled"]
+
+        # Nothing secret in the page; readable colours; no script error and no dialog.
+        assert SECRET not in page.content()
+        assert SECRET not in json.dumps(page.evaluate("() => ({...sessionStorage})"))
+        ratio, where = page.evaluate(LOWEST_CONTRAST)
+        assert ratio >= 4.5, f"contrast {ratio:.2f}:1 at {where!r}"
+        assert page.problems == []  # type: ignore[attr-defined]
+
+        page.get_by_role("link", name=HOSTILE).click()
+        expect(page.locator("#log")).to_contain_text("ended: exit 0, completed")
+        shot = _save_screenshot(page, tmp_path)
+        assert shot.stat().st_size > 10_000
+        assert served.stop() == 0
+
+
+def test_with_users_the_page_asks_for_a_login_and_shows_nothing_without_it(
+    page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"ana": "pw-ana"}))
+    with serving(["--users", str(users)], tmp_path / "data") as served:
+        token = served.token("ana", "pw-ana")
+        answer = requests.post(
+            served.root + "BatchOrder/OData.CSC.Order",
+            json=odp_test_body("ana's order", sleep_time=0),
+            headers={"Authorization": "Bearer " + token},
+            timeout=30,
+        )
+        assert answer.status_code == 201, answer.text
+        order = answer.json()["value"]["Id"]
+
+        page.goto(_base(served))
+        expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+        expect(page.locator("#content")).to_be_hidden()
+        body = page.locator("body").inner_text()
+        assert "ana's order" not in body and "odp-test" not in body
+
+        page.get_by_label("User name").fill("ana")
+        page.get_by_label("Password").fill("wrong")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_have_text("Not logged in: Invalid user credentials")
+        expect(page.locator("#content")).to_be_hidden()
+
+        page.get_by_label("Password").fill("pw-ana")
+        page.get_by_role("button", name="Log in").click()
+        expect(_order_row(page, order)).to_contain_text("ana's order")
+        expect(page.locator("#login")).to_be_hidden()
+        assert page.get_by_label("Password").input_value() == ""  # the password is not kept
+        stored = page.evaluate("() => Object.values(sessionStorage)")
+        assert "pw-ana" not in json.dumps(stored) and len(stored) == 1
+
+        page.reload()  # the tab keeps its token
+        expect(_order_row(page, order)).to_contain_text("ana's order")
+        page.get_by_role("button", name="Log out").click()
+        expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+        expect(page.locator("#content")).to_be_hidden()
+        assert page.problems == []  # type: ignore[attr-defined]
