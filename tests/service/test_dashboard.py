@@ -214,6 +214,7 @@ def test_with_users_the_page_asks_for_a_login_and_shows_nothing_without_it(
         page.get_by_role("button", name="Log in").click()
         expect(page.get_by_role("alert")).to_have_text("Not logged in: Invalid user credentials")
         expect(page.locator("#content")).to_be_hidden()
+        page.screenshot(path=str(tmp_path / "login.png"))
 
         page.get_by_label("Password").fill("pw-ana")
         page.get_by_role("button", name="Log in").click()

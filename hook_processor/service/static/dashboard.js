@@ -108,6 +108,7 @@
     $("content").hidden = true;
     $("login").hidden = false;
     $("logout").hidden = true;
+    $("refresh").hidden = true;
     $("token-path").textContent = TOKEN_PATH;
     $("login-error").textContent = message;
     $("updated").textContent = "Not logged in.";
@@ -516,6 +517,7 @@
       if (!state.workflowsShown) await showWorkflows();
       $("content").hidden = false;
       $("logout").hidden = !state.loginMode;
+      $("refresh").hidden = false;
       const orders = await showOrders();
       const orderBusy = await showOrder(orders);
       busy = orderBusy || orders.some((o) => !FINISHED.has(o.Status));
