@@ -194,20 +194,27 @@ def test_with_users_the_page_asks_for_a_login_and_shows_nothing_without_it(
     users.write_text(json.dumps({"ana": "pw-ana"}))
     with serving(["--users", str(users)], tmp_path / "data") as served:
         token = served.token("ana", "pw-ana")
-        answer = requests.post(
-            served.root + "BatchOrder/OData.CSC.Order",
-            json=odp_test_body("ana's order", sleep_time=0),
-            headers={"Authorization": "Bearer " + token},
-            timeout=30,
-        )
-        assert answer.status_code == 201, answer.text
-        order = answer.json()["value"]["Id"]
+
+        def submit(name: str, sleep_time: int) -> int:
+            answer = requests.post(
+                served.root + "BatchOrder/OData.CSC.Order",
+                json=odp_test_body(name, sleep_time=sleep_time),
+                headers={"Authorization": "Bearer " + token},
+                timeout=30,
+            )
+            assert answer.status_code == 201, answer.text
+            order_id: int = answer.json()["value"]["Id"]
+            return order_id
+
+        # One order that holds the only worker, then 20 that wait behind it: two pages of orders.
+        first = submit("ana's order", sleep_time=120)
+        newest = [submit(f"queued {n}", sleep_time=0) for n in range(20)][-1]
 
         page.goto(_base(served))
         expect(page.get_by_role("heading", name="Log in")).to_be_visible()
         expect(page.locator("#content")).to_be_hidden()
         body = page.locator("body").inner_text()
-        assert "ana's order" not in body and "odp-test" not in body
+        assert "ana's order" not in body and "odp-test" not in body and "queued" not in body
 
         page.get_by_label("User name").fill("ana")
         page.get_by_label("Password").fill("wrong")
@@ -218,14 +225,27 @@ def test_with_users_the_page_asks_for_a_login_and_shows_nothing_without_it(
 
         page.get_by_label("Password").fill("pw-ana")
         page.get_by_role("button", name="Log in").click()
-        expect(_order_row(page, order)).to_contain_text("ana's order")
+        expect(_order_row(page, newest)).to_contain_text("queued 19")
         expect(page.locator("#login")).to_be_hidden()
         assert page.get_by_label("Password").input_value() == ""  # the password is not kept
         stored = page.evaluate("() => Object.values(sessionStorage)")
         assert "pw-ana" not in json.dumps(stored) and len(stored) == 1
 
+        # 20 orders a page: the first order is on the second.
+        expect(page.locator("#orders-body tr")).to_have_count(20)
+        expect(page.locator("#page-info")).to_have_text("Orders 1–20 of 21")
+        expect(_order_row(page, first)).to_have_count(0)
+        page.get_by_role("button", name="Older orders").click()
+        expect(_order_row(page, first)).to_contain_text("ana's order")
+        expect(_order_row(page, first).locator("td").nth(3)).to_have_text("in progress")
+        expect(page.locator("#orders-body tr")).to_have_count(1)
+        expect(page.locator("#page-info")).to_have_text("Orders 21–21 of 21")
+        expect(page.get_by_role("button", name="Older orders")).to_be_hidden()
+        page.get_by_role("button", name="Newer orders").click()
+        expect(page.locator("#orders-body tr")).to_have_count(20)
+
         page.reload()  # the tab keeps its token
-        expect(_order_row(page, order)).to_contain_text("ana's order")
+        expect(_order_row(page, newest)).to_contain_text("queued 19")
         page.get_by_role("button", name="Log out").click()
         expect(page.get_by_role("heading", name="Log in")).to_be_visible()
         expect(page.locator("#content")).to_be_hidden()
