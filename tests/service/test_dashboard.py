@@ -19,7 +19,11 @@ from typing import Any
 
 import pytest
 import requests
+from api_server import ApiServer, order_service
 from serve_process import Served, hello_body, odp_test_body, put_input, serving
+
+from hook_processor.s3server import S3Server
+from hook_processor.service.store import Store
 
 pytestmark = pytest.mark.browser
 
@@ -250,3 +254,61 @@ def test_with_users_the_page_asks_for_a_login_and_shows_nothing_without_it(
         expect(page.get_by_role("heading", name="Log in")).to_be_visible()
         expect(page.locator("#content")).to_be_hidden()
         assert page.problems == []  # type: ignore[attr-defined]
+
+
+def test_an_expired_token_is_replaced_on_loopback_and_asked_for_again_behind_a_login(
+    page: Any, tmp_path: Path, s3_server: S3Server
+) -> None:
+    from playwright.sync_api import expect
+
+    def stored_token() -> str:
+        kept = page.evaluate("() => Object.values(sessionStorage)")
+        return str(json.loads(kept[0])["token"]) if kept else ""
+
+    store = Store(tmp_path / "local" / "hook.sqlite3")
+    local = ApiServer(
+        order_service(store, s3_server),
+        store,
+        s3=s3_server,
+        dashboard_login=False,
+        token_lifetime=1,
+    )
+    try:
+        page.goto(local.url + "/")
+        expect(page.locator("#updated")).to_contain_text("nothing is running")
+        first = stored_token()
+        page.wait_for_timeout(1500)  # the token has expired
+        page.get_by_role("button", name="Refresh now").click()
+        page.wait_for_function(
+            "old => { const kept = Object.values(sessionStorage)[0]; "
+            "return Boolean(kept) && !kept.includes(old); }",
+            arg=first,
+        )
+        expect(page.locator("#updated")).to_contain_text("nothing is running")
+        expect(page.locator("#login")).to_be_hidden()
+        assert stored_token() not in ("", first)
+    finally:
+        local.stop()
+
+    store = Store(tmp_path / "guarded" / "hook.sqlite3")
+    guarded = ApiServer(
+        order_service(store, s3_server),
+        store,
+        s3=s3_server,
+        users={"ana": "pw"},
+        token_lifetime=1,
+    )
+    try:
+        page.goto(guarded.url + "/")
+        page.get_by_label("User name").fill("ana")
+        page.get_by_label("Password").fill("pw")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.locator("#updated")).to_contain_text("nothing is running")
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Refresh now").click()
+        expect(page.get_by_role("alert")).to_have_text("Your session has ended: log in again.")
+        expect(page.locator("#content")).to_be_hidden()
+        assert stored_token() == ""
+    finally:
+        guarded.stop()
+    assert page.problems == []  # type: ignore[attr-defined]

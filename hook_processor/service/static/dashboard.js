@@ -25,6 +25,7 @@
     items: new Map(), // order id -> {status, items}: a finished order's items never change
     statuses: new Map(), // order id -> the status last shown (to announce changes)
     workflowsShown: false,
+    focusOrder: false,
     timer: null,
     running: false,
     again: false,
@@ -490,11 +491,15 @@
         el("summary", { text: title }),
         el("p", { text: workflow.Description || "" }),
         el(
-          "table",
-          {},
-          el("caption", { text: `Options of ${workflow.Name}` }),
-          el("thead", {}, el("tr", {}, ...header)),
-          el("tbody", {}, ...rows),
+          "div",
+          { className: "scroll" },
+          el(
+            "table",
+            {},
+            el("caption", { text: `Options of ${workflow.Name}` }),
+            el("thead", {}, el("tr", {}, ...header)),
+            el("tbody", {}, ...rows),
+          ),
         ),
       );
     });
@@ -520,13 +525,15 @@
       $("refresh").hidden = false;
       const orders = await showOrders();
       const orderBusy = await showOrder(orders);
+      if (state.focusOrder && !$("order").hidden) $("order-heading").focus();
+      state.focusOrder = false;
       busy = orderBusy || orders.some((o) => !FINISHED.has(o.Status));
       const now = new Date().toISOString().slice(11, 19);
       setText($("updated"), `Updated ${now} UTC · ${busy ? "orders are running: refreshing every 1.5 s" : "nothing is running"}`);
       if (busy) wait = BUSY_EVERY;
     } catch (error) {
       if (error instanceof AuthNeeded) {
-        wait = state.loginMode ? null : 0; // local: a new token at once; else wait for the login
+        wait = state.loginMode ? null : 500; // local: soon a new token; else wait for the login
       } else {
         setText($("updated"), `The service did not answer as expected (${error.message}); trying again.`);
       }
@@ -568,7 +575,8 @@
     });
     window.addEventListener("hashchange", () => {
       route();
-      refresh().then(() => $("order-heading").focus());
+      state.focusOrder = true; // a person chose an order: take them to it once it is shown
+      refresh();
     });
     route();
     refresh();
