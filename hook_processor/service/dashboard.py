@@ -6,7 +6,7 @@ Routes (ours):
 
 =========================  ====================================================================
 ``GET  /``                 the page (``static/index.html``)
-``GET  /dashboard/NAME``   its script and style sheet (only the files of :data:`ASSETS`)
+``GET  /dashboard/NAME``   its scripts and style sheet (only the files of :data:`ASSETS`)
 ``POST /dashboard/token``  a token for the page without a login, only where no login is needed
 =========================  ====================================================================
 
@@ -41,7 +41,9 @@ from .auth import CLIENT_ID, TOKEN_PATH, Tokens
 LOCAL_USER = "dashboard"
 TOKEN_ROUTE = "/dashboard/token"
 ASSETS = {
-    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",  # the page (a module importing the two next)
+    "api.js": "text/javascript; charset=utf-8",  # tokens and the API calls
+    "dom.js": "text/javascript; charset=utf-8",  # text-only DOM builders
     "dashboard.css": "text/css; charset=utf-8",
 }
 # 'self' only: the page's own files and the API of this origin. data: for the empty favicon.
