@@ -21,6 +21,7 @@ import pytest
 import requests
 from api_server import ApiServer, order_service
 from serve_process import Served, hello_body, odp_test_body, put_input, serving
+from service_support import copy_project
 
 from hook_processor.s3server import S3Server
 from hook_processor.service.store import Store
@@ -31,6 +32,15 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 SECRET = "in-secret-never-shown"  # hello_body's source_s3_secret_key
 SLOW = "slow odp-test"
 WAIT = 60_000  # ms: the longest a person would watch for a change (a loaded machine)
+# A processor whose log line and failure message are markup: the page must show them as text.
+HOSTILE_PROCESSOR = """
+from pathlib import Path
+from hook_processor import Context
+
+def process(input_dir: Path, output_dir: Path, context: Context) -> None:
+    context.logger.info("<script>alert('log')</script>")
+    raise ValueError("<b onmouseover=alert(2)>bold</b>")
+"""
 
 # Every visible text node's colour against the background it is drawn on (the first opaque one up
 # the tree): the lowest contrast ratio on the page and where it is (WCAG 2 relative luminance).
@@ -121,7 +131,9 @@ def test_two_orders_one_completes_one_is_cancelled_with_the_button(
 ) -> None:
     from playwright.sync_api import expect
 
-    with serving(["examples/hello_world"], tmp_path / "data") as served:
+    hostile = copy_project(tmp_path, "hostile_text", HOSTILE_PROCESSOR)
+    args = ["examples/hello_world", str(hostile), "--concurrency", "3"]  # the three at once
+    with serving(args, tmp_path / "data") as served:
         page.goto(_base(served))
         # No login on 127.0.0.1; the workflows and their options, no orders yet.
         expect(page.get_by_role("heading", name="Orders", exact=True)).to_be_visible()
@@ -134,7 +146,11 @@ def test_two_orders_one_completes_one_is_cancelled_with_the_button(
         expect(sleep_row).to_contain_text("Seconds the item sleeps")
 
         # Two orders through the API, as a notebook posts them; the page was open all along.
-        done = served.submit(hello_body(served, put_input(served), name=HOSTILE))
+        source = put_input(served)
+        done = served.submit(hello_body(served, source, name=HOSTILE))
+        failing = served.submit(
+            {**hello_body(served, source, name="markup"), "WorkflowName": "hostile_text"}
+        )
         slow = served.submit(odp_test_body(SLOW, sleep_time=120))
         expect(_order_row(page, done).locator("td").nth(3)).to_have_text("completed")
         expect(_order_row(page, done)).to_contain_text("1/1")
@@ -142,8 +158,20 @@ def test_two_orders_one_completes_one_is_cancelled_with_the_button(
         expect(_order_row(page, slow).locator("td").nth(3)).to_have_text("in progress")
         expect(_order_row(page, slow)).to_contain_text("0/1")
         rows = page.locator("#orders-body tr")
-        expect(rows).to_have_count(2)
-        assert rows.nth(0).get_attribute("data-key") == str(slow), "newest first"
+        expect(rows).to_have_count(3)
+        assert [rows.nth(n).get_attribute("data-key") for n in range(3)] == [
+            str(slow),
+            str(failing),
+            str(done),
+        ], "newest first"
+
+        # A StatusMessage and a log line that are markup: shown as text.
+        page.get_by_role("link", name="markup").click()
+        item = page.locator("#items-body tr").first
+        expect(item.locator("td").nth(2)).to_have_text("failed")
+        expect(item.locator("td").nth(3)).to_contain_text("<b onmouseover=alert(2)>bold</b>")
+        expect(page.locator("#log")).to_contain_text("<script>alert('log')</script>")
+        assert page.locator("#items-body b, #log script, #log b").count() == 0
 
         # The hostile name is text: a link of that name, no image, no dialog.
         page.get_by_role("link", name=HOSTILE).click()
