@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 from api_server import ApiServer, order_service
-from serve_process import Served, hello_body, odp_test_body, put_input, serving
+from serve_process import HELLO_WORLD, Served, hello_body, odp_test_body, put_input, serving
 from service_support import copy_project
 
 from hook_processor.s3server import S3Server
@@ -100,6 +100,14 @@ def page(browser: Any) -> Iterator[Any]:
     opened.set_default_timeout(WAIT)
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+
+    def console(message: Any) -> None:
+        # The browser logs every 4xx answer (a log not there yet, an expired token): expected.
+        # Anything else logged as an error (a Content-Security-Policy refusal) is a problem.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            problems.append(f"console: {message.text}")
+
+    opened.on("console", console)
     opened.on(
         "dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
     )
@@ -132,7 +140,7 @@ def test_two_orders_one_completes_one_is_cancelled_with_the_button(
     from playwright.sync_api import expect
 
     hostile = copy_project(tmp_path, "hostile_text", HOSTILE_PROCESSOR)
-    args = ["examples/hello_world", str(hostile), "--concurrency", "3"]  # the three at once
+    args = [str(HELLO_WORLD), str(hostile), "--concurrency", "3"]  # the three orders at once
     with serving(args, tmp_path / "data") as served:
         page.goto(_base(served))
         # No login on 127.0.0.1; the workflows and their options, no orders yet.
