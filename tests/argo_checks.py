@@ -1,10 +1,10 @@
 """Offline validation of a WorkflowTemplate: Argo's own JSON schema, plus what it does not check.
 
 No Kubernetes API server or Argo controller can run here, and ``argo lint --offline`` is a Go
-binary that is not available: the schema of the release we target (argo_v4.0.5/, vendored) is
-what Argo itself publishes for its resources. It does not check references (an entrypoint or a
-step's template that does not exist), the ``{{...}}`` tags a template uses, or where secrets are:
-:func:`reference_problems` and :func:`secret_problems` do.
+binary that is not available: the JSON schema Argo publishes for its resources, of the release we
+target, is vendored in tests/export/argo_v4.0.5/. It does not check references (an entrypoint or
+a step's template that does not exist), the ``{{...}}`` tags a template uses, or where secrets
+are: :func:`reference_problems` and :func:`secret_problems` do.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 
-SCHEMA = Path(__file__).resolve().parent / "argo_v4.0.5" / "schema.json"
+SCHEMA = Path(__file__).resolve().parent / "export" / "argo_v4.0.5" / "schema.json"
 WORKFLOW_TEMPLATE = "io.argoproj.workflow.v1alpha1.WorkflowTemplate"
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 TEMPLATE_KINDS = ("container", "script", "steps", "dag", "resource", "suspend", "data", "http")
