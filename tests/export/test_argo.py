@@ -414,3 +414,37 @@ def test_bad_input_is_one_message_and_exit_2(tmp_path: Path, case: str, expected
         return  # no engine here: that is the one message then
     assert expected in errors[0], done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # nothing written
+
+
+def test_the_readme_export_command_writes_a_valid_template(tmp_path: Path) -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## Scale out\n") :]
+    section = section[: section.index("\n## ", 1)]
+    (block,) = [
+        b
+        for b in re.findall(r"\n```bash\n(.*?\n)```\n", section, flags=re.S)
+        if b.startswith("hook-processor build examples/hello_world")
+    ]
+    # The build line needs a Docker engine and a Python image (tests/integration builds images);
+    # the export line runs here as written.
+    lines = block.replace("\\\n", " ").splitlines()
+    assert lines[0].startswith("hook-processor build examples/hello_world")
+    (command,) = [line for line in lines if line.startswith("hook-processor export argo ")]
+    args = command.split("#")[0].split()[3:]
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "hello_world").symlink_to(HELLO)
+    done = export(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    document = yaml.safe_load((tmp_path / "dedl_hello_world.yaml").read_text())
+    assert schema_errors(document) == [] and reference_problems(document) == []
+    assert document["metadata"]["namespace"] == "hook" and document["spec"]["parallelism"] == 8
+    image = run_template(document)["container"]["image"]
+    assert image == "registry.example.com/dedl_hello_world:1.1.0"
+    # The Secret the README creates is the template's default one.
+    assert "create secret generic dedl-hello-world-secrets" in section
+    secrets = STANDARD_SECRETS | PLATFORM_SECRETS
+    assert secret_problems(document, secrets, "dedl-hello-world-secrets") == []
+    assert (
+        "workflowtemplate/dedl-hello-world" in section
+        and document["metadata"]["name"] == "dedl-hello-world"
+    )
