@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hook_processor.errors import OptionsError
-from hook_processor.export.argo import ImageUser
+from hook_processor.export.argo import ImageUser, check_image
 
 _NUMERIC_USER = re.compile(r"^(\d+)(?::(\d+))?$")
 
@@ -38,8 +38,10 @@ def from_project(root: Path, image: str | None) -> tuple[dict[str, Any], str, Im
             "hook-processor build"
         )
     project = read_project(root)
+    reference = image or f"{project.name}:{project.version}"
+    check_image(reference, given=image is not None)
     entry = describe_project(root)
-    return entry, image or f"{project.name}:{project.version}", base_image_user()
+    return entry, reference, base_image_user()
 
 
 def base_image_user() -> ImageUser:
@@ -56,6 +58,7 @@ def base_image_user() -> ImageUser:
 def from_image(image: str) -> tuple[dict[str, Any], str, ImageUser]:
     from hook_processor.container import LABEL_WORKFLOW, _image, connect
 
+    check_image(image, given=True)
     client = connect()
     try:
         found = _image(client, image)

@@ -124,6 +124,25 @@ def template_name(workflow_name: str) -> str:
     return name[:63].rstrip("-") or "processor"
 
 
+# A docker image reference: [registry[:port]/]path[:tag][@sha256:digest] (distribution's grammar,
+# its path components lowercase).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+def check_image(image: str, given: bool) -> None:
+    """OptionsError when ``image`` is no image reference a kubelet could pull."""
+    if not _IMAGE.match(image):
+        where = "--image" if given else "the default image (name:version of the project)"
+        raise OptionsError(
+            f"{where} {image!r}: not a docker image reference ([registry/]name[:tag], lowercase "
+            "name); give one with --image, e.g. registry.example.com/my_processor:1.0.0"
+        )
+
+
 def check_names(namespace: str | None, secret: str | None) -> None:
     """OptionsError naming a namespace or Secret name Kubernetes would refuse."""
     if namespace is not None and not (len(namespace) <= 63 and _DNS_LABEL.match(namespace)):

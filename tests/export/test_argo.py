@@ -32,10 +32,11 @@ HELLO = REPO / "examples" / "hello_world"
 STANDARD_SECRETS = {"input_s3_access_key", "input_s3_secret_key", "s3_access_key", "s3_secret_key"}
 PLATFORM_SECRETS = {"hook_temporary_s3_access_key", "hook_temporary_s3_secret_key"}
 
+CANARY = "argo-canary-7d31f0"  # the secret option's default: must appear nowhere in the template
 # The options a generated project gets on top of the scaffold's text_case: a secret one and a
 # required one.
-EXTRA_OPTIONS = """
-    api_token: SecretStr | None = Field(None, description="Token of the catalogue API")
+EXTRA_OPTIONS = f"""
+    api_token: SecretStr = Field(SecretStr("{CANARY}"), description="Token of the catalogue API")
     tile_count: int = Field(..., ge=1, description="Tiles per product")
 """
 
@@ -95,6 +96,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert "wrote" in done.stderr and "WorkflowTemplate argo-probe" in done.stderr
+    assert CANARY not in target.read_text()
     document: dict[str, Any] = json.loads(target.read_text())
     return document
 
@@ -384,6 +386,7 @@ def test_project_dir_defaults_to_the_current_folder(hello: dict[str, Any]) -> No
         ("empty folder", "is not a processor project (it has no pyproject.toml)"),
         ("missing folder", "is not a folder"),
         ("no such image", "--image hook-argo-no-such-image:argo"),
+        ("bad image", "--image 'My Image': not a docker image reference"),
         ("parallelism 0", "Invalid value for '--parallelism': 0 is not in the range x>=1"),
         ("parallelism x", "Invalid value for '--parallelism': 'x' is not a valid integer"),
         ("deadline 0", "Invalid value for '--deadline'"),
@@ -398,6 +401,7 @@ def test_bad_input_is_one_message_and_exit_2(tmp_path: Path, case: str, expected
         "empty folder": [tmp_path / "empty"],
         "missing folder": [tmp_path / "nope"],
         "no such image": ["--image", "hook-argo-no-such-image:argo"],
+        "bad image": [HELLO, "--image", "My Image"],
         "parallelism 0": [HELLO, "--parallelism", "0"],
         "parallelism x": [HELLO, "--parallelism", "x"],
         "deadline 0": [HELLO, "--deadline", "0"],
