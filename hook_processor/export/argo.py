@@ -19,9 +19,9 @@ own templates are not public):
   keys) comes from the Kubernetes Secret named by ``secret`` through ``secretKeyRef`` (key = the
   option's name, ``optional: true``: a key the Secret lacks is an option not given), never as a
   parameter or a literal value.
-- **Order context**: ``HOOK_ORDER_ID`` is ``<workflow name>-<position>``, stable across retries of
-  the item (so a retried pod that had already published is recognised and completes), and
-  ``HOOK_ORDER_NAME`` the workflow's name.
+- **Order context**: ``HOOK_ORDER_ID`` is ``<Argo Workflow name>-<position>``, stable across
+  retries of the item (so a retried pod that had already published is recognised and
+  completes), and ``HOOK_ORDER_NAME`` the Argo Workflow's name (``<template name>-<random>``).
 - **Retries** (:data:`RETRY_EXPRESSION`): an attempt is retried when Argo reports an error (a pod
   failure: deleted, evicted, node lost) or when the runtime's exit code is retryable: 3 (stage-in
   failed), 5 (publication failed), 6 (SIGTERM: a drain or preemption; ``argo stop`` does not
