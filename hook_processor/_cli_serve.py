@@ -93,7 +93,7 @@ DASK_KEY = "HOOK_DASK_KEY"
     "users_file",
     type=click.Path(dir_okay=False, path_type=Path),
     help='Only these users get a token: a JSON object {"user": "password", ...}. '
-    "Default: any user name and password.",
+    "Default: any user name and password. With it the dashboard asks for a login.",
 )
 @click.option(
     "--json",
@@ -120,8 +120,9 @@ def serve_command(
     as_json: bool,
 ) -> None:
     """Serve each PROJECT_DIR (and --image) as a Workflow of a local Hook order service, with
-    the built-in odp-test workflow: a token endpoint like the Hook's Keycloak and the OData API
-    under /odata/v1/, orders kept in SQLite under --data-dir.
+    the built-in odp-test workflow: a token endpoint like the Hook's Keycloak, the OData API
+    under /odata/v1/ and an order dashboard at / (no login on a loopback address without
+    --users), orders kept in SQLite under --data-dir.
 
     Ctrl-C (or SIGTERM) stops it: running items are cancelled and recorded so, exit 0. Bad
     arguments (a folder that is no project, an image without labels, a port in use) exit 2.

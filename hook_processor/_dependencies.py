@@ -49,6 +49,9 @@ _PROVIDED_BY = {
     "sly": "odata_query",
 }
 
+# Modules of an extra: {top-level module: the extra whose install brings it}.
+EXTRAS = {"hera": "argo"}  # export argo (its PyYAML is moto's too: not named here)
+
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _EXTRA = re.compile(r"\bextra\s*==")
 
@@ -62,6 +65,8 @@ def requirement_name(requirement: str) -> str:
 def install_line(module: str) -> str:
     """The ``pip install ...`` that brings ``module`` back (or what to do, for another module)."""
     top = module.split(".")[0]
+    if top in EXTRAS:
+        return f"pip install 'hook-processor[{EXTRAS[top]}]'"
     tool = AUTHOR_TOOLS.get(_PROVIDED_BY.get(top, top))
     if tool is not None:
         return f"pip install '{tool}'"

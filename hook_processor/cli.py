@@ -30,6 +30,7 @@ _LAZY_COMMANDS = {
     "build": "hook_processor._cli_build:build_command",
     "serve": "hook_processor._cli_serve:serve_command",
     "order": "hook_processor._cli_order:order_group",
+    "export": "hook_processor._cli_export:export_group",
 }
 
 

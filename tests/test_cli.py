@@ -22,6 +22,7 @@ SUMMARIES = {
     "build": "Build the processor's container image.",
     "describe": "Print the workflow entry and its options.",
     "exec": "Run the processor once, as the Hook service does.",
+    "export": "Export the processor to another engine (Argo Workflows).",
     "new": "Create a processor project: code, tests, sample, Dockerfile.",
     "order": "Submit, watch, download and cancel Hook orders.",
     "run": "Run the processor locally on files, against S3.",

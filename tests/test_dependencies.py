@@ -141,4 +141,19 @@ def test_each_missing_module_gets_its_install_line() -> None:
         "Install it with: pip install 'moto[server]>=5.0'"
     )
     assert "pip install the package that provides yaml" in (line("yaml") or "")
+    assert (line("hera.workflows") or "").endswith(
+        "Install it with: pip install 'hook-processor[argo]'"
+    )
     assert line("hook_processor.harness") is None
+
+
+def test_export_argo_without_hera_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    block(monkeypatch, "hera")
+    for name in ("hook_processor.export.argo", "hook_processor.export._source"):
+        monkeypatch.delitem(sys.modules, name, raising=False)  # imported again, without hera
+    result = CliRunner().invoke(main, ["export", "argo", str(HELLO_WORLD)])
+
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "Error: hook-processor export needs the Python module hera" in result.stderr
+    assert "pip install 'hook-processor[argo]'" in result.stderr

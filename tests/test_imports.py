@@ -30,6 +30,9 @@ HEAVY = [
     "distributed",
     "dask",
     "dask_gateway",
+    "playwright",
+    "hera",
+    "yaml",
 ]
 OURS = [
     "hook_processor.harness",
@@ -39,6 +42,8 @@ OURS = [
     "hook_processor.container",
     "hook_processor.describe",
     "hook_processor.service",
+    "hook_processor.export",
+    "hook_processor._cli_export",
 ]
 
 PROBE = """
@@ -129,3 +134,36 @@ def test_serve_with_the_local_executor_imports_no_dask(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report == {"code": 0, "loaded": []}
+
+
+def test_hera_and_yaml_are_imported_only_by_the_argo_export() -> None:
+    import ast
+
+    package = HELLO_WORLD.parent.parent / "hook_processor"
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            if any(n.split(".")[0] in ("hera", "yaml") for n in names):
+                importers.add(path.relative_to(package).as_posix())
+    assert importers == {"export/argo.py", "_cli_export.py"}
+    # Listing the commands (every lazy command module loads) and describe load neither; the
+    # export loads both (so the probe sees them when they are there).
+    probe = (
+        "import sys, contextlib, io\n"
+        "from hook_processor.cli import main\n"
+        "for args in (['--help'], ['describe', sys.argv[1]], ['export', 'argo', sys.argv[1]]):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(args)\n"
+        "        except SystemExit as exit:\n"
+        "            assert not exit.code, (args, exit.code)\n"
+        "    print(sorted({m.split('.')[0] for m in sys.modules} & {'hera', 'yaml'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(HELLO_WORLD)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "[]", "['hera', 'yaml']"]

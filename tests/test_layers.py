@@ -56,6 +56,17 @@ RULES = [
         ],
     ),
     (["service/*.py"], ["hook_processor.cli", "hook_processor._cli_"]),
+    (
+        ["export/*.py"],
+        [
+            "hook_processor.cli",
+            "hook_processor._cli_",
+            "hook_processor.service",
+            "hook_processor.harness",
+            "hook_processor._modes",
+            "hook_processor.testing",
+        ],
+    ),
 ]
 
 

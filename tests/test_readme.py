@@ -194,3 +194,51 @@ def test_the_order_flow_walkthrough_runs_pasted_as_one_block(tmp_path: Path) -> 
     assert ": completed" in out  # order status
     assert "output-dedl_hello_world-" in out  # order download's path
     assert "anything" not in out + err  # DESP_PASSWORD
+
+
+def test_the_scale_out_local_pool_block_runs_pasted_as_one_block(tmp_path: Path) -> None:
+    (block,) = [
+        b
+        for b in readme_blocks("Scale out")
+        if b.startswith("hook-processor serve examples/hello_world --concurrency 2")
+    ]
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        HELLO_WORLD,
+        checkout / "examples" / "hello_world",
+        ignore=shutil.ignore_patterns("__pycache__", "hook-work", "out"),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("AWS_", "HOOK_"))}
+    env.update(PATH=tool_path(), TMPDIR=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
+    child = subprocess.Popen(
+        ["bash", "-e", "-o", "pipefail", "-c", block],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # serve too, so that nothing outlives the test
+    )
+    try:
+        out, err = child.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    lines = out.splitlines()
+    assert lines[0].endswith(": completed"), out
+    for position, identifier in enumerate(["S2A_ONE", "S2A_TWO", "S2B_THREE", "S2B_FOUR"], 1):
+        assert f"  item {position} [{identifier}] completed:" in out
+    # One complete output set per item, under the order's prefix plus the item's Id.
+    assert lines[-8:] == [
+        f"hello/{n}/{name}" for n in range(1, 5) for name in ("_manifest.json", "example.data")
+    ]
+    # --wait's lines on stderr, one per change it saw: never more than the pool's 2 running.
+    running: set[str] = set()
+    most = 0
+    for line in err.splitlines():
+        found = re.search(r"item (\d+) \[\w+\] (\w+):", line)
+        if found:
+            (running.add if found.group(2) == "in_progress" else running.discard)(found.group(1))
+            most = max(most, len(running))
+    assert 1 <= most <= 2, err

@@ -400,7 +400,11 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (wheel,) = dist.glob("hook_processor-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert "hook_processor/_templates/project/pyproject.toml.jinja" in archive.namelist()
+        names = archive.namelist()
+        assert "hook_processor/_templates/project/pyproject.toml.jinja" in names
+        # The order dashboard's page and files (serve's /), read from the package at run time.
+        for name in ("index.html", "dashboard.js", "api.js", "dom.js", "dashboard.css"):
+            assert f"hook_processor/service/static/{name}" in names
     return wheel
 
 

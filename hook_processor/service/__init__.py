@@ -4,6 +4,7 @@ Layers, imports flowing one way (top to bottom):
 
 - ``server``  uvicorn start-up, the start-up line, Ctrl-C; the embedded S3 server
 - ``app``     the FastAPI application: token endpoint, the OData routes, JSON shapes, errors
+- ``dashboard`` the order dashboard at ``/``: the static page (``static/``) that calls the API
 - ``odata``   ``$filter`` / ``$orderby`` / ``$top`` / ``$skip`` / ``$count`` into SQL
 - ``orders``  the order service: validation, one item per identifier, the priority queue,
               cancel, recovery after a restart
@@ -11,6 +12,6 @@ Layers, imports flowing one way (top to bottom):
 - ``workflows`` the processors (project folders, images, the built-in ``odp-test``) as Workflows
 - ``store``   the SQLite file under ``--data-dir``: the one place state lives
 
-fastapi and uvicorn are imported by ``app`` and ``server`` only; nothing here is on ``exec``'s
-start-up path.
+fastapi and uvicorn are imported by ``app``, ``dashboard`` and ``server`` only; nothing here is
+on ``exec``'s start-up path.
 """

@@ -17,6 +17,8 @@ token endpoint, else 401 with ``WWW-Authenticate: Bearer``):
 ``POST ProductionOrder(id)/OData.CSC.Cancel``             the same: a ProductionOrder is an order
 ========================================================  =====================================
 
+The order dashboard (ours) is at ``/`` (dashboard.py): a static page that calls these routes.
+
 Ours (the live API is silent, hook-contract.md §7): errors are ``{"detail": ...}`` JSON (the
 FastAPI shape a third-party client expects for 422): 400 a bad body or query (an unknown query
 option too), 401, 404 an unknown id or path (naming it), 405, 409 cancelling a finished order,
@@ -48,6 +50,7 @@ from starlette.exceptions import HTTPException
 from ..s3server import S3Server
 from . import odata, shapes
 from .auth import DEFAULT_LIFETIME, TOKEN_PATH, TokenError, Tokens
+from .dashboard import install_dashboard
 from .orders import OrderError
 from .store import Store
 
@@ -78,15 +81,19 @@ def create_app(
     s3: S3Server,
     users: Mapping[str, str] | None = None,
     token_lifetime: float = DEFAULT_LIFETIME,
+    dashboard_login: bool = True,
 ) -> FastAPI:
     """The application over a running ``service`` and its ``store``.
 
     ``users``: the ``--users`` file's pairs (auth.load_users), or None to accept any user.
-    ``token_lifetime``: seconds a token stays valid (``expires_in``)."""
+    ``token_lifetime``: seconds a token stays valid (``expires_in``).
+    ``dashboard_login``: the dashboard asks for a login (dashboard.needs_login); when False it
+    gets a token without one."""
     app = FastAPI(title="hook-processor serve", docs_url=None, redoc_url=None, openapi_url=None)
     tokens = Tokens(store, users, lifetime=token_lifetime)
     app.state.service, app.state.store, app.state.s3, app.state.tokens = service, store, s3, tokens
     _install_errors(app)
+    install_dashboard(app, tokens, login=dashboard_login)
 
     @app.post(TOKEN_PATH)
     async def token(request: Request) -> JSONResponse:

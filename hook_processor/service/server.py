@@ -85,6 +85,8 @@ class ServeSettings:
 class Started:
     """Where the running service is: what the start-up line prints."""
 
+    dashboard_url: str
+    dashboard_login: bool  # the dashboard asks for a login (service.dashboard.needs_login)
     token_url: str
     service_root: str
     s3_endpoint: str
@@ -106,12 +108,14 @@ class Started:
     def text(self) -> str:
         """The human start-up block."""
         secret = self.s3_secret_key if self.s3_secret_key is not None else "(yours, not shown)"
+        login = "  (log in with a user and password, as at the token URL)"
         return "\n".join(
             [
                 f"hook-processor serve: {len(self.workflows)} workflows "
                 f"({', '.join(self.workflows)}), "
                 + (f"mode {self.mode}" if self.executor == "local" else self.executor)
                 + f", concurrency {self.concurrency}",
+                f"  dashboard     {self.dashboard_url}{login if self.dashboard_login else ''}",
                 f"  token URL     {self.token_url}",
                 f"  service root  {self.service_root}",
                 f"  S3 endpoint   {self.s3_endpoint}",
@@ -179,6 +183,7 @@ def _serve(
 ) -> int:
     from hook_processor.service.app import create_app
     from hook_processor.service.auth import TOKEN_PATH
+    from hook_processor.service.dashboard import needs_login
     from hook_processor.service.executor import Executor
     from hook_processor.service.workflows import sync_workflows
 
@@ -207,7 +212,8 @@ def _serve(
             embedded=embedded,
             mirror=local,
         )
-        app = create_app(service, store, s3=s3, users=users)
+        login = needs_login(settings.host, users)
+        app = create_app(service, store, s3=s3, users=users, dashboard_login=login)
         service.start()
         why: list[str] = []  # the running items' cancel message names the stop
         stack.callback(_stop_service, service, why)
@@ -215,6 +221,8 @@ def _serve(
         host, port = sock.getsockname()[:2]
         root = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         started = Started(
+            dashboard_url=root + "/",
+            dashboard_login=login,
             token_url=root + TOKEN_PATH,
             service_root=root + SERVICE_PATH,
             s3_endpoint=s3.endpoint_url,
