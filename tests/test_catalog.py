@@ -499,3 +499,41 @@ def test_a_pystac_asset_is_taken_as_given(run_processor: RunProcessor, offline: 
 
     asset = items(published_catalog(run))["b.dat"].assets["mine"]
     assert (asset.media_type, asset.roles) == ("application/x-mine", ["data", "qa"])
+
+
+LAZY_BODY = """
+    import sys
+
+    def process(input_dir, output_dir, context):
+        loaded = sorted(m for m in ("pystac", "jsonschema") if m in sys.modules)
+        (output_dir / "loaded.txt").write_text(repr(loaded))
+        context.stac.add_item("loaded.txt", bbox=[0, 0, 1, 1])
+"""
+
+
+def test_pystac_is_imported_after_process_only(run_processor: RunProcessor, tmp_path: Path) -> None:
+    # A child process of its own (the runtime as the container runs it): nothing of this test
+    # module (which imports pystac) is in it.
+    project = write_project(tmp_path / "lazy", body=LAZY_BODY)
+
+    run = run_processor(project, inputs={"x": b"1"}, mode="subprocess")
+
+    assert run.exit_code == 0, run.logs
+    assert run.outputs["loaded.txt"] == b"[]"  # context.stac.add_item needs no pystac either
+    assert items(run.catalog)["loaded.txt"].bbox == [0, 0, 1, 1]
+
+
+def test_describe_says_whether_the_processor_writes_stac(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hook_processor.cli import main
+
+    on = CliRunner().invoke(main, ["describe", str(HELLO_WORLD)])
+    off_project = write_project(tmp_path / "off", stac_line="stac_catalog = false", body=OFF_BODY)
+    off = CliRunner().invoke(main, ["describe", str(off_project)])
+    as_json = CliRunner().invoke(main, ["describe", str(HELLO_WORLD), "--format", "json"])
+
+    assert on.exit_code == off.exit_code == as_json.exit_code == 0, on.output + off.output
+    assert "STAC catalog: yes, catalog.json (STAC 1.1) with the outputs" in on.stdout
+    assert "STAC catalog: no ([tool.hook-processor] stac_catalog = false)" in off.stdout
+    assert "STAC" not in as_json.stdout  # the JSON stays the entry exactly as the API lists it

@@ -27,6 +27,8 @@ HEAVY = [
     "odata_query",
     "sly",
     "requests",
+    "pystac",  # the STAC catalog: imported after process() only (tests/test_catalog.py)
+    "jsonschema",
 ]
 OURS = [
     "hook_processor.harness",

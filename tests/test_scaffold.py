@@ -433,7 +433,7 @@ def test_a_new_project_from_the_wheel_passes_its_own_tests(
         env=env,
     )
     tests = _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=env)
-    assert re.search(r"\b4 passed\b", tests), tests
+    assert re.search(r"\b5 passed\b", tests), tests
 
     out = tmp_path / "out"
     _run(
