@@ -3,8 +3,9 @@
 Layout in output_dir (ours; the Hook service says nothing about STAC):
 
 * ``catalog.json``: a self-contained STAC 1.1 catalog (relative links, no self links);
-* ``_stac/<item id>.json``: one item per product (see :mod:`hook_processor.stac`), its assets
-  relative hrefs (``../<product>/<file>``) with a media type and a role from the suffix.
+* ``_stac/<item id>.json``: one item per product (see :mod:`hook_processor.stac`; an id too
+  long for a file name is cut, :func:`item_file_name`), its assets relative hrefs
+  (``../<product>/<file>``) with a media type and a role from the suffix.
 
 A processor that writes its own ``catalog.json`` keeps it: it is read and validated against
 the core STAC schemas that pystac bundles (offline; extension schemas are online only, so they
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 from hook_processor.errors import CatalogError, PublishError
 from hook_processor.stac import CATALOG_NAME, ITEMS_FOLDER, ItemDescription, OutputCatalog
 
+_NAME_MAX = 255  # bytes of one file name (ext4, xfs, APFS)
 _COG_MARK = b"LAYOUT=COG"  # GDAL's COG driver writes it into the header's ghost area
 
 # suffix: (pystac.MediaType name or a media type, role)
@@ -106,13 +109,24 @@ def write(
     items = _items(output_dir, products, described, run_time)
     for item in items:
         catalog.add_item(item)
-        item.set_self_href(str(output_dir / ITEMS_FOLDER / f"{item.id}.json"))
+        item.set_self_href(str(output_dir / ITEMS_FOLDER / item_file_name(item.id)))
     catalog.make_all_asset_hrefs_relative()
     try:
         catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     except OSError as exc:
         raise PublishError(f"could not write {output_dir / CATALOG_NAME}: {exc}") from exc
     return Written(items=len(items), own=False)
+
+
+def item_file_name(item_id: str) -> str:
+    """``<id>.json``; an id too long for a file name (255 bytes) is cut, with a digest of the
+    whole id so that two long ids never share a file."""
+    name = f"{item_id}.json"
+    if len(name.encode("utf-8")) <= _NAME_MAX:
+        return name
+    digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
+    cut = item_id.encode("utf-8")[: _NAME_MAX - len(digest) - 6].decode("utf-8", "ignore")
+    return f"{cut}-{digest}.json"
 
 
 def read_input(input_dir: Path) -> Any:
@@ -248,7 +262,10 @@ def _items(
                     "did not write into output_dir; write the file, or fix the path (relative "
                     "to output_dir)"
                 )
-        assets = d.assets if d.assets is not None else _keys(d.id, products[d.id])
+        if d.assets is None:  # the product's files, but those another item names as assets
+            assets = _keys(d.id, [f for f in products[d.id] if f not in claimed])
+        else:
+            assets = d.assets
         items.append(_item(output_dir, d, assets, run_time))
     authored = {d.id for d in described.items}
     for name, files in products.items():

@@ -537,3 +537,19 @@ def test_describe_says_whether_the_processor_writes_stac(tmp_path: Path) -> None
     assert "STAC catalog: yes, catalog.json (STAC 1.1) with the outputs" in on.stdout
     assert "STAC catalog: no ([tool.hook-processor] stac_catalog = false)" in off.stdout
     assert "STAC" not in as_json.stdout  # the JSON stays the entry exactly as the API lists it
+
+
+def test_a_product_name_of_255_bytes_gets_an_item_file_that_fits(
+    run_processor: RunProcessor, offline: list
+) -> None:
+    long_name = "é" * 124 + ".tif"  # 252 bytes: "<name>.json" would pass 255
+
+    def process(input_dir: Path, output_dir: Path) -> None:
+        (output_dir / long_name).write_bytes(b"tif")
+
+    run = run_processor(process, inputs={"x": b"1"})
+
+    item = items(published_catalog(run))[long_name]
+    (item_file,) = [n for n in run.catalog_files if n.startswith("_stac/")]
+    assert len(item_file.split("/")[1].encode()) <= 255
+    assert item.assets[long_name].href == f"../{long_name}"
