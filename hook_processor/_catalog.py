@@ -119,13 +119,15 @@ def write(
 
 
 def item_file_name(item_id: str) -> str:
-    """``<id>.json``; an id too long for a file name (255 bytes) is cut, with a digest of the
-    whole id so that two long ids never share a file."""
+    """``<id>.json``. An id with control characters (which URL parsing drops from hrefs) or too
+    long for a file name (255 bytes) is made safe, with a digest of the whole id so that two
+    ids never share a file."""
     name = f"{item_id}.json"
-    if len(name.encode("utf-8")) <= _NAME_MAX:
+    safe = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in item_id)
+    if safe == item_id and len(name.encode("utf-8")) <= _NAME_MAX:
         return name
     digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:16]
-    cut = item_id.encode("utf-8")[: _NAME_MAX - len(digest) - 6].decode("utf-8", "ignore")
+    cut = safe.encode("utf-8")[: _NAME_MAX - len(digest) - 6].decode("utf-8", "ignore")
     return f"{cut}-{digest}.json"
 
 
