@@ -68,12 +68,16 @@ def describe_command(project_dir: Path, fmt: str, as_json: bool) -> None:
     Workflows?$expand=WorkflowOptions: the standard options and the processor's own.
     """
     from hook_processor.describe import describe_project, to_json, to_table
+    from hook_processor.loader import read_project
 
     try:
         entry = describe_project(project_dir)
     except UserError as exc:
         raise fail(exc) from None
-    click.echo(to_json(entry) if fmt == "json" or as_json else to_table(entry))
+    if fmt == "json" or as_json:
+        click.echo(to_json(entry))
+    else:
+        click.echo(to_table(entry, stac_catalog=read_project(project_dir).stac_catalog))
 
 
 def _shown(path: Path) -> str:

@@ -25,6 +25,8 @@ RUNTIME = (
     "pydantic>=2.6",
     "pydantic-settings>=2.3",
     "tqdm>=4.66",  # progress bars of stage-in and publish, imported only on a terminal
+    "pystac>=1.11",  # catalog.json of the outputs (STAC 1.1), imported only after process()
+    "jsonschema>=4.18",  # validates a processor's own catalog.json with pystac's schemas
 )
 
 # The author's commands beyond exec: {top-level module: the requirement that provides it}.

@@ -33,6 +33,10 @@ Each WorkflowOption has ``Name``, ``Description``, ``Type``, ``Default``, ``Valu
   its ``Default`` is always ``null``.
 - Standard options are listed under their canonical names; the Description names the other
   names the runtime accepts (``source_s3_path`` for ``input_s3_path``, ...).
+- The contract has no field for STAC either. Whether a run publishes ``catalog.json`` (the STAC
+  catalog of its outputs, ours: see :mod:`hook_processor.stac`) is a line of the table
+  (``STAC catalog: ...``), not a key of the JSON: the JSON is the entry exactly as the API lists
+  it, and ``serve`` lists the same entry.
 - The contract has no field for constraints either, and we add no key: the constraints of an
   option (``ge``/``gt``/``le``/``lt``, ``multiple_of``, ``min_length``/``max_length``,
   ``pattern``) end its Description, e.g. ``Constraints: >= 1, <= 30.``
@@ -107,15 +111,17 @@ def to_json(entry: dict[str, Any]) -> str:
     return json.dumps(entry, indent=2, ensure_ascii=False)
 
 
-def to_table(entry: dict[str, Any]) -> str:
+def to_table(entry: dict[str, Any], *, stac_catalog: bool | None = None) -> str:
     """The entry for people: the workflow, then one row per option and its description.
 
     REQUIRED is ``yes``, ``no``, or ``PRIVATE`` for the options that output_storage=PRIVATE needs.
+    ``stac_catalog``: the project's ``[tool.hook-processor] stac_catalog`` (None: no line).
     """
     lines = [
         f"{entry['DisplayName']} ({entry['Name']} {entry['WorkflowVersion']})",
         *([entry["Description"]] if entry["Description"] else []),
         f"InputProductType: {entry['InputProductType']}",
+        *([] if stac_catalog is None else [_stac_line(stac_catalog)]),
         "",
         "WorkflowOptions:",
     ]
@@ -140,6 +146,15 @@ def to_table(entry: dict[str, Any]) -> str:
         if index and entry["WorkflowOptions"][index - 1]["Description"]:
             lines.append("      " + entry["WorkflowOptions"][index - 1]["Description"])
     return "\n".join(lines)
+
+
+def _stac_line(on: bool) -> str:
+    if on:
+        return (
+            "STAC catalog: yes, catalog.json (STAC 1.1) with the outputs "
+            "([tool.hook-processor] stac_catalog = false turns it off)"
+        )
+    return "STAC catalog: no ([tool.hook-processor] stac_catalog = false)"
 
 
 def _required(option: dict[str, Any]) -> str:

@@ -59,6 +59,15 @@ class ProcessError(HookProcessorError):
     exit_code = ExitCode.PROCESS_FAILED
 
 
+class CatalogError(UserError, ValueError):
+    """The processor's description of its outputs for the STAC catalog is wrong (a bad bbox,
+    geometry or datetime in ``context.stac.add_item``, an invalid ``catalog.json`` of its own).
+
+    The author's code is at fault, so it shares the exit code of a failing process() (4)."""
+
+    exit_code = ExitCode.PROCESS_FAILED
+
+
 class PublishError(UserError):
     """The output could not be published."""
 

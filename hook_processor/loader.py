@@ -7,6 +7,7 @@ A project declares itself in ``pyproject.toml``::
     entrypoint = "hello_world.processor:process"
     version = "1.1.0"
     description = "Upper-cases the text of every input file"
+    stac_catalog = true                     # catalog.json of the outputs (default; false: none)
 
 Every way loading can fail has its own message naming the thing and the fix.
 """
@@ -38,6 +39,7 @@ _KNOWN_KEYS = frozenset(
         "display_name",
         "input_product_type",
         "python_image",
+        "stac_catalog",
     }
 )
 SIGNATURE = "process(input_dir, output_dir[, options][, context])"
@@ -55,6 +57,7 @@ class ProjectConfig:
     display_name: str | None = None
     input_product_type: str = "*"
     python_image: str | None = None  # the base image's Python image (build, run --mode container)
+    stac_catalog: bool = True  # write catalog.json (STAC) of the outputs after process (ours)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +110,11 @@ def read_project(root: Path) -> ProjectConfig:
             problems.append(f"{key}: must be a string")
     if python_image is not None and (not isinstance(python_image, str) or not python_image.strip()):
         problems.append('python_image: a docker image name, e.g. "python:3.11-slim"')
+    stac_catalog = table.get("stac_catalog", True)
+    if not isinstance(stac_catalog, bool):
+        problems.append(
+            "stac_catalog: true (write catalog.json, the STAC catalog of the outputs) or false"
+        )
     unknown = set(table) - _KNOWN_KEYS
     if unknown:
         problems.append(f"unknown keys {sorted(unknown)}; known: {', '.join(sorted(_KNOWN_KEYS))}")
@@ -125,6 +133,7 @@ def read_project(root: Path) -> ProjectConfig:
         display_name=table.get("display_name"),
         input_product_type=table.get("input_product_type", "*"),
         python_image=python_image.strip() if python_image else None,
+        stac_catalog=stac_catalog is not False,
     )
 
 

@@ -44,6 +44,7 @@ from hook_processor.result import (
     timed,
     write_result,
 )
+from hook_processor.stac import OutputCatalog
 
 _PACKAGE_DIR = str(Path(hook_processor.__file__).resolve().parent)
 
@@ -145,7 +146,7 @@ def run(
             processor.reference,
             config.standard.output_storage,
         )
-        _execute(config, processor, result, cancel, phase, progress)
+        _execute(config, processor, result, cancel, phase, progress, project)
         result.exit_code = ExitCode.COMPLETED
         result.status_message = COMPLETED_MESSAGE if result.output_files else EMPTY_OUTPUT_MESSAGE
         if result.notes:
@@ -200,6 +201,7 @@ def _execute(
     cancel: threading.Event,
     phase: _Phase,
     progress: ProgressFactory | None,
+    project: ProjectConfig | None = None,
 ) -> None:
     from hook_processor import storage
 
@@ -215,7 +217,7 @@ def _execute(
     )
     output = _publication.Output(config, result, settings, source, cancel)
     try:
-        _stage_process_publish(config, processor, result, cancel, phase, progress, output)
+        _stage_process_publish(config, processor, result, cancel, phase, progress, output, project)
     except _publication.AlreadyPublished:
         output.complete_rerun()
     finally:
@@ -230,6 +232,7 @@ def _stage_process_publish(
     phase: _Phase,
     progress: ProgressFactory | None,
     output: _publication.Output,
+    project: ProjectConfig | None,
 ) -> None:
     from hook_processor import storage
 
@@ -269,14 +272,18 @@ def _stage_process_publish(
     )
 
     phase.name = "process"
+    described = OutputCatalog(output_dir)
     try:
         with timed(result, "process"):
-            _call_process(processor, config, input_dir, output_dir, cancel)
+            _call_process(processor, config, input_dir, output_dir, cancel, described)
     finally:
         # A signal interrupts process() only: from here on the run notices ``cancel`` itself.
         phase.name = "publish"
     if cancel.is_set():
         raise Cancelled("cancelled after process(); nothing was published")
+
+    with timed(result, "catalog"):
+        _write_catalog(output_dir, described, result, project)
 
     with timed(result, "publish"):
         output.publish(output_dir, progress)
@@ -294,6 +301,7 @@ def _call_process(
     input_dir: Path,
     output_dir: Path,
     cancel: threading.Event,
+    described: OutputCatalog,
 ) -> None:
     kwargs: dict[str, Any] = {}
     if processor.options_model is not None:
@@ -308,6 +316,8 @@ def _call_process(
             priority=order.priority,
             work_dir=config.platform.work_dir.resolve(),
             logger=_log.get_logger().getChild("process"),
+            stac=described,
+            input_dir=input_dir,
         )
     _log.get_logger().info("process: calling %s", processor.reference)
     try:
@@ -322,6 +332,45 @@ def _call_process(
         error = ProcessError(f"process() raised {exc.__class__.__name__}: {exc}")
         error.author_traceback = author_traceback(exc)  # type: ignore[attr-defined]
         raise error from exc
+
+
+def _write_catalog(
+    output_dir: Path, described: OutputCatalog, result: RunResult, project: ProjectConfig | None
+) -> None:
+    """catalog.json of the outputs (STAC), before publication: the manifest, written last,
+    lists it with the outputs; the TEMPORARY zip holds it."""
+    import datetime
+
+    log = _log.get_logger()
+    if project is not None and not project.stac_catalog:
+        if described.items:
+            log.warning(
+                "context.stac.add_item was called for %d items, but [tool.hook-processor] "
+                "stac_catalog = false: no catalog.json is written",
+                len(described.items),
+            )
+        return
+    from hook_processor import _catalog
+
+    name = result.workflow_name or "outputs"
+    written = _catalog.write(
+        output_dir,
+        described,
+        # The result's StartedDate, to its millisecond: an item's datetime is that very time.
+        run_time=datetime.datetime.fromtimestamp(int(result.started * 1000) / 1000, datetime.UTC),
+        catalog_id=f"{name}-{result.order_id}" if result.order_id else name,
+        title=(project.display_name if project else None) or name,
+    )
+    if written is None:
+        return
+    if written.own:
+        log.info(
+            "catalog: process() wrote catalog.json itself (%d items): kept, and valid STAC "
+            "(core schemas; extensions not checked offline)",
+            written.items,
+        )
+    else:
+        log.info("catalog: catalog.json with %d items (STAC 1.1)", written.items)
 
 
 def author_traceback(exc: BaseException) -> str:

@@ -66,8 +66,9 @@ class ProcessorRun:
     result: dict[str, Any]
     """The result JSON the runtime wrote (Status, StatusMessage, Products, Timings, ...)."""
     outputs: dict[str, bytes]
-    """{relative posix path: content} of the published outputs (manifest and zip excluded);
-    when nothing was published (a failed run), what process() wrote."""
+    """{relative posix path: content} of the published outputs (manifest, zip and the STAC
+    catalog excluded: ``catalog.json`` and ``_stac/``, see ``catalog``); when nothing was
+    published (a failed run), what process() wrote."""
     manifest: dict[str, Any] | None
     """The PRIVATE manifest (keys, sizes, checksums), or None (TEMPORARY, failed run)."""
     logs: str
@@ -76,10 +77,24 @@ class ProcessorRun:
     replaced_options: tuple[str, ...] = ()
     unknown_options: tuple[str, ...] = ()
     """One line per unknown option name, with the nearest known name (also in ``logs``)."""
+    catalog_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    """{relative posix path: content} of the published STAC catalog (``catalog.json`` and the
+    item files under ``_stac/``)."""
 
     @property
     def status_message(self) -> str:
         return str(self.result.get("StatusMessage", ""))
+
+    @property
+    def catalog(self) -> Any:
+        """The published ``catalog.json`` as a ``pystac.Catalog`` (read from ``output_dir``), or
+        None when the run published none. ``run.catalog.validate_all()`` validates it offline
+        against pystac's bundled STAC 1.1 schemas."""
+        if "catalog.json" not in self.catalog_files:
+            return None
+        import pystac
+
+        return pystac.Catalog.from_file(str(self.output_dir / "catalog.json"))
 
 
 class RunProcessor(Protocol):
@@ -169,11 +184,14 @@ def run_processor(
         unknown = tuple(_unknown_lines(outcome.result))
         for line in unknown:
             warnings.warn(UnknownOptionWarning(line), stacklevel=2)
+        files = {name: path.read_bytes() for name, path in outcome.files.items()}
+        stac = {name: files.pop(name) for name in list(files) if _is_catalog_file(name)}
         return ProcessorRun(
             exit_code=outcome.exit_code,
             status=outcome.status,
             result=outcome.result,
-            outputs={name: path.read_bytes() for name, path in outcome.files.items()},
+            outputs=files,
+            catalog_files=stac,
             manifest=manifest,
             logs=outcome.logs,
             output_dir=outcome.output_dir,
@@ -183,6 +201,12 @@ def run_processor(
         )
 
     return run
+
+
+def _is_catalog_file(name: str) -> bool:
+    from hook_processor.stac import CATALOG_NAME, ITEMS_FOLDER
+
+    return name == CATALOG_NAME or name.startswith(ITEMS_FOLDER + "/")
 
 
 def _unknown_lines(result: Mapping[str, Any]) -> list[str]:

@@ -61,6 +61,11 @@ def keys(s3, bucket: str, prefix: str = "") -> list[str]:
     return sorted(o["Key"] for o in listed)
 
 
+def stac(prefix: str, *products: str) -> list[str]:
+    """The STAC files a run publishes under ``prefix`` beside its products (one item each)."""
+    return [f"{prefix}/_stac/{p}.json" for p in products] + [f"{prefix}/catalog.json"]
+
+
 def get(s3, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
@@ -125,7 +130,9 @@ def test_parent_run_cannot_replace_a_child_runs_files(s3_server, s3, bucket, tmp
     )
     assert f"s3://{bucket}/n/sub/_manifest.json (order 1)" in second.status_message
     assert get(s3, bucket, "n/sub/top.dat") == b"CHILD"  # the first set is intact
-    assert keys(s3, bucket, "n/") == ["n/sub/_manifest.json", "n/sub/top.dat"]
+    assert keys(s3, bucket, "n/") == sorted(
+        ["n/sub/_manifest.json", "n/sub/top.dat", *stac("n/sub", "top.dat")]
+    )
 
 
 def test_child_run_cannot_replace_a_parent_runs_files(s3_server, s3, bucket, tmp_path) -> None:
@@ -141,7 +148,8 @@ def test_child_run_cannot_replace_a_parent_runs_files(s3_server, s3, bucket, tmp
     assert f"s3://{bucket}/n/_manifest.json (order 1)" in second.status_message
     assert get(s3, bucket, "n/sub/top.dat") == b"PARENT"
     manifest = json.loads(get(s3, bucket, "n/_manifest.json"))
-    assert manifest["files"][0]["sha256"] == hashlib.sha256(b"PARENT").hexdigest()
+    (top,) = [f for f in manifest["files"] if f["key"] == "n/sub/top.dat"]
+    assert top["sha256"] == hashlib.sha256(b"PARENT").hexdigest()
 
 
 def test_output_equal_to_input_is_refused(s3_server, s3, bucket, tmp_path) -> None:
@@ -206,7 +214,8 @@ def test_two_concurrent_runs_one_wins_the_other_fails_without_manifest(
     for entry in manifest["files"]:  # every object is the winner's, byte for byte
         body = get(s3, bucket, entry["key"])
         assert hashlib.sha256(body).hexdigest() == entry["sha256"]
-        assert set(body.decode()) == {winner}
+        if entry["key"] not in stac("same", entry["key"].rsplit("/", 1)[-1][:-5]):
+            assert set(body.decode()) == {winner}  # a product, not the catalog
 
 
 INTRUDER = """
@@ -234,7 +243,9 @@ def test_an_object_this_run_did_not_write_means_no_manifest(
         f"another run wrote under s3://{bucket}/shared while this one published: "
         f"s3://{bucket}/shared/intruder.dat are not the objects this run uploaded"
     )
-    assert keys(s3, bucket, "shared/") == ["shared/intruder.dat", "shared/mine.dat"]
+    assert keys(s3, bucket, "shared/") == sorted(
+        ["shared/intruder.dat", "shared/mine.dat", *stac("shared", "mine.dat")]
+    )
 
 
 # -- item 4: a rerun of the same order ----------------------------------------------------------
@@ -284,7 +295,9 @@ def test_rerun_after_a_kill_removes_leftovers_and_aborts_uploads(
         "Processing finished successfully (removed 1 leftover objects in no manifest; "
         "aborted 1 unfinished multipart uploads)"
     )
-    assert keys(s3, bucket, "out/") == ["out/_manifest.json", "out/example.data"]
+    assert keys(s3, bucket, "out/") == sorted(
+        ["out/_manifest.json", "out/example.data", *stac("out", "example.data")]
+    )
     assert s3.list_multipart_uploads(Bucket=bucket, Prefix="out/").get("Uploads", []) == []
 
 
@@ -390,7 +403,9 @@ def test_store_without_conditional_writes_is_said_and_still_claimed(
     assert result.exit_code == ExitCode.COMPLETED, result.status_message
     err = capsys.readouterr().err
     assert "this store ignores If-None-Match: the claim is read back, not atomic" in err
-    assert keys(s3, "rbk", "nc/") == ["nc/_manifest.json", "nc/example.data"]  # lease released
+    assert keys(s3, "rbk", "nc/") == sorted(  # the lease released
+        ["nc/_manifest.json", "nc/example.data", *stac("nc", "example.data")]
+    )
     # A lease of another order is seen and refused there too (without the atomic guarantee).
     lease = {"token": "t", "order_id": "7", "created": "2026-12-01T12:00:00Z"}
     s3.put_object(Bucket="rbk", Key="held/_claim.json", Body=json.dumps(lease).encode())
@@ -423,8 +438,9 @@ def test_multipart_objects_pass_the_verification_on_moto_and_rclone(
     assert other.exit_code == ExitCode.COMPLETED, other.status_message
     for client, name in ((s3, bucket), (rc, "rbk")):
         manifest = json.loads(get(client, name, "mp/_manifest.json"))
-        assert [f["key"] for f in manifest["files"]] == ["mp/big.bin", "mp/small.txt"]
-        assert keys(client, name, "mp/") == ["mp/_manifest.json", "mp/big.bin", "mp/small.txt"]
+        published = sorted(["mp/big.bin", "mp/small.txt", *stac("mp", "big.bin", "small.txt")])
+        assert [f["key"] for f in manifest["files"]] == published
+        assert keys(client, name, "mp/") == sorted(["mp/_manifest.json", *published])
 
 
 def test_objects_in_no_manifest_without_a_lease_of_this_order_are_named_not_deleted(
@@ -439,4 +455,6 @@ def test_objects_in_no_manifest_without_a_lease_of_this_order_are_named_not_dele
         f"were left as they are: s3://{bucket}/out/notes.txt)"
     )
     assert get(s3, bucket, "out/notes.txt") == b"someone's file"
-    assert keys(s3, bucket, "out/") == ["out/_manifest.json", "out/example.data", "out/notes.txt"]
+    assert keys(s3, bucket, "out/") == sorted(
+        ["out/_manifest.json", "out/example.data", "out/notes.txt", *stac("out", "example.data")]
+    )

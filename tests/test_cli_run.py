@@ -217,7 +217,8 @@ def test_installed_command_runs_hello_world_as_the_readme_says(tmp_path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "example.data").read_text() == EXPECTED
-    assert "completed" in done.stdout and "outputs  out/: example.data" in done.stdout
+    assert "completed" in done.stdout
+    assert "outputs  out/: _stac/example.data.json, catalog.json, example.data" in done.stdout
 
 
 def test_keep_server_prints_endpoint_and_stops_on_ctrl_c(tmp_path) -> None:

@@ -50,6 +50,11 @@ def refuses_connections(endpoint_url: str) -> bool:
     return False
 
 
+def catalog_of(*products: str) -> set[str]:
+    """The STAC files the runtime publishes beside the products (one item each)."""
+    return {"catalog.json", *(f"_stac/{p}.json" for p in products)}
+
+
 def request(tmp_path: Path, **kwargs) -> harness.RunRequest:
     kwargs.setdefault("project_dir", HELLO_WORLD)
     kwargs.setdefault("inputs", [SAMPLE])
@@ -66,9 +71,9 @@ def test_hello_world_on_its_own_embedded_server(tmp_path) -> None:
     assert outcome.status == "completed" and outcome.published
     expected = (SAMPLE / "example.data").read_text().upper()
     assert (tmp_path / "out" / "example.data").read_text() == expected
-    assert set(outcome.files) == {"example.data"}
+    assert set(outcome.files) == {"example.data", *catalog_of("example.data")}
     manifest = json.loads(outcome.manifest.read_text())
-    assert [f["key"].rsplit("/", 1)[1] for f in manifest["files"]] == ["example.data"]
+    assert sorted(f["key"].split("/", 1)[1] for f in manifest["files"]) == sorted(outcome.files)
     saved = json.loads((tmp_path / "out" / harness.RESULT_FILE).read_text())
     assert saved == outcome.result and saved["Status"] == "completed"
     assert "upper-cased example.data" in outcome.logs
@@ -114,7 +119,7 @@ def test_temporary_zip_fetched_through_its_link_and_unpacked(tmp_path) -> None:
     assert outcome.result["OutputStorage"] == "TEMPORARY"
     assert outcome.archive is not None and outcome.archive.name == outcome.result["ProcessedName"]
     assert outcome.archive.stat().st_size == outcome.result["ProcessedSize"]
-    assert set(outcome.files) == {"example.data"}
+    assert set(outcome.files) == {"example.data", *catalog_of("example.data")}
     assert outcome.manifest is None
 
 
@@ -131,8 +136,18 @@ def _comparable(result: dict) -> dict:
     text = re.sub(r"\d{8}_local_[\w-]+\.zip", "<zip>", text)
     data = json.loads(text)
     for product in data["Products"]:
+        if product["Name"] == "<zip>" or product["Name"].startswith("_stac/"):
+            # A zip holds its files' modification times; an item its run's time (whose
+            # milliseconds may be 0, a shorter text: its size too).
+            product.pop("Sha256")
+        if product["Name"].startswith("_stac/"):
+            product.pop("Size")
+            data["Output"].pop("Bytes", None)
         if product["Name"] == "<zip>":
-            product.pop("Sha256")  # a zip holds its files' modification times
+            # ... and the run's time compresses to a byte more or less: the zip's size too.
+            product.pop("Size")
+            data.pop("ProcessedSize")
+            data["Output"].pop("Bytes", None)
     return data
 
 
@@ -250,7 +265,7 @@ def test_output_folder_with_foreign_files_refused_previous_run_replaced(
     (tmp_path / "out" / "precious.txt").unlink()
     harness.run(request(tmp_path, server=s3_server, inputs={"old.txt": b"old"}))
     outcome = harness.run(request(tmp_path, server=s3_server, inputs={"new.txt": b"new"}))
-    assert set(outcome.files) == {"new.txt"}
+    assert set(outcome.files) == {"new.txt", *catalog_of("new.txt")}
 
 
 def test_file_added_after_a_run_is_refused_not_emptied(tmp_path, s3_server) -> None:
@@ -286,7 +301,13 @@ def test_user_endpoint_creates_nothing_and_uploads_where_options_say(
     assert outcome.exit_code == 0, outcome.logs
     assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == before
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == ["in/example.data", "results/r1/_manifest.json", "results/r1/example.data"]
+    assert keys == [
+        "in/example.data",
+        "results/r1/_manifest.json",
+        "results/r1/_stac/example.data.json",
+        "results/r1/catalog.json",
+        "results/r1/example.data",
+    ]
     assert (tmp_path / "out" / "example.data").read_bytes() == b"MINE"
 
 

@@ -33,6 +33,8 @@ HEAVY = [
     "playwright",
     "hera",
     "yaml",
+    "pystac",  # the STAC catalog: imported after process() only (tests/test_catalog.py)
+    "jsonschema",
 ]
 OURS = [
     "hook_processor.harness",

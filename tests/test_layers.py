@@ -45,7 +45,15 @@ RULES = [
         ["hook_processor.service", "hook_processor.cli"],
     ),
     (
-        ["runtime.py", "storage.py", "options.py", "_s3/*.py"],
+        [
+            "runtime.py",
+            "storage.py",
+            "options.py",
+            "_s3/*.py",
+            "_catalog.py",
+            "stac.py",
+            "context.py",
+        ],
         [
             "hook_processor.harness",
             "hook_processor._modes",

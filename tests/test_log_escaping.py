@@ -14,6 +14,7 @@ import pytest
 from exec_helpers import private_env, put_tree, write_processor
 
 from hook_processor import runtime
+from hook_processor._catalog import item_file_name
 from hook_processor.errors import ExitCode
 from hook_processor.options import OptionSources
 
@@ -79,7 +80,10 @@ def test_key_and_file_names_with_control_characters_cannot_forge_text_log_lines(
     assert s3.get_object(Bucket=out, Key=f"results/run1/{KEY}")["Body"].read() == b"FORGED\n"
     assert s3.get_object(Bucket=out, Key=f"results/run1/{ESC_NAME}")["Body"].read() == b"esc"
     written = json.loads((tmp_path / "work" / "result.json").read_text())
-    assert {p["Name"] for p in written["Products"]} == {KEY, ESC_NAME}
+    # Their STAC items: file names without the control characters (hrefs would lose them).
+    stac = {"catalog.json", *(f"_stac/{item_file_name(n)}" for n in (KEY, ESC_NAME))}
+    assert not any("\r" in n or "\x1b" in n for n in stac)
+    assert {p["Name"] for p in written["Products"]} == {KEY, ESC_NAME, *stac}
 
 
 def test_json_log_lines_stay_one_record_each_and_keep_the_names(

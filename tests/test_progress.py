@@ -32,6 +32,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
 INPUTS = {"a.txt": 1_200_000, "b.txt": 1_500_000, "sub/c.txt": 900_000}  # name: size in bytes
 TOTAL = sum(INPUTS.values())
+# hello_world publishes its STAC catalog beside the outputs: catalog.json and one item per
+# product (a.txt, b.txt, sub). Its ~2 kB do not change the 3.60MB a bar shows.
+STAC = 4
+
+
+def stac_bytes(out: Path) -> int:
+    """The size of the STAC catalog a run downloaded (or unpacked) into ``out``."""
+    return sum(p.stat().st_size for p in [out / "catalog.json", *(out / "_stac").glob("*.json")])
+
+
 LABELS = ("upload inputs", "stage-in", "publish", "download outputs")
 
 
@@ -113,8 +123,9 @@ def test_run_on_a_terminal_shows_a_bar_with_totals_for_every_transfer(tmp_path: 
     files = len(INPUTS)
     assert bar("upload inputs", TOTAL, files).search(terminal), terminal
     assert bar("stage-in", TOTAL, files).search(terminal), terminal
-    assert bar("publish", TOTAL, files).search(terminal), terminal
-    assert bar("download outputs", TOTAL + manifest, files + 1).search(terminal), terminal
+    catalog = stac_bytes(tmp_path / "out")
+    assert bar("publish", TOTAL + catalog, files + STAC).search(terminal), terminal
+    assert bar("download outputs", TOTAL + manifest + catalog, files + 1 + STAC).search(terminal)
     for label in LABELS:  # each bar was drawn before its end too, and redrawn in place
         assert re.search(rf"\r{re.escape(label)}:   0%\|", terminal), terminal
     # log lines written while a bar is shown go above it, whole
@@ -137,7 +148,7 @@ def test_run_with_stderr_piped_shows_no_bar_and_keeps_its_log_lines(tmp_path: Pa
     assert "\r" not in done.stderr and "%|" not in done.stderr and "files [" not in done.stderr
     assert "hook-processor run: uploaded 3 input files (3600000 bytes)" in done.stderr
     assert re.search(r"INFO    stage-in: 3 files, 3\.6 MB in [\d.]+ s\n", done.stderr)
-    assert "INFO    publish: 3 products, 3.6 MB\n" in done.stderr
+    assert "INFO    publish: 7 products, 3.6 MB\n" in done.stderr
 
 
 @pytest.mark.parametrize("storage", ["PRIVATE", "TEMPORARY"])
@@ -161,15 +172,17 @@ def test_json_logs_carry_progress_events_with_totals(tmp_path: Path, storage: st
         by_phase.setdefault(event["phase"], []).append(event)
     assert list(by_phase) == ["upload_input", "stage_in", "publish", "download_output"]
     out = tmp_path / "out"
+    catalog = stac_bytes(out)
     if storage == "PRIVATE":
-        downloaded = (len(INPUTS) + 1, TOTAL + (out / "_manifest.json").stat().st_size)
+        manifest = (out / "_manifest.json").stat().st_size
+        downloaded = (len(INPUTS) + 1 + STAC, TOTAL + manifest + catalog)
     else:
         (archive,) = out.glob("*.zip")
         downloaded = (1, archive.stat().st_size)
     expected = {
         "upload_input": (len(INPUTS), TOTAL),
         "stage_in": (len(INPUTS), TOTAL),
-        "publish": (len(INPUTS), TOTAL),  # TEMPORARY: the files' bytes as they are zipped
+        "publish": (len(INPUTS) + STAC, TOTAL + catalog),  # TEMPORARY: the bytes zipped
         "download_output": downloaded,
     }
     for phase, (files, nbytes) in expected.items():
@@ -207,7 +220,7 @@ def test_exec_on_a_terminal_shows_stage_in_and_publish_bars(tmp_path: Path, s3_s
 
     assert code == 0, terminal
     assert bar("stage-in", TOTAL, len(INPUTS)).search(terminal), terminal
-    assert bar("publish", TOTAL, len(INPUTS)).search(terminal), terminal
+    assert bar("publish", TOTAL, len(INPUTS) + STAC).search(terminal), terminal
     assert "INFO    completed: 3 files" in terminal
 
 
@@ -328,8 +341,9 @@ def test_run_in_subprocess_mode_on_a_terminal_shows_the_childs_bars(tmp_path: Pa
     files = len(INPUTS)
     assert bar("upload inputs", TOTAL, files).search(terminal), terminal
     assert bar("stage-in", TOTAL, files).search(terminal), terminal  # drawn from the child's
-    assert bar("publish", TOTAL, files).search(terminal), terminal  # events, by the parent
-    assert bar("download outputs", TOTAL + manifest, files + 1).search(terminal), terminal
+    catalog = stac_bytes(tmp_path / "out")
+    assert bar("publish", TOTAL + catalog, files + STAC).search(terminal), terminal  # by the parent
+    assert bar("download outputs", TOTAL + manifest + catalog, files + 1 + STAC).search(terminal)
     assert RELAY_MARK not in terminal and "\x1e" not in terminal, terminal
     assert "unknown setting" not in terminal  # HOOK_PROGRESS_EVENTS is one the runtime knows
     # the child's log lines pass through, whole, above the bars
@@ -353,7 +367,7 @@ def test_run_in_subprocess_mode_with_stderr_piped_relays_nothing(tmp_path: Path)
     assert RELAY_MARK not in done.stderr and "\x1e" not in done.stderr
     assert "\r" not in done.stderr and "%|" not in done.stderr and "files [" not in done.stderr
     assert re.search(r"INFO    stage-in: 3 files, 3\.6 MB in [\d.]+ s\n", done.stderr)
-    assert "INFO    publish: 3 products, 3.6 MB\n" in done.stderr
+    assert "INFO    publish: 7 products, 3.6 MB\n" in done.stderr
 
 
 def test_run_in_subprocess_mode_with_json_logs_keeps_the_childs_own_events(tmp_path: Path) -> None:
@@ -410,9 +424,11 @@ def test_exec_asked_to_relay_writes_event_lines_and_warns_on_another_value(
     ]
     finals = {e["phase"]: e for e in events if e["final"]}
     assert set(finals) == {"stage_in", "publish"}
-    for event in finals.values():
-        assert (event["files_done"], event["files_total"]) == (3, 3), event
-        assert event["bytes_done"] == event["bytes_total"] == TOTAL, event
+    stage_in, publish = finals["stage_in"], finals["publish"]
+    assert (stage_in["files_done"], stage_in["files_total"]) == (3, 3), stage_in
+    assert stage_in["bytes_done"] == stage_in["bytes_total"] == TOTAL, stage_in
+    assert (publish["files_done"], publish["files_total"]) == (3 + STAC, 3 + STAC), publish
+    assert publish["bytes_done"] == publish["bytes_total"] > TOTAL, publish  # with the catalog
     assert "unknown setting" not in relayed_log and "ignored" not in relayed_log
 
     other = run_exec("yes", 2)

@@ -142,6 +142,15 @@ def listing(s3: Any, bucket: str, prefix: str = "") -> dict[str, dict[str, Any]]
     return {o["Key"]: o for page in pages for o in page.get("Contents", ())}
 
 
+def split_catalog(published: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Take the STAC catalog the runtime publishes beside the products out of ``published``."""
+    return {
+        k: published.pop(k)
+        for k in list(published)
+        if k == f"{prefix}catalog.json" or k.startswith(f"{prefix}_stac/")
+    }
+
+
 def get(s3: Any, bucket: str, key: str) -> bytes:
     return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
@@ -223,6 +232,8 @@ def test_503_and_500_on_a_share_of_gets_and_puts_are_retried_and_counted(
     assert json.loads((tmp_path / "work" / "result.json").read_text())["Retries"] == len(events)
     published = {k: get(s3, out_bucket, k) for k in listing(s3, out_bucket, "run/")}
     assert published.pop(f"run/{MANIFEST_NAME}")
+    catalog = split_catalog(published, "run/")  # published through the same faults
+    assert sorted(catalog) == sorted(["run/catalog.json", *(f"run/_stac/{k}.json" for k in files)])
     assert published == {f"run/{k}": v.upper() for k, v in files.items()}
     assert error_lines(capsys.readouterr().err) == []
 
@@ -444,14 +455,22 @@ def test_stopped_mid_publish_leaves_no_manifest_and_a_rerun_publishes_one_correc
     assert rerun.exit_code == ExitCode.COMPLETED, rerun.status_message
     expected = {f"run/{k}": v for k, v in expected_outputs().items()}
     published = listing(s3, out_bucket, "run/")
+    catalog = split_catalog(published, "run/")
+    assert sorted(catalog) == sorted(
+        ["run/catalog.json", *(f"run/_stac/{k}.json" for k in expected_outputs())]
+    )
     assert set(published) == {*expected, f"run/{MANIFEST_NAME}"}
     assert {k: get(s3, out_bucket, k) for k in expected} == expected
     manifest = json.loads(get(s3, out_bucket, f"run/{MANIFEST_NAME}"))
-    assert {f["key"]: f["size"] for f in manifest["files"]} == {
+    files = {f["key"]: f for f in manifest["files"]}
+    assert set(files) == {*expected, *catalog}
+    assert {k: f["size"] for k, f in files.items() if k in expected} == {
         k: len(v) for k, v in expected.items()
     }
     assert all(
-        f["sha256"] == hashlib.sha256(expected[f["key"]]).hexdigest() for f in manifest["files"]
+        f["sha256"] == hashlib.sha256(expected[k]).hexdigest()
+        for k, f in files.items()
+        if k in expected
     )
 
 
@@ -539,7 +558,12 @@ def test_folder_markers_are_skipped_and_a_marker_with_data_is_refused(
     assert result.exit_code == ExitCode.COMPLETED, result.status_message
     assert result.input_files == 1
     assert tree(tmp_path / "w1" / "input") == {"sub/x.txt": b"x"}
-    assert set(listing(s3, out_bucket)) == {"run/sub/x.txt", f"run/{MANIFEST_NAME}"}
+    assert set(listing(s3, out_bucket)) == {
+        "run/sub/x.txt",
+        f"run/{MANIFEST_NAME}",
+        "run/catalog.json",
+        "run/_stac/sub.json",
+    }
 
     # A "marker" that holds bytes cannot be a local file: refused, not silently dropped.
     put_objects(s3, in_bucket, {"in/data/": b"not empty"})
@@ -591,15 +615,19 @@ def test_1001_keys_odd_names_and_empty_objects_round_trip_byte_exact(
     result = run(env, write_project(tmp_path, COPY_PROCESSOR))
 
     assert result.exit_code == ExitCode.COMPLETED, result.status_message
-    assert (result.input_files, result.output_files) == (1001, 1001)
-    assert result.input_bytes == result.output_bytes == sum(map(len, objects.values()))
+    products = {name.split("/")[0] for name in objects}  # the top-level entries: one item each
+    assert (result.input_files, result.output_files) == (1001, 1001 + 1 + len(products))
     sent = {k[len("in/") :]: (o["ETag"], o["Size"]) for k, o in listing(s3, in_bucket).items()}
     got = {k[len("run/") :]: (o["ETag"], o["Size"]) for k, o in listing(s3, out_bucket).items()}
     assert got.pop(MANIFEST_NAME)
+    catalog = split_catalog(got, "")
+    assert sorted(catalog) == sorted(["catalog.json", *(f"_stac/{p}.json" for p in products)])
+    stac_bytes = sum(size for _, size in catalog.values())
+    assert result.input_bytes == result.output_bytes - stac_bytes == sum(map(len, objects.values()))
     assert got == sent
     assert {n: get(s3, out_bucket, f"run/{n}") for n in ODD_NAMES} == ODD_NAMES
     manifest = json.loads(get(s3, out_bucket, f"run/{MANIFEST_NAME}"))
-    assert {f["key"][len("run/") :] for f in manifest["files"]} == set(objects)
+    assert {f["key"][len("run/") :] for f in manifest["files"]} == {*objects, *catalog}
 
 
 # --------------------------------------------------------------------------- symbolic links

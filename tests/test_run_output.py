@@ -12,8 +12,12 @@ import pytest
 from exec_helpers import CANARY, private_env, put_tree, write_processor
 
 from hook_processor import runtime
+from hook_processor._log import human_size
 from hook_processor.errors import ExitCode
 from hook_processor.options import OptionSources
+
+# What the runtime adds beside the two products "data" and "linked": their STAC catalog.
+STAC_FILES = ["_stac/data.json", "_stac/linked.json", "catalog.json"]
 
 LINKED = """
     import os
@@ -61,14 +65,20 @@ def test_private_counts_are_what_was_published_through_an_inner_link(
     assert result.exit_code == ExitCode.COMPLETED, stream.getvalue()
     listed = s3.list_objects_v2(Bucket=out_bucket, Prefix="results/run1/")["Contents"]
     published = {o["Key"]: o["Size"] for o in listed if not o["Key"].endswith("_manifest.json")}
-    assert published == {"results/run1/data/a.txt": 10, "results/run1/linked/a.txt": 10}
+    catalog = {k: v for k, v in published.items() if k.endswith(".json")}  # the STAC catalog
+    assert sorted(catalog) == [f"results/run1/{name}" for name in STAC_FILES]
+    assert {k: v for k, v in published.items() if k not in catalog} == {
+        "results/run1/data/a.txt": 10,
+        "results/run1/linked/a.txt": 10,
+    }
     written = json.loads((tmp_path / "work" / "result.json").read_text())
-    assert written["Output"] == {"Files": 2, "Bytes": 20}
-    assert sorted((p["Name"], p["Size"]) for p in written["Products"]) == [
-        ("data/a.txt", 10),
-        ("linked/a.txt", 10),
-    ]
-    assert "2 files (20 B) out" in stream.getvalue()  # the log's summary says the same
+    total = 20 + sum(catalog.values())
+    assert written["Output"] == {"Files": 5, "Bytes": total}
+    assert sorted((p["Name"], p["Size"]) for p in written["Products"]) == sorted(
+        [("data/a.txt", 10), ("linked/a.txt", 10)]
+        + [(k.split("/", 2)[2], v) for k, v in catalog.items()]
+    )
+    assert f"5 files ({human_size(total)}) out" in stream.getvalue()  # the log says the same
 
 
 def test_temporary_counts_are_the_zipped_files_and_the_zip_size(
@@ -85,10 +95,11 @@ def test_temporary_counts_are_the_zipped_files_and_the_zip_size(
     data = result.to_json()
     with urllib.request.urlopen(data["DownloadLink"]) as response:  # noqa: S310 - 127.0.0.1
         body = response.read()
-    assert sorted(zipfile.ZipFile(io.BytesIO(body)).namelist()) == ["data/a.txt", "linked/a.txt"]
-    assert data["Output"] == {"Files": 2, "Bytes": len(body)}
+    names = sorted(zipfile.ZipFile(io.BytesIO(body)).namelist())
+    assert names == sorted(["data/a.txt", "linked/a.txt", *STAC_FILES])
+    assert data["Output"] == {"Files": 5, "Bytes": len(body)}
     assert data["ProcessedSize"] == len(body)
-    assert f"2 files ({len(body)} B) out" in stream.getvalue()
+    assert f"5 files ({human_size(len(body))}) out" in stream.getvalue()
 
 
 EMPTY = """

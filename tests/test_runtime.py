@@ -50,6 +50,9 @@ def test_hello_world_private_round_trip(s3_server, s3, buckets, tmp_path, capsys
         s3.get_object(Bucket=out_bucket, Key="results/run1/_manifest.json")["Body"].read()
     )
     assert sorted(f["key"] for f in manifest["files"]) == [
+        "results/run1/_stac/example.data.json",  # the STAC catalog: one item per product
+        "results/run1/_stac/sub.json",
+        "results/run1/catalog.json",
         "results/run1/example.data",
         "results/run1/sub/more.txt",
     ]
@@ -62,10 +65,16 @@ def test_hello_world_private_round_trip(s3_server, s3, buckets, tmp_path, capsys
         "Files": 2,
         "Bytes": len(b"hello, world\n") + len("grüße\n".encode()),
     }
-    assert written["Output"]["Files"] == 2
+    assert written["Output"]["Files"] == 5
     assert written["Manifest"] == f"s3://{out_bucket}/results/run1/_manifest.json"
-    assert {p["Name"] for p in written["Products"]} == {"example.data", "sub/more.txt"}
-    assert set(written["Timings"]) >= {"load", "stage_in", "process", "publish", "total"}
+    assert {p["Name"] for p in written["Products"]} == {
+        "example.data",
+        "sub/more.txt",
+        "catalog.json",
+        "_stac/example.data.json",
+        "_stac/sub.json",
+    }
+    assert set(written["Timings"]) >= {"load", "stage_in", "process", "catalog", "publish"}
     err = capsys.readouterr().err
     assert "upper-cased example.data" in err
     assert CANARY not in err + json.dumps(written) + json.dumps(manifest)

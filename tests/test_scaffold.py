@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -437,7 +438,7 @@ def test_a_new_project_from_the_wheel_passes_its_own_tests(
         env=env,
     )
     tests = _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=env)
-    assert re.search(r"\b4 passed\b", tests), tests
+    assert re.search(r"\b5 passed\b", tests), tests
 
     out = tmp_path / "out"
     _run(
@@ -513,6 +514,9 @@ def test_the_image_install_of_the_wheel_runs_exec_and_names_what_the_rest_needs(
     _run([tool, "exec", HELLO_WORLD], cwd=tmp_path, env=exec_env)
     published = s3.get_object(Bucket=bucket, Key="out/example.data")["Body"].read()
     assert published == SAMPLE_TEXT.upper().encode()
+    # The runtime's requirements are enough for the STAC catalog too (pystac, after process()).
+    catalog = json.loads(s3.get_object(Bucket=bucket, Key="out/catalog.json")["Body"].read())
+    assert (catalog["type"], catalog["stac_version"]) == ("Catalog", "1.1.0")
 
 
 def test_the_generated_gitignore_covers_the_run_output_folders(tmp_path: Path) -> None:

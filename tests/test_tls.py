@@ -225,7 +225,11 @@ def test_a_ca_bundle_from_the_environment_is_trusted_by_both_engines(
     assert result.exit_code == ExitCode.COMPLETED, result.status_message
     out = tls_s3.root / "outb" / run / "out"
     manifest = json.loads((out / "_manifest.json").read_text())
-    assert [f["key"] for f in manifest["files"]] == [f"{run}/out/example.data"]
+    assert sorted(f["key"] for f in manifest["files"]) == [
+        f"{run}/out/_stac/example.data.json",  # its STAC catalog, over TLS too
+        f"{run}/out/catalog.json",
+        f"{run}/out/example.data",
+    ]
     assert (out / "example.data").read_bytes() == b"OVER TLS\n"
 
 
@@ -279,7 +283,10 @@ def test_every_upload_over_https_sends_a_content_length(
         assert (out / "small.txt").read_bytes() == b"small"
         manifest = json.loads((out / "_manifest.json").read_text())
         assert sorted(f["key"] for f in manifest["files"]) == [
+            f"{run}/out/_stac/big.bin.json",
+            f"{run}/out/_stac/small.txt.json",
             f"{run}/out/big.bin",
+            f"{run}/out/catalog.json",
             f"{run}/out/small.txt",
         ]
     else:

@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 from container_helpers import copy_project
-from test_progress import INPUTS, RELAY_MARK, TOTAL, bar, child_env, on_terminal, write_inputs
+from test_progress import (
+    INPUTS,
+    RELAY_MARK,
+    STAC,
+    TOTAL,
+    bar,
+    child_env,
+    on_terminal,
+    stac_bytes,
+    write_inputs,
+)
 
 from hook_processor import container
 
@@ -45,7 +55,8 @@ def test_run_in_container_mode_on_a_terminal_shows_the_containers_bars(
     files = len(INPUTS)
     assert bar("upload inputs", TOTAL, files).search(terminal), terminal
     assert bar("stage-in", TOTAL, files).search(terminal), terminal  # from the container's
-    assert bar("publish", TOTAL, files).search(terminal), terminal  # events, drawn by run
+    catalog = stac_bytes(tmp_path / "out")  # the STAC catalog, published with the outputs
+    assert bar("publish", TOTAL + catalog, files + STAC).search(terminal), terminal  # by run
     assert RELAY_MARK not in terminal and "\x1e" not in terminal, terminal
     assert "INFO    completed: 3 files" in terminal
     assert "mode     container" in stdout
@@ -78,4 +89,4 @@ def test_run_in_container_mode_with_stderr_piped_relays_nothing(
     assert done.returncode == 0, done.stderr
     assert RELAY_MARK not in done.stderr and "\x1e" not in done.stderr
     assert "\r" not in done.stderr and "%|" not in done.stderr
-    assert "INFO    publish: 3 products, 3.6 MB\n" in done.stderr
+    assert "INFO    publish: 7 products, 3.6 MB\n" in done.stderr

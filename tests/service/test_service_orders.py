@@ -40,7 +40,13 @@ def test_hello_world_private_order_publishes_each_item_under_its_id(
         assert item["StatusMessage"] == "Processing finished successfully"
         prefix = f"output/{item['Id']}"
         assert item["OutputLocation"] == f"s3://{hello_input}/{prefix}"
-        assert (item["ProcessedName"], item["ProcessedSize"]) == (prefix, len(TEXT))
+        listed = client.list_objects_v2(Bucket=hello_input, Prefix=f"{prefix}/")["Contents"]
+        sizes = {o["Key"][len(prefix) + 1 :]: o["Size"] for o in listed}
+        sizes.pop("_manifest.json")
+        # What was published: example.data and its STAC catalog (catalog.json, one item).
+        assert sorted(sizes) == ["_stac/example.data.json", "catalog.json", "example.data"]
+        assert sizes["example.data"] == len(TEXT)
+        assert (item["ProcessedName"], item["ProcessedSize"]) == (prefix, sum(sizes.values()))
         assert item["DownloadLink"] is None and item["CompletedDate"].endswith("Z")
         body_out = client.get_object(Bucket=hello_input, Key=f"{prefix}/example.data")["Body"]
         assert body_out.read() == TEXT.upper()

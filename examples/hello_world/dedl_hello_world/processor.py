@@ -2,6 +2,13 @@
 
 The Hook service's demonstrator expects a file ``example.data`` in the input folder; any number
 of files (in sub-folders too) works the same way.
+
+The run publishes ``catalog.json`` (STAC) beside the outputs: one item per top-level file or
+folder, ``example.data`` for the demonstrator's input. Text has no footprint, so this processor
+describes no item; one with a footprint and an acquisition time would call, for each product::
+
+    context.stac.add_item("example.data", bbox=[5.9, 45.8, 10.5, 47.8],
+                          datetime="2024-06-01T10:30:00Z")
 """
 
 from __future__ import annotations
