@@ -219,10 +219,11 @@ class PlatformSettings(_SettingsBase):
         "when_supported",
         description="Flexible checksums; when_required for stores that reject them",
     )
-    s3_engine: Literal["auto", "lean", "boto3"] = Field(
+    s3_engine: Literal["auto", "lean", "boto3", "obstore"] = Field(
         "auto",
-        description="S3 data engine: lean (hand-signed requests, fastest), boto3 (botocore's "
-        "client), or auto: lean, and boto3 for an endpoint behind an HTTP proxy",
+        description="S3 data engine: lean (hand-signed requests), boto3 (botocore's client), "
+        "obstore (Rust object_store), or auto: lean, and boto3 for an endpoint behind an HTTP "
+        "proxy",
     )
     s3_region: str | None = Field(
         None, description="Region for request signing (default us-east-1)"

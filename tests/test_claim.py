@@ -27,6 +27,16 @@ from hook_processor.options import OptionSources
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
+# The claim's conditional writes, reads and deletes run on every selectable engine.
+ENGINES = ["lean", "boto3", "obstore"]
+_engine = {"name": "auto"}
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    _engine["name"] = request.param
+    yield request.param
+    _engine["name"] = "auto"
 
 
 def env_for(server, bucket: str, work: Path, inp: str, out: str, **extra: str) -> dict[str, str]:
@@ -41,6 +51,7 @@ def env_for(server, bucket: str, work: Path, inp: str, out: str, **extra: str) -
         "OUTPUT_S3_ACCESS_KEY": server.access_key,
         "OUTPUT_S3_SECRET_KEY": server.secret_key,
         "HOOK_WORK_DIR": str(work),
+        "HOOK_S3_ENGINE": _engine["name"],
         **extra,
     }
 
@@ -352,6 +363,7 @@ def rclone_env(endpoint: str, work: Path, out: str, **extra: str) -> dict[str, s
         "OUTPUT_S3_ACCESS_KEY": RCLONE_KEY,
         "OUTPUT_S3_SECRET_KEY": RCLONE_SECRET,
         "HOOK_WORK_DIR": str(work),
+        "HOOK_S3_ENGINE": _engine["name"],
         **extra,
     }
 

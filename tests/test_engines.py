@@ -1,6 +1,6 @@
 """The S3 engines (hook_processor/_s3/): chosen explicitly, never swapped, each round-trips.
 
-``HOOK_S3_ENGINE`` (``TransferSettings.engine``) picks ``lean`` (default) or ``boto3`` when the
+``HOOK_S3_ENGINE`` (``TransferSettings.engine``) picks ``lean``, ``boto3`` or ``obstore`` when the
 client is made; hooking the boto3 client's events afterwards does not change it. The round
 trips run on every engine: odd keys, empty, multipart and ranged objects.
 """
@@ -33,7 +33,7 @@ from hook_processor.storage import (
 
 MiB = 1024 * 1024
 SMALL_PARTS = TransferSettings(concurrency=4, part_size=5 * MiB, multipart_threshold=6 * MiB)
-ENGINES = ["lean", "boto3"]
+ENGINES = ["lean", "boto3", "obstore"]
 
 
 def _make(s3_server: Any, settings: TransferSettings = SMALL_PARTS, engine: str = "lean") -> Any:
@@ -66,10 +66,18 @@ def _sent(client: Any, operation: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("engine", "through_boto3"), [("lean", False), ("boto3", True)], ids=ENGINES
+    ("engine", "through_boto3"),
+    # obstore lists through boto3 (its own listing has no continuation tokens: obstore_engine.py)
+    [("lean", (0, 0)), ("boto3", (1, 1)), ("obstore", (0, 1))],
+    ids=ENGINES,
 )
 def test_the_engine_is_the_one_chosen_and_a_hook_does_not_change_it(
-    s3_server: Any, s3: Any, bucket: str, tmp_path: Path, engine: str, through_boto3: bool
+    s3_server: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    engine: str,
+    through_boto3: tuple[int, int],
 ) -> None:
     s3.put_object(Bucket=bucket, Key="e/a.txt", Body=b"a")
     client = _make(s3_server, engine=engine)
@@ -80,7 +88,7 @@ def test_the_engine_is_the_one_chosen_and_a_hook_does_not_change_it(
     stage_in(client, bucket, "e/", tmp_path, SMALL_PARTS)
 
     assert (tmp_path / "a.txt").read_bytes() == b"a"
-    assert (len(gets), len(lists)) == ((1, 1) if through_boto3 else (0, 0))
+    assert (len(gets), len(lists)) == through_boto3
     assert client.name == engine
 
 
@@ -96,7 +104,7 @@ _OUTPUT = {"s3_bucket": "outb", "S3_ACCESS_KEY": "AK", "S3_SECRET_KEY": "SK"}
 def test_hook_s3_engine_is_validated_and_named() -> None:
     env = {"INPUT_S3_PATH": "s3://inb/x/", "HOOK_S3_ENGINE": "warp", **_OUTPUT}
     with pytest.raises(
-        OptionsError, match=r"HOOK_S3_ENGINE: Input should be 'auto', 'lean' or 'boto3'"
+        OptionsError, match=r"HOOK_S3_ENGINE: Input should be 'auto', 'lean', 'boto3' or 'obstore'"
     ):
         load_config(OptionSources(env=env))
     env["HOOK_S3_ENGINE"] = "boto3"
@@ -132,6 +140,32 @@ def test_auto_is_lean_and_boto3_behind_a_proxy_and_says_why(
     assert proxied.choice.startswith("auto: HTTP_PROXY applies to the endpoint")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert _make(s3_server, engine="auto").name == "lean"  # NO_PROXY: reached directly
+
+
+def test_the_obstore_engine_goes_through_the_environments_http_proxy(
+    s3_server: Any, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY applies to the endpoint: obstore's requests go to the proxy (absolute-form
+    request lines), and the transfer works through it."""
+    from fault_proxy import FaultProxy
+
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"proxied")
+    with FaultProxy(upstream=s3_server.endpoint_url) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.endpoint_url)
+        client = _make(s3_server, engine="obstore")
+        assert client.name == "obstore"
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "b.txt").write_bytes(b"up")
+        stage_in(client, bucket, "p/", tmp_path / "dst", SMALL_PARTS)
+        publish_private(client, bucket, "q", tmp_path / "src", SMALL_PARTS, manifest_extra={})
+        client.close()
+        through = [(m, t) for m, t in proxy.requests]
+    assert (tmp_path / "dst" / "a.txt").read_bytes() == b"proxied"
+    assert s3.get_object(Bucket=bucket, Key="q/b.txt")["Body"].read() == b"up"
+    assert any(m == "GET" and t.endswith(f"/{bucket}/p/a.txt") for m, t in through), through
+    assert any(m == "PUT" and t.endswith(f"/{bucket}/q/b.txt") for m, t in through), through
 
 
 def test_a_boto3_client_handed_in_is_used_as_it_is(

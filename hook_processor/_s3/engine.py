@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-ENGINES = ("auto", "lean", "boto3")
+ENGINES = ("auto", "lean", "boto3", "obstore")
 SEND_BLOCK = 1024 * 1024  # bytes handed to the socket at a time
 
 
@@ -55,7 +55,7 @@ class TransferSettings:
     checksum: str = "when_supported"  # or "when_required"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    engine: str = "auto"  # or "lean", "boto3" (ENGINES)
+    engine: str = "auto"  # or "lean", "boto3", "obstore" (ENGINES)
 
 
 class Payload:
@@ -198,4 +198,15 @@ def create(target: S3Target, settings: TransferSettings, *, user_agent: str) -> 
         return engine
     if settings.engine == "boto3":
         return boto.BotoEngine(client)
+    if settings.engine == "obstore":
+        import urllib.request
+
+        from hook_processor._s3 import obstore_engine
+
+        endpoint = str(client.meta.endpoint_url)
+        scheme = lean.proxy_for(endpoint)
+        proxy = urllib.request.getproxies().get(scheme) if scheme else None
+        return obstore_engine.ObstoreEngine(
+            client, credentials, settings, user_agent=user_agent, proxy=proxy
+        )
     return lean.LeanEngine(client, credentials, settings, user_agent=user_agent)
