@@ -1,7 +1,7 @@
 """The S3 engines (hook_processor/_s3/): chosen explicitly, never swapped, each round-trips.
 
-``HOOK_S3_ENGINE`` (``TransferSettings.engine``) picks ``lean``, ``boto3`` or ``obstore`` when the
-client is made; hooking the boto3 client's events afterwards does not change it. The round
+``HOOK_S3_ENGINE`` (``TransferSettings.engine``) picks ``obstore`` (auto), ``lean`` or ``boto3``
+when the client is made; hooking the boto3 client's events afterwards does not change it. The round
 trips run on every engine: odd keys, empty, multipart and ranged objects.
 """
 
@@ -92,7 +92,7 @@ def test_the_engine_is_the_one_chosen_and_a_hook_does_not_change_it(
     assert client.name == engine
 
 
-def test_default_engine_is_lean() -> None:
+def test_default_engine_is_auto() -> None:
     assert TransferSettings().engine == "auto"
     config = load_config(OptionSources(env={"INPUT_S3_PATH": "s3://inb/x/", **_OUTPUT}))
     assert config.platform.s3_engine == "auto"
@@ -127,19 +127,53 @@ def test_lean_engine_behind_a_proxy_is_refused_with_the_fix(
     assert _make(s3_server, engine="boto3").name == "boto3"  # botocore goes through proxies
 
 
-def test_auto_is_lean_and_boto3_behind_a_proxy_and_says_why(
+def test_auto_is_obstore_also_behind_a_proxy(
     s3_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     direct = _make(s3_server, engine="auto")
-    assert (direct.name, direct.choice) == ("lean", "auto")
+    assert (direct.name, direct.choice) == ("obstore", "auto")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert _make(s3_server, engine="auto").name == "obstore"  # it goes through proxies
+
+
+def test_auto_without_obstore_is_lean_and_boto3_behind_a_proxy_and_says_why(
+    s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "obstore" else find_spec(name, *a),
+    )
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    direct = _make(s3_server, engine="auto")
+    assert (direct.name, direct.choice) == ("lean", "auto: obstore is not installed")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     proxied = _make(s3_server, engine="auto")
     assert proxied.name == "boto3"
-    assert proxied.choice.startswith("auto: HTTP_PROXY applies to the endpoint")
+    assert proxied.choice.startswith("auto: obstore is not installed, HTTP_PROXY applies")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert _make(s3_server, engine="auto").name == "lean"  # NO_PROXY: reached directly
+
+
+def test_obstore_reaches_an_endpoint_no_proxy_names_directly(
+    s3_server: Any, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY names a closed port, NO_PROXY the endpoint: the transfer works (direct)."""
+    for name in ("no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    s3.put_object(Bucket=bucket, Key="n/a.txt", Body=b"direct")
+    client = _make(s3_server, engine="obstore")
+    stage_in(client, bucket, "n/", tmp_path, SMALL_PARTS)
+    client.close()
+    assert (tmp_path / "a.txt").read_bytes() == b"direct"
 
 
 def test_the_obstore_engine_goes_through_the_environments_http_proxy(

@@ -223,7 +223,7 @@ def test_make_client_config_and_it_works(s3_server, bucket: str) -> None:  # typ
     client = make_client(
         S3Target(s3_server.endpoint_url, SecretStr(s3_server.access_key), secret), settings
     )
-    assert client.name == "lean"  # the default engine
+    assert client.name == "obstore"  # the default engine
     config = client.boto.meta.config
     assert config.max_pool_connections >= 24
     assert config.retries["mode"] == "standard"

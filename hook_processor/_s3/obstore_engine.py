@@ -28,10 +28,12 @@ botocore's ``SSLError`` / timeouts, and ``ResponseStreamingError`` for a body br
 ``when_supported``: stores that verify SigV4 payloads (AWS, MinIO, Ceph) reject a corrupted body.
 It cannot send Content-MD5 (no per-request headers), and some stores verify neither
 (``rclone serve s3``, moto): the ETag such a store answers is the MD5 of the bytes it stored, and
-a hex ETag that is not the body's MD5 is a ``BadDigest`` ClientError here, and the
-corrupted object is deleted. Downloads have no
+a hex ETag that is not the body's MD5 (on an object without SSE-KMS or SSE-C, whose ETags are
+not MD5s: one HEAD says) is a ``BadDigest`` ClientError here, and the corrupted object is
+deleted. Downloads have no
 response headers to validate: ``download.py`` checks them against the MD5 ETag, as for any GET
-without a stored checksum.
+without a stored checksum (so an object stored with SSE-KMS, whose ETag is no MD5 and whose
+encryption header obstore does not show, fails its check: use ``HOOK_S3_ENGINE=lean`` there).
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ class ObstoreEngine(BotoControl):
         etag = str(result.get("e_tag") or "")
         md5 = Body.digests()[0]
         stored = etag.strip('"').lower()
-        if _HEX_ETAG.fullmatch(stored) and stored != md5:
+        if _HEX_ETAG.fullmatch(stored) and stored != md5 and not self._encrypted(Bucket, Key):
             # A store that did not verify the signed SHA-256 stored other bytes than were sent:
             # they are removed (as a store that verifies would never have kept them).
             with contextlib.suppress(ClientError, BotoCoreError):
@@ -256,6 +258,16 @@ class ObstoreEngine(BotoControl):
                 "PutObject",
             )
         return {"ETag": etag, "ResponseMetadata": _metadata(200, retries)}
+
+    def _encrypted(self, bucket: str, key: str) -> bool:
+        """Whether the object is stored with SSE-KMS or SSE-C, whose ETag is not the MD5 of the
+        bytes (a store that encrypts so is AWS-like: it verified the signed SHA-256)."""
+        try:
+            head = self.boto.head_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError):
+            return False
+        sse = str(head.get("ServerSideEncryption") or "AES256").upper()
+        return sse != "AES256" or bool(head.get("SSECustomerAlgorithm"))
 
     # ---------------------------------------------------------------- one request, retried
 
