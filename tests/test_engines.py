@@ -489,3 +489,19 @@ def test_upload_bodies_in_memory_stay_within_the_job_budget(
     }
     for name, body in files.items():
         assert s3.get_object(Bucket=bucket, Key=f"b/{name}")["Body"].read() == body
+
+
+def test_obstore_names_a_ca_bundle_it_cannot_read_and_ignores_it_over_http(
+    s3_server: Any, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):  # they come before SSL_CERT_FILE
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+    target = S3Target("https://127.0.0.1:9", SecretStr("a"), SecretStr("b"))
+    with pytest.raises(OptionsError, match=rf"the CA bundle {missing} \(SSL_CERT_FILE.*readable"):
+        make_client(target, dataclasses.replace(SMALL_PARTS, engine="obstore"))
+    s3.put_object(Bucket=bucket, Key="c/a.txt", Body=b"plain")  # http: no bundle needed
+    client = _make(s3_server, engine="obstore")
+    stage_in(client, bucket, "c/", tmp_path / "d", SMALL_PARTS)
+    assert (tmp_path / "d" / "a.txt").read_bytes() == b"plain"

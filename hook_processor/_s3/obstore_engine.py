@@ -73,6 +73,7 @@ from hook_processor._s3.transfer import (
     throttled,
     unreachable_delay,
 )
+from hook_processor.errors import OptionsError
 
 T = TypeVar("T")
 
@@ -122,6 +123,7 @@ class ObstoreEngine(BotoControl):
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._ranges = True  # False once the store answered a ranged GET with a 200
+        self._roots = _roots(self.endpoint_url)
         self.attempts = max(1, int(settings.max_attempts))
         self.throttle_seconds = float(settings.throttle_seconds)
 
@@ -148,10 +150,8 @@ class ObstoreEngine(BotoControl):
             "pool_max_idle_per_host": str(max(1, s.concurrency) + 4),
             "user_agent": self._user_agent,
         }
-        bundle = ca_bundle()
-        if bundle:
-            with open(bundle, "rb") as fh:  # object_store takes the PEM, not a path
-                options["root_certificate"] = fh.read()
+        if self._roots is not None:
+            options["root_certificate"] = self._roots
         if self._proxy:
             options["proxy_url"] = self._proxy
         config: dict[str, Any] = {
@@ -311,6 +311,22 @@ class ObstoreEngine(BotoControl):
                 _backoff(attempt)
                 continue
             raise error
+
+
+def _roots(endpoint: str) -> bytes | None:
+    """The CA bundle the environment names (``boto.ca_bundle``), read for an https endpoint:
+    object_store takes the PEM, not a path, and adds it to the system's roots."""
+    bundle = ca_bundle()
+    if not bundle or urlsplit(endpoint).scheme != "https":
+        return None
+    try:
+        with open(bundle, "rb") as fh:
+            return fh.read()
+    except OSError as err:
+        raise OptionsError(
+            f"the CA bundle {bundle} (SSL_CERT_FILE, AWS_CA_BUNDLE or REQUESTS_CA_BUNDLE) cannot "
+            f"be read ({err.strerror}); point the variable at a readable PEM file"
+        ) from err
 
 
 class _Credentials:
