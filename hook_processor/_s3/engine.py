@@ -9,8 +9,9 @@ engine it is, so that stage-in and publication have one code path:
   through an HTTP proxy (the lean engine does not speak through proxies). The choice and its
   reason are logged once per run;
 * ``obstore``: GetObject and PutObject on obstore (Rust object_store), through the environment's
-  HTTP proxy if one applies; ListObjectsV2, UploadPart, HEAD, multipart bookkeeping and
-  presigning on its boto3 client (``obstore_engine.py``);
+  HTTP proxy if one applies; ListObjectsV2 and UploadPart on the lean engine (the boto3 one
+  behind a proxy); HEAD, multipart bookkeeping and presigning on the boto3 client
+  (``obstore_engine.py``);
 * ``lean``: ListObjectsV2, GetObject, PutObject and UploadPart signed by hand on one
   urllib3 pool (``lean.py``); HEAD, multipart bookkeeping and presigning on its boto3 client;
 * ``boto3``: every call on the boto3 client (``boto.py``).
@@ -20,7 +21,7 @@ S3 store verifies (also with ``HOOK_S3_CHECKSUM=when_required``, for stores that
 flexible ``x-amz-checksum-*`` headers); the lean engine also signs the real SHA-256 of the body,
 and both add CRC32 with ``when_supported``. The obstore engine's PutObject signs the real SHA-256
 (adds ``x-amz-checksum-sha256`` with ``when_supported``) and checks the store's ETag against the
-body's MD5; its UploadParts are the boto3 engine's. No upload travels unchecked.
+body's MD5; its UploadParts are the lean (or boto3) engine's. No upload travels unchecked.
 
 The engine is chosen once, by :func:`create` from ``TransferSettings.engine``
 (``HOOK_S3_ENGINE``), and never changes afterwards: hooking the boto3 client's events does not
@@ -220,10 +221,17 @@ def _obstore(client: Any, credentials: Any, settings: TransferSettings, user_age
     ``HTTP(S)_PROXY`` without a ``NO_PROXY`` match, read as botocore reads them)."""
     import urllib.request
 
-    from hook_processor._s3 import lean, obstore_engine
+    from hook_processor._s3 import boto, lean, obstore_engine
 
     scheme = lean.proxy_for(str(client.meta.endpoint_url))
     proxy = urllib.request.getproxies().get(scheme) if scheme else None
+    # What obstore cannot do (listing pages, UploadPart, 200-answered ranges) goes to the lean
+    # engine, or to the boto3 one through a proxy (obstore_engine.py).
+    helper: Engine = (
+        boto.BotoEngine(client)
+        if proxy
+        else lean.LeanEngine(client, credentials, settings, user_agent=user_agent)
+    )
     return obstore_engine.ObstoreEngine(
-        client, credentials, settings, user_agent=user_agent, proxy=proxy
+        client, credentials, settings, user_agent=user_agent, proxy=proxy, helper=helper
     )

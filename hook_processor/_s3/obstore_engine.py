@@ -1,4 +1,4 @@
-"""The obstore engine: GetObject and PutObject on obstore (Rust ``object_store``), the rest boto3.
+"""The obstore engine: GetObject and PutObject on obstore (Rust ``object_store``), the rest not.
 
 obstore moves bodies in Rust, off the GIL, at about half the client CPU per request of the lean
 engine (BENCHMARKS.md). Its Python API has no UploadPart of a given upload id, no continuation
@@ -6,12 +6,14 @@ tokens and no response headers, so:
 
 * GetObject (whole or ranged, ``If-Match`` pinned) and PutObject (``If-None-Match: *`` included)
   go through obstore, one ``S3Store`` per bucket, sized for ``concurrency`` connections;
-* ListObjectsV2, HEAD, the multipart calls (UploadPart too: one request per 8 MiB part, where
-  botocore's cost per request does not matter) and presigning go to the boto3 client: a listing
-  keeps its pages and tokens (a store that repeats a token is caught, ``download.py``);
+* ListObjectsV2 and UploadPart go to a *helper* engine, the lean one (or the boto3 one for an
+  endpoint behind an HTTP proxy, which the lean engine does not speak through): a listing keeps
+  its pages and tokens (a store that repeats a token is caught, ``download.py``), and a part is
+  sent with Content-MD5 and the SHA-256 the runtime already computed;
 * a store that answers a ranged GET with ``200`` and ``Content-Range`` (``rclone serve s3``),
   which object_store refuses ("non-partial response"), gets that GET and every later ranged GET
-  of the engine from boto3, which reads such answers.
+  of the engine from the helper, which reads such answers;
+* HEAD, multipart bookkeeping and presigning go to the boto3 client, as for every engine.
 
 **Retries are ours.** obstore's own retries are off (``max_retries`` 0): the engine retries with
 the lean engine's policy (transient 5xx and broken connections with jittered backoff and
@@ -63,8 +65,8 @@ from botocore.exceptions import (
 )
 
 from hook_processor._s3 import wire
-from hook_processor._s3.boto import BotoControl, BotoEngine, ca_bundle
-from hook_processor._s3.engine import Payload, TransferSettings
+from hook_processor._s3.boto import BotoControl, ca_bundle
+from hook_processor._s3.engine import Engine, Payload, TransferSettings
 from hook_processor._s3.transfer import (
     CHUNK,
     UNREACHABLE_ATTEMPTS,
@@ -94,7 +96,7 @@ class ObstoreEngine(BotoControl):
     """The :class:`~hook_processor._s3.engine.Engine` of obstore (module doc).
 
     HEAD, multipart bookkeeping and presigning are :class:`BotoControl`'s; ListObjectsV2,
-    UploadPart and the ranged GETs of a store without partial answers are the boto3 engine's.
+    UploadPart and the ranged GETs of a store without partial answers are ``helper``'s.
     """
 
     name = "obstore"
@@ -108,10 +110,11 @@ class ObstoreEngine(BotoControl):
         *,
         user_agent: str,
         proxy: str | None,
+        helper: Engine,
     ) -> None:
         self.boto = client
         self.endpoint_url = str(client.meta.endpoint_url)
-        self._boto3 = BotoEngine(client)
+        self._helper = helper
         import obstore  # lazy: only a run that chose this engine loads the Rust extension
 
         self._obs = obstore
@@ -175,15 +178,15 @@ class ObstoreEngine(BotoControl):
         """Close the connections: obstore's (its stores dropped) and the boto3 client's."""
         with self._lock:
             self._stores.clear()
-        self.boto.close()
+        self._helper.close()  # and the boto3 client, which it shares
 
     # ---------------------------------------------------------------- data calls
 
     def list_objects_v2(self, **params: Any) -> dict[str, Any]:
-        return self._boto3.list_objects_v2(**params)
+        return self._helper.list_objects_v2(**params)
 
     def upload_part(self, **params: Any) -> dict[str, Any]:
-        return self._boto3.upload_part(**params)
+        return self._helper.upload_part(**params)
 
     def get_object(
         self,
@@ -194,7 +197,7 @@ class ObstoreEngine(BotoControl):
         IfMatch: str | None = None,  # noqa: N803
     ) -> dict[str, Any]:
         if Range and not self._ranges:
-            return self._boto3.get_object(Bucket=Bucket, Key=Key, Range=Range, IfMatch=IfMatch)
+            return self._helper.get_object(Bucket=Bucket, Key=Key, Range=Range, IfMatch=IfMatch)
         options: dict[str, Any] = {}
         if Range:
             start, end = Range.removeprefix("bytes=").split("-")
@@ -207,8 +210,8 @@ class ObstoreEngine(BotoControl):
                 "GetObject", lambda: self._obs.get(store, Key, options=options)
             )
         except _NotPartial:
-            self._ranges = False  # this store answers ranges with a 200: boto3 reads those
-            return self._boto3.get_object(Bucket=Bucket, Key=Key, Range=Range, IfMatch=IfMatch)
+            self._ranges = False  # this store answers ranges with a 200: the helper reads those
+            return self._helper.get_object(Bucket=Bucket, Key=Key, Range=Range, IfMatch=IfMatch)
         start, end = result.range
         meta = result.meta
         return {
