@@ -491,9 +491,11 @@ def test_upload_bodies_in_memory_stay_within_the_job_budget(
         assert s3.get_object(Bucket=bucket, Key=f"b/{name}")["Body"].read() == body
 
 
-def test_obstore_names_a_ca_bundle_it_cannot_read_and_ignores_it_over_http(
+def test_obstore_names_a_ca_bundle_it_cannot_read_and_auto_then_picks_lean(
     s3_server: Any, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """obstore's TLS reads SSL_CERT_FILE even for http (and cannot start without it): an
+    explicit obstore says so with the fixes; auto takes the lean engine and says why."""
     missing = tmp_path / "no-such-ca.pem"
     for name in ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):  # they come before SSL_CERT_FILE
         monkeypatch.delenv(name, raising=False)
@@ -501,7 +503,32 @@ def test_obstore_names_a_ca_bundle_it_cannot_read_and_ignores_it_over_http(
     target = S3Target("https://127.0.0.1:9", SecretStr("a"), SecretStr("b"))
     with pytest.raises(OptionsError, match=rf"the CA bundle {missing} \(SSL_CERT_FILE.*readable"):
         make_client(target, dataclasses.replace(SMALL_PARTS, engine="obstore"))
-    s3.put_object(Bucket=bucket, Key="c/a.txt", Body=b"plain")  # http: no bundle needed
-    client = _make(s3_server, engine="obstore")
+    with pytest.raises(OptionsError, match=r"obstore cannot start: SSL_CERT_FILE names .*lean"):
+        _make(s3_server, engine="obstore")
+    s3.put_object(Bucket=bucket, Key="c/a.txt", Body=b"plain")
+    client = _make(s3_server, engine="auto")
+    assert (client.name, client.choice) == (
+        "lean",
+        f"auto: SSL_CERT_FILE names {missing}, which is not a file",
+    )
     stage_in(client, bucket, "c/", tmp_path / "d", SMALL_PARTS)
     assert (tmp_path / "d" / "a.txt").read_bytes() == b"plain"
+
+
+@pytest.mark.parametrize("key", ["/lead", "trail/", "a//b", "a/./b", "a/../b", "x\x01y", "."])
+def test_obstore_sends_keys_its_path_cannot_name_through_its_helper(
+    s3_server: Any, s3: Any, bucket: str, key: str
+) -> None:
+    """object_store drops a leading or trailing '/' (another key) and refuses empty, '.' and
+    '..' segments and control characters: those keys still land exactly where they are named."""
+    from hook_processor._s3.engine import Payload
+
+    client = _make(s3_server, engine="obstore")
+    client.put_object(Bucket=bucket, Key=key, Body=Payload(data=b"exact"))
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"exact"
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    assert body.read() == b"exact"
+    body.close()
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert listed == [key]
+    client.close()

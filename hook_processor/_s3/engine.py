@@ -5,7 +5,8 @@ response dicts with ``ResponseMetadata``) and raises botocore's exception types,
 engine it is, so that stage-in and publication have one code path:
 
 * ``auto`` (default): ``obstore`` (the fastest that passes the reliability matrix, BENCHMARKS.md);
-  where obstore is not installed, ``lean``, or ``boto3`` for an endpoint the environment sends
+  where obstore is not installed or cannot start (``SSL_CERT_FILE`` naming no file: its TLS reads
+  it), ``lean``, or ``boto3`` for an endpoint the environment sends
   through an HTTP proxy (the lean engine does not speak through proxies). The choice and its
   reason are logged once per run;
 * ``obstore``: GetObject and PutObject on obstore (Rust object_store), through the environment's
@@ -194,7 +195,13 @@ def create(target: S3Target, settings: TransferSettings, *, user_agent: str) -> 
     if settings.engine == "auto":
         import importlib.util
 
-        if importlib.util.find_spec("obstore") is not None:
+        if importlib.util.find_spec("obstore") is None:
+            why = "obstore is not installed"
+        else:
+            from hook_processor._s3.obstore_engine import unusable
+
+            why = unusable() or ""
+        if not why:
             engine: Engine = _obstore(client, credentials, settings, user_agent)
             engine.choice = "auto"
             return engine
@@ -202,12 +209,12 @@ def create(target: S3Target, settings: TransferSettings, *, user_agent: str) -> 
         if proxy:
             engine = boto.BotoEngine(client)
             engine.choice = (
-                f"auto: obstore is not installed, {proxy.upper()}_PROXY applies to the "
-                "endpoint, and the lean engine does not go through proxies"
+                f"auto: {why}, {proxy.upper()}_PROXY applies to the endpoint, and the lean "
+                "engine does not go through proxies"
             )
             return engine
         engine = lean.LeanEngine(client, credentials, settings, user_agent=user_agent)
-        engine.choice = "auto: obstore is not installed"
+        engine.choice = f"auto: {why}"
         return engine
     if settings.engine == "boto3":
         return boto.BotoEngine(client)

@@ -13,6 +13,8 @@ tokens and no response headers, so:
 * a store that answers a ranged GET with ``200`` and ``Content-Range`` (``rclone serve s3``),
   which object_store refuses ("non-partial response"), gets that GET and every later ranged GET
   of the engine from the helper, which reads such answers;
+* a key that object_store's ``Path`` cannot name exactly (a leading or trailing ``/``, an empty,
+  ``.`` or ``..`` segment, a control character: :func:`plain`) is sent by the helper too;
 * HEAD, multipart bookkeeping and presigning go to the boto3 client, as for every engine.
 
 **Retries are ours.** obstore's own retries are off (``max_retries`` 0): the engine retries with
@@ -127,6 +129,13 @@ class ObstoreEngine(BotoControl):
         self._lock = threading.Lock()
         self._ranges = True  # False once the store answered a ranged GET with a 200
         self._roots = _roots(self.endpoint_url)
+        reason = unusable()
+        if reason:
+            raise OptionsError(
+                f"HOOK_S3_ENGINE=obstore cannot start: {reason} (obstore's TLS reads it); point "
+                "SSL_CERT_FILE at a PEM file of CA certificates, unset it, or set "
+                "HOOK_S3_ENGINE=lean"
+            )
         self.attempts = max(1, int(settings.max_attempts))
         self.throttle_seconds = float(settings.throttle_seconds)
 
@@ -196,7 +205,7 @@ class ObstoreEngine(BotoControl):
         Range: str | None = None,  # noqa: N803
         IfMatch: str | None = None,  # noqa: N803
     ) -> dict[str, Any]:
-        if Range and not self._ranges:
+        if (Range and not self._ranges) or not plain(Key):
             return self._helper.get_object(Bucket=Bucket, Key=Key, Range=Range, IfMatch=IfMatch)
         options: dict[str, Any] = {}
         if Range:
@@ -230,6 +239,10 @@ class ObstoreEngine(BotoControl):
         IfNoneMatch: str | None = None,  # noqa: N803
         ContentType: str | None = None,  # noqa: N803
     ) -> dict[str, Any]:
+        if not plain(Key):
+            return self._helper.put_object(
+                Bucket=Bucket, Key=Key, Body=Body, IfNoneMatch=IfNoneMatch, ContentType=ContentType
+            )
         store = self._store(Bucket)
         kwargs: dict[str, Any] = {"use_multipart": False}
         if IfNoneMatch == "*":
@@ -314,6 +327,29 @@ class ObstoreEngine(BotoControl):
                 _backoff(attempt)
                 continue
             raise error
+
+
+def plain(key: str) -> bool:
+    """Whether object_store's ``Path`` names exactly ``key``: it refuses empty, ``.`` and ``..``
+    segments and control characters, and drops a leading or trailing ``/`` (another key!). S3
+    allows all of those; such keys go to the helper engine."""
+    if not key or key.startswith("/") or key.endswith("/"):
+        return False
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        return False
+    return all(segment not in ("", ".", "..") for segment in key.split("/"))
+
+
+def unusable() -> str | None:
+    """Why obstore cannot make an HTTP client here, or None: its TLS (rustls) reads the system's
+    CA certificates from ``SSL_CERT_FILE`` when that is set, even for an http endpoint, and
+    refuses to start when that file holds none."""
+    import os
+
+    named = os.environ.get("SSL_CERT_FILE")
+    if named and not os.path.isfile(named):
+        return f"SSL_CERT_FILE names {named}, which is not a file"
+    return None
 
 
 def _roots(endpoint: str) -> bytes | None:
