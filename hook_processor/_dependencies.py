@@ -27,6 +27,7 @@ RUNTIME = (
     "tqdm>=4.66",  # progress bars of stage-in and publish, imported only on a terminal
     "pystac>=1.11",  # catalog.json of the outputs (STAC 1.1), imported only after process()
     "jsonschema>=4.18",  # validates a processor's own catalog.json with pystac's schemas
+    "obstore>=0.12",  # the default S3 engine (_s3/obstore_engine.py), imported when it is made
 )
 
 # The author's commands beyond exec: {top-level module: the requirement that provides it}.

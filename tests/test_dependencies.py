@@ -38,6 +38,7 @@ def test_plain_install_brings_every_command_and_the_image_list_is_part_of_it() -
         "pydantic",
         "pydantic-settings",
         "tqdm",
+        "obstore",
         "pystac",
         "jsonschema",
     }
