@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -16,13 +17,16 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("hook-processor", "s5cmd", "aws-cli")
+_ENGINE_LINE = re.compile(r"S3 engine: (\S+) \(([^)\n]*)\)")  # runtime.py's log line
 
 
 def find_exe(name: str) -> str | None:
-    """Prefer the real executable beside this interpreter (pyenv shims add ~50 ms per call)."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
+    """Prefer the real executable beside this interpreter, then beside the base interpreter of a
+    venv (pyenv shims add ~50 ms per call, which would be charged to the tool's time)."""
+    for folder in (Path(sys.executable).parent, Path(sys.base_prefix) / "bin"):
+        beside = folder / name
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
     return shutil.which(name)
 
 
@@ -45,9 +49,19 @@ def display(argv: list[str]) -> str:
     return shlex.join(out)
 
 
+# The one HOOK_* setting of the caller that reaches hook-processor: which S3 engine it runs
+# (`HOOK_S3_ENGINE=lean python -m bench run` compares engines); s5cmd and aws-cli ignore it.
+PASSED_THROUGH = ("HOOK_S3_ENGINE",)
+
+
 def tool_env(endpoint_url: str, access_key: str, secret_key: str, region: str) -> dict[str, str]:
-    """The parent's environment without any AWS_*/HOOK_* setting, plus the local server's."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("AWS_", "HOOK_"))}
+    """The parent's environment without any AWS_*/HOOK_* setting but ``PASSED_THROUGH``, plus the
+    local server's."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(("AWS_", "HOOK_")) or k in PASSED_THROUGH
+    }
     env.update(
         AWS_ACCESS_KEY_ID=access_key,
         AWS_SECRET_ACCESS_KEY=secret_key,
@@ -60,6 +74,41 @@ def tool_env(endpoint_url: str, access_key: str, secret_key: str, region: str) -
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
     )
     return env
+
+
+def exec_env(
+    env: dict[str, str],
+    endpoint: str,
+    bucket: str,
+    src_prefix: str,
+    out_prefix: str,
+    run_dir: Path,
+    access_key: str,
+    secret_key: str,
+) -> dict[str, str]:
+    """The platform's options of one exec: input prefix, PRIVATE output prefix, work dir."""
+    out = dict(env)
+    out.update(
+        INPUT_S3_ENDPOINT_URL=endpoint,
+        INPUT_S3_PATH=f"s3://{bucket}/{src_prefix}/",
+        INPUT_S3_ACCESS_KEY=access_key,
+        INPUT_S3_SECRET_KEY=secret_key,
+        OUTPUT_STORAGE="PRIVATE",
+        S3_ENDPOINT_URL=endpoint,
+        S3_BUCKET=bucket,
+        S3_PREFIX=out_prefix,
+        S3_ACCESS_KEY=access_key,
+        S3_SECRET_KEY=secret_key,
+        HOOK_WORK_DIR=str(run_dir / "work"),
+        HOOK_RESULT_PATH=str(run_dir / "result.json"),
+    )
+    return out
+
+
+def engine_of(log_text: str) -> tuple[str | None, str | None]:
+    """(engine, how it was chosen) from the run log's ``S3 engine: NAME (CHOICE)`` line."""
+    found = _ENGINE_LINE.search(log_text)
+    return (found.group(1), found.group(2)) if found else (None, None)
 
 
 def command(
