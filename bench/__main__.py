@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "--largest-rounds",
         type=int,
         default=None,
-        help="rounds of the largest file count only (default --rounds; 100,000 files take "
-        "~15 min a round on 2 cores)",
+        help="rounds of the largest file count and of the largest object only (default "
+        "--rounds; on 2 loaded cores 100,000 files take ~20 min a round, 4 GiB ~9 min)",
     )
     scl.add_argument("--scale", type=float, default=1.0, help="shrink counts and sizes (tests)")
     scl.add_argument(
@@ -156,6 +156,26 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--work-dir", default=None, help="data dir and logs (default: a temp dir)")
     srv.add_argument("--out", help="results JSON (default: print only)")
 
+    prof = sub.add_parser(
+        "profile",
+        help="py-spy profile of one hook-processor transfer on rclone serve s3 (bench/profile.py)",
+    )
+    prof.add_argument("--dataset", choices=NAMES, default="safe_like")
+    prof.add_argument(
+        "--direction", choices=("download", "upload", "roundtrip"), default="download"
+    )
+    prof.add_argument("--scale", type=float, default=1.0, help="shrink the data set, as run's")
+    prof.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
+    prof.add_argument("--top", type=int, default=15, help="functions listed (default 15)")
+    prof.add_argument("--keep", type=Path, default=None, help="also save py-spy's raw output")
+    prof.add_argument(
+        "--data-dir",
+        default=str(REPO_ROOT / "bench" / "data"),
+        help="where data sets are generated and kept (default bench/data)",
+    )
+    prof.add_argument("--work-dir", default=None, help="server storage (default: system temp)")
+    prof.add_argument("--timeout", type=float, default=1800.0, help="seconds for the run")
+
     rep = sub.add_parser("report", help="write/update the results table in BENCHMARKS.md")
     rep.add_argument("results", type=Path, help="a results JSON of run or of scale")
     rep.add_argument(
@@ -199,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
 
         run_engines(args)
         return 0
+    if args.cmd == "profile":
+        if not 0 < args.scale <= 1:
+            parser.error("--scale must be in (0, 1]")
+        from bench import profile
+
+        print(profile.render(profile.run(args)))
+        return 0
     if args.cmd == "serve":
         if min(args.clients, args.orders_per_client, args.requests_per_client, args.rounds) < 1:
             parser.error("--clients, --orders-per-client, --requests-per-client, --rounds >= 1")
@@ -210,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.results.is_file():
         parser.error(f"{args.results}: no such results file")
+    if args.scaling is not None:
+        if not args.scaling.is_file():
+            parser.error(f"--scaling {args.scaling}: no such results file")
+        if json.loads(args.scaling.read_text()).get("kind") != scaling_mod.KIND:
+            parser.error(f"--scaling {args.scaling}: not a results file of `python -m bench scale`")
     print(update(args.results, args.markdown, args.scaling))
     return 0
 

@@ -79,7 +79,8 @@ def render(results: dict, scaling: dict | None = None) -> str:
         f"- {s['rounds']} rounds, tools alternating (order rotated each round); median wall time "
         "from spawn to exit, interpreter start-up included; MB/s = data set bytes / median; "
         "×s5cmd and ×aws-cli = that tool's median / this row's median (throughput ratio, "
-        "higher is better) in the same run; peak RSS = max over rounds "
+        "higher is better) in the same run; CPU s = median user + system CPU of the tool's "
+        "process (its children included); peak RSS = max over rounds "
         f"({s.get('rss_method', 'rusage')}). Downloads verified "
         f"{'by md5 of every file' if s.get('verify_content') else 'by size'}, uploads by "
         "listing (size, and ETag = md5 for single-part objects)."
@@ -113,10 +114,10 @@ def render(results: dict, scaling: dict | None = None) -> str:
         name = "rclone serve s3" if server == "rclone" else "moto server"
         lines += [f"### {name}" + (" (targets apply here)" if server == TARGET_SERVER else ""), ""]
         lines.append(
-            "| workload | tool | median s | MB/s | ×s5cmd | ×aws-cli | peak RSS MB | ok rounds |"
-            " target (issue 11) |"
+            "| workload | tool | median s | CPU s | MB/s | ×s5cmd | ×aws-cli | peak RSS MB |"
+            " ok rounds | target (issue 11) |"
         )
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         order = {n: i for i, n in enumerate(s["datasets"])}
         srows.sort(
             key=lambda r: (
@@ -129,6 +130,7 @@ def render(results: dict, scaling: dict | None = None) -> str:
             tool = f"**{r['tool']}**" if r["tool"] == "hook-processor" else r["tool"]
             lines.append(
                 f"| {LABEL[r['direction']]} {r['dataset']} | {tool} | {_f(r['median_s'], '.3f')} | "
+                f"{_f(r.get('median_cpu_s'), '.2f')} | "
                 f"{_f(r['mb_s'], '.1f')} | {_f(r['ratio_s5cmd'], '.2f')} | "
                 f"{_f(r['ratio_aws_cli'], '.2f')} | {_f(r['peak_rss_mb'], '.0f')} | "
                 f"{r['ok_rounds']}/{len(r['rounds'])} | {_target(r)} |"

@@ -89,6 +89,8 @@ def run_s5cmd(
         max(down.max_rss_mb, up.max_rss_mb),
         up.stdout,
         down.stderr + up.stderr,
+        down.cpu_user_s + up.cpu_user_s,
+        down.cpu_sys_s + up.cpu_sys_s,
     )
     return both, facts
 

@@ -187,6 +187,10 @@ def _summarise(rows: list[dict], dataset_bytes: dict[str, int]) -> None:
         )
         rss = [x["max_rss_mb"] for x in row["rounds"] if x["ok"]]
         row["peak_rss_mb"] = round(max(rss), 1) if rss else None
+        cpu = [
+            x["cpu_user_s"] + x["cpu_sys_s"] for x in row["rounds"] if x["ok"] and "cpu_user_s" in x
+        ]
+        row["median_cpu_s"] = round(statistics.median(cpu), 3) if cpu else None
     for row in rows:  # throughput ratios (higher is better) against peers of the same run
         for peer, field in (("s5cmd", "ratio_s5cmd"), ("aws-cli", "ratio_aws_cli")):
             other = by_key.get((row["server"], row["dataset"], row["direction"], peer))
@@ -350,6 +354,8 @@ def _one(s3, env, server, dataset, direction, tool, r, src_prefix, work, args) -
         "round": r,
         "seconds": round(m.seconds, 4),
         "max_rss_mb": round(m.max_rss_mb, 1),
+        "cpu_user_s": round(m.cpu_user_s, 3),
+        "cpu_sys_s": round(m.cpu_sys_s, 3),
         "exit_code": m.returncode,
     }
     problems: list[str] = []
@@ -399,6 +405,8 @@ def _roundtrip_one(s3, env, server, dataset, tool, r, src_prefix, work, args) ->
         "round": r,
         "seconds": round(m.seconds, 4),
         "max_rss_mb": round(m.max_rss_mb, 1),
+        "cpu_user_s": round(m.cpu_user_s, 3),
+        "cpu_sys_s": round(m.cpu_sys_s, 3),
         "exit_code": m.returncode,
         **facts,
     }

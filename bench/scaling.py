@@ -89,7 +89,10 @@ def run(args) -> Path:  # noqa: ANN001
         )
     data_dir = Path(args.data_dir).resolve()
     plan = steps(args.scale, args.files, args.sizes_gib)
-    largest = max((s.count for s in plan if s.kind == "files"), default=0)
+    largest = {  # the largest step of each kind: --largest-rounds applies to it
+        kind: max((s for s in plan if s.kind == kind), key=lambda s: s.count * s.size, default=None)
+        for kind in ("files", "object")
+    }
     out = (
         Path(args.out)
         if args.out
@@ -120,7 +123,7 @@ def run(args) -> Path:  # noqa: ANN001
         for step in plan:
             dataset = ensure(data_dir, step, log=runner.log)
             rounds = args.rounds
-            if step.kind == "files" and step.count == largest and args.largest_rounds:
+            if args.largest_rounds and step == largest[step.kind]:
                 rounds = args.largest_rounds
             results["steps"].append(
                 {
@@ -283,7 +286,7 @@ def render(results: dict) -> str:
     by = {(r["dataset"], r["direction"], r["tool"]): r for r in results["rows"]}
     rounds = f"{s['rounds']} round(s)"
     if s.get("largest_rounds"):
-        rounds += f" ({s['largest_rounds']} at the largest file count)"
+        rounds += f" ({s['largest_rounds']} at the largest file count and object size)"
     lines = [
         BEGIN,
         "",

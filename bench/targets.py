@@ -149,7 +149,7 @@ def rss_at_files(scaling: dict | None) -> dict[str, Any]:
         (
             row
             for row in (scaling or {}).get("rows", [])
-            if (row["kind"], row["nominal"], row["tool"], row["direction"])
+            if (row["kind"], row.get("nominal"), row["tool"], row["direction"])
             == ("files", RSS_FILES, "hook-processor", "roundtrip")
         ),
         None,

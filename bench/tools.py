@@ -186,6 +186,8 @@ class Measured:
     max_rss_mb: float
     stdout: str
     stderr: str
+    cpu_user_s: float = 0.0  # the tool's CPU (wait4: its own and its reaped children's)
+    cpu_sys_s: float = 0.0
 
 
 TIME = "/usr/bin/time"  # GNU time: it forks the tool from itself, so the peak RSS is the tool's own
@@ -231,4 +233,6 @@ def run_measured(argv: list[str], env: dict[str, str], timeout: float = 3600.0) 
             max_rss_kib / 1024,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
+            usage.ru_utime,
+            usage.ru_stime,
         )

@@ -252,6 +252,7 @@ def test_bench_scale_runs_every_step_tiny_and_fills_the_target_row(tmp_path: Pat
         (["scale", "--sizes-gib", "0"], "want numbers > 0"),
         (["scale", "--rounds", "0"], "--rounds and --largest-rounds must be >= 1"),
         (["report", "no/such/results.json"], "no such results file"),
+        (["report", __file__, "--scaling", "no/such.json"], "--scaling no/such.json: no such"),
     ],
 )
 def test_bench_usage_errors_exit_2(
