@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     eng = sub.add_parser(
         "engines",
-        help="boto3, the lean data path, obstore and the CRT side by side (bench/engines.py)",
+        help="the runtime's engines (boto3, lean, obstore), obstore-async and the CRT side by side "
+        "(bench/engines.py)",
     )
     eng.add_argument("--objects", type=int, default=1000, help="objects per request row")
     eng.add_argument("--size", type=int, default=32 * 1024, help="bytes per object")

@@ -28,7 +28,7 @@ CHUNK = 1024 * 1024  # as the runtime: bytes per write
 
 
 class ObstoreEngine:
-    name = "obstore"
+    name = "obstore-async"
     extra_keys: tuple[str, ...] = ()
 
     def __init__(

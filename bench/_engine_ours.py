@@ -1,5 +1,6 @@
-"""The runtime's two request engines for ``python -m bench engines``: boto3's client and the lean
-engine (``hook_processor/_s3/lean.py``), each made by ``make_client`` with ``engine=``.
+"""The runtime's three request engines for ``python -m bench engines``: boto3's client, the lean
+engine (``hook_processor/_s3/lean.py``) and obstore (``hook_processor/_s3/obstore_engine.py``),
+each made by ``make_client`` with ``engine=``.
 
 Requests go straight to the engine (``get_object`` / ``put_object`` with boto3's calling
 convention); whole transfers go through the runtime's own code, ``storage.stage_in`` and
@@ -34,7 +35,7 @@ class RuntimeEngine:
 
         from hook_processor import storage
 
-        settings = dataclasses.replace(settings, engine="boto3" if name == "boto3" else "lean")
+        settings = dataclasses.replace(settings, engine=name)
         self.name, self.bucket, self.settings = name, bucket, settings
         target = storage.S3Target(
             endpoint_url, SecretStr(access_key), SecretStr(secret_key), region

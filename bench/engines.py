@@ -1,8 +1,10 @@
-"""Side by side, four S3 request engines: boto3's client, hook-processor's lean data path
-(``hook_processor/_s3/lean.py``), obstore (Rust object_store) and the AWS CRT (``awscrt``).
+"""Side by side, S3 request engines: the runtime's three (boto3's client, the lean data path
+``hook_processor/_s3/lean.py``, obstore ``hook_processor/_s3/obstore_engine.py``), obstore on its
+own async API (``obstore-async``) and the AWS CRT (``awscrt``).
 
     python -m bench engines [--objects 1000] [--size 32768] [--rounds 3] [--servers rclone,moto]
-                            [--engines boto3,lean,obstore,crt] [--datasets ...] [--scale 1.0]
+                            [--engines boto3,lean,obstore,obstore-async,crt] [--datasets ...]
+                            [--scale 1.0]
 
 On each local server (fresh, like ``run``), per round, the engines one after the other in a
 rotated order (round r starts with engine r mod n):
@@ -16,11 +18,12 @@ rotated order (round r starts with engine r mod n):
   Downloads are checked by the size of every file (``--verify-content``: and its md5), uploads
   by listing (every key, its size and, for single-part objects, ETag = md5), outside the timing.
 
-Each engine is used the way it is meant to be used (its module says how): boto3 and the lean
-path through the runtime's own code and thread pool (``bench/_engine_ours.py``), obstore through
-its async API under a semaphore of the runtime's concurrency (``bench/_engine_obstore.py``), the
-CRT with every request submitted at once to its own scheduler (``bench/_engine_crt.py``). A failed
-operation is recorded (``ok: false`` and the error) and the run goes on; medians are over the
+Each engine is used the way it is meant to be used (its module says how): boto3, the lean
+path and obstore (``obstore``) through the runtime's own code and thread pool
+(``bench/_engine_ours.py``), obstore alone (``obstore-async``) through its async API under a
+semaphore of the runtime's concurrency (``bench/_engine_obstore.py``), the CRT with every
+request submitted at once to its own scheduler (``bench/_engine_crt.py``). A failed operation is
+recorded (``ok: false`` and the error) and the run goes on; medians are over the
 rounds that passed. Results as JSON with ``--out``.
 """
 
@@ -53,8 +56,12 @@ from bench.runner import (
     versions,
 )
 
-ENGINES = ("boto3", "lean", "obstore", "crt")
-_NEEDS = {"obstore": "obstore", "crt": "awscrt"}  # engine -> the module it imports
+ENGINES = ("boto3", "lean", "obstore", "obstore-async", "crt")
+_NEEDS = {
+    "obstore": "obstore",
+    "obstore-async": "obstore",
+    "crt": "awscrt",
+}  # engine -> the module it imports
 DIRECTIONS = ("stage-in", "publish")
 
 
@@ -77,9 +84,9 @@ def make_engine(
     from bench._engine_ours import RuntimeEngine
 
     args = (endpoint_url, bucket, settings, access_key, secret_key, region)
-    if name in ("boto3", "lean"):
+    if name in ("boto3", "lean", "obstore"):  # the runtime's engines, through its own code
         return RuntimeEngine(name, *args)
-    if name == "obstore":
+    if name == "obstore-async":
         return ObstoreEngine(*args)
     return CrtEngine(*args)
 
@@ -354,7 +361,7 @@ def _print_tables(
     sha = ", ".join(f"{d.name} {m[f'sha256 {d.name}']['cpu_s']} s" for d in data)
     print(
         f"\nx{concurrency}: {concurrency} in flight (crt: every request submitted at once, the "
-        "CRT schedules them). boto3 and lean whole transfers are the runtime's stage_in / "
+        "CRT schedules them). boto3, lean and obstore whole transfers are the runtime's stage_in / "
         "publish_private; publish_private also hashes every file (sha256, MD5, CRC32) and PUTs a "
         f"_manifest.json. CPU of one sha256 pass over each data set: {sha}.",
         flush=True,

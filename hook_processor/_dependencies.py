@@ -25,6 +25,7 @@ RUNTIME = (
     "pydantic>=2.6",
     "pydantic-settings>=2.3",
     "tqdm>=4.66",  # progress bars of stage-in and publish, imported only on a terminal
+    "obstore>=0.12",  # the default S3 engine (_s3/obstore_engine.py), imported when it is made
 )
 
 # The author's commands beyond exec: {top-level module: the requirement that provides it}.

@@ -219,10 +219,11 @@ class PlatformSettings(_SettingsBase):
         "when_supported",
         description="Flexible checksums; when_required for stores that reject them",
     )
-    s3_engine: Literal["auto", "lean", "boto3"] = Field(
+    s3_engine: Literal["auto", "lean", "boto3", "obstore"] = Field(
         "auto",
-        description="S3 data engine: lean (hand-signed requests, fastest), boto3 (botocore's "
-        "client), or auto: lean, and boto3 for an endpoint behind an HTTP proxy",
+        description="S3 data engine: obstore (Rust object_store), lean (hand-signed requests), "
+        "boto3 (botocore's client), or auto: obstore (lean, or boto3 behind an HTTP proxy, where "
+        "obstore is not installed)",
     )
     s3_region: str | None = Field(
         None, description="Region for request signing (default us-east-1)"

@@ -92,7 +92,7 @@ def transfer_settings(platform: PlatformSettings) -> TransferSettings:
 
 
 def make_client(target: S3Target, settings: TransferSettings) -> Engine:
-    """The S3 engine ``settings.engine`` names (``lean`` or ``boto3``) for ``target``.
+    """The S3 engine ``settings.engine`` names (``lean``, ``boto3`` or ``obstore``) for ``target``.
 
     Its ``boto`` attribute is the boto3 client of the same store (path-style addressing,
     standard retries, sized for ``settings.concurrency`` threads) for any other call.

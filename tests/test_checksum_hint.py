@@ -38,7 +38,7 @@ def publish(proxy: FaultProxy, s3_server, bucket: str, tmp_path: Path, **setting
     return str(caught.value)
 
 
-@pytest.mark.parametrize("engine", ["lean", "boto3"])
+@pytest.mark.parametrize("engine", ["lean", "boto3", "obstore"])
 @pytest.mark.parametrize(
     ("status", "code"),
     [(411, "MissingContentLength"), (400, "InvalidRequest"), (403, "InvalidDigest")],

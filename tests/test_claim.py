@@ -27,6 +27,16 @@ from hook_processor.options import OptionSources
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HELLO_WORLD = REPO_ROOT / "examples" / "hello_world"
+# The claim's conditional writes, reads and deletes run on every selectable engine.
+ENGINES = ["lean", "boto3", "obstore"]
+_engine = {"name": "auto"}
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    _engine["name"] = request.param
+    yield request.param
+    _engine["name"] = "auto"
 
 
 def env_for(server, bucket: str, work: Path, inp: str, out: str, **extra: str) -> dict[str, str]:
@@ -41,6 +51,7 @@ def env_for(server, bucket: str, work: Path, inp: str, out: str, **extra: str) -
         "OUTPUT_S3_ACCESS_KEY": server.access_key,
         "OUTPUT_S3_SECRET_KEY": server.secret_key,
         "HOOK_WORK_DIR": str(work),
+        "HOOK_S3_ENGINE": _engine["name"],
         **extra,
     }
 
@@ -352,6 +363,7 @@ def rclone_env(endpoint: str, work: Path, out: str, **extra: str) -> dict[str, s
         "OUTPUT_S3_ACCESS_KEY": RCLONE_KEY,
         "OUTPUT_S3_SECRET_KEY": RCLONE_SECRET,
         "HOOK_WORK_DIR": str(work),
+        "HOOK_S3_ENGINE": _engine["name"],
         **extra,
     }
 
@@ -382,21 +394,22 @@ def test_wrong_output_credentials_are_refused_before_stage_in(rclone_s3, tmp_pat
 
 
 def test_store_without_conditional_writes_is_said_and_still_claimed(
-    rclone_s3, tmp_path, capsys
+    rclone_s3, tmp_path, capsys, engine
 ) -> None:
+    nc, held = f"nc-{engine}", f"held-{engine}"  # one rclone server for every engine's run
     s3 = rclone_client(rclone_s3)
     s3.put_object(Bucket="rbk", Key="in/example.data", Body=b"abc")
-    result = run(rclone_env(rclone_s3, tmp_path / "w1", "nc", HOOK_ORDER_ID="1"))
+    result = run(rclone_env(rclone_s3, tmp_path / "w1", nc, HOOK_ORDER_ID="1"))
     assert result.exit_code == ExitCode.COMPLETED, result.status_message
     err = capsys.readouterr().err
     assert "this store ignores If-None-Match: the claim is read back, not atomic" in err
-    assert keys(s3, "rbk", "nc/") == ["nc/_manifest.json", "nc/example.data"]  # lease released
+    assert keys(s3, "rbk", f"{nc}/") == [f"{nc}/_manifest.json", f"{nc}/example.data"]  # no lease
     # A lease of another order is seen and refused there too (without the atomic guarantee).
     lease = {"token": "t", "order_id": "7", "created": "2026-12-01T12:00:00Z"}
-    s3.put_object(Bucket="rbk", Key="held/_claim.json", Body=json.dumps(lease).encode())
-    second = run(rclone_env(rclone_s3, tmp_path / "w2", "held", HOOK_ORDER_ID="2"))
+    s3.put_object(Bucket="rbk", Key=f"{held}/_claim.json", Body=json.dumps(lease).encode())
+    second = run(rclone_env(rclone_s3, tmp_path / "w2", held, HOOK_ORDER_ID="2"))
     assert second.exit_code == ExitCode.PUBLISH_FAILED
-    assert "s3://rbk/held/_claim.json is held by another run (order 7" in second.status_message
+    assert f"s3://rbk/{held}/_claim.json is held by another run (order 7" in second.status_message
 
 
 BIG = """

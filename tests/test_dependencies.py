@@ -32,7 +32,7 @@ def test_plain_install_brings_every_command_and_the_image_list_is_part_of_it() -
     assert project["optional-dependencies"]["harness"] == []
     assert project["optional-dependencies"]["docker"] == []
     names = {_dependencies.requirement_name(r) for r in _dependencies.RUNTIME}
-    assert names == {"boto3", "click", "pydantic", "pydantic-settings", "tqdm"}
+    assert names == {"boto3", "click", "obstore", "pydantic", "pydantic-settings", "tqdm"}
 
 
 def test_the_image_metadata_keeps_only_the_runtime_requirements() -> None:

@@ -74,7 +74,7 @@ def _client(endpoint: str, engine: str):  # type: ignore[no-untyped-def]
     return client, settings
 
 
-@pytest.mark.parametrize("engine", ["lean", "boto3"])
+@pytest.mark.parametrize("engine", ["lean", "boto3", "obstore"])
 def test_the_same_continuation_token_on_every_page_is_exit_3_at_the_second_page(
     fake_s3: tuple[str, type[_FakeS3]], engine: str, tmp_path: Path
 ) -> None:
@@ -92,7 +92,7 @@ def test_the_same_continuation_token_on_every_page_is_exit_3_at_the_second_page(
     assert not (tmp_path / "dest").exists()
 
 
-@pytest.mark.parametrize("engine", ["lean", "boto3"])
+@pytest.mark.parametrize("engine", ["lean", "boto3", "obstore"])
 def test_a_listing_with_fresh_tokens_forever_is_capped(
     fake_s3: tuple[str, type[_FakeS3]],
     engine: str,

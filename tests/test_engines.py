@@ -1,7 +1,7 @@
 """The S3 engines (hook_processor/_s3/): chosen explicitly, never swapped, each round-trips.
 
-``HOOK_S3_ENGINE`` (``TransferSettings.engine``) picks ``lean`` (default) or ``boto3`` when the
-client is made; hooking the boto3 client's events afterwards does not change it. The round
+``HOOK_S3_ENGINE`` (``TransferSettings.engine``) picks ``obstore`` (auto), ``lean`` or ``boto3``
+when the client is made; hooking the boto3 client's events afterwards does not change it. The round
 trips run on every engine: odd keys, empty, multipart and ranged objects.
 """
 
@@ -33,7 +33,7 @@ from hook_processor.storage import (
 
 MiB = 1024 * 1024
 SMALL_PARTS = TransferSettings(concurrency=4, part_size=5 * MiB, multipart_threshold=6 * MiB)
-ENGINES = ["lean", "boto3"]
+ENGINES = ["lean", "boto3", "obstore"]
 
 
 def _make(s3_server: Any, settings: TransferSettings = SMALL_PARTS, engine: str = "lean") -> Any:
@@ -66,10 +66,18 @@ def _sent(client: Any, operation: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("engine", "through_boto3"), [("lean", False), ("boto3", True)], ids=ENGINES
+    ("engine", "through_boto3"),
+    # obstore lists through boto3 (its own listing has no continuation tokens: obstore_engine.py)
+    [("lean", (0, 0)), ("boto3", (1, 1)), ("obstore", (0, 1))],
+    ids=ENGINES,
 )
 def test_the_engine_is_the_one_chosen_and_a_hook_does_not_change_it(
-    s3_server: Any, s3: Any, bucket: str, tmp_path: Path, engine: str, through_boto3: bool
+    s3_server: Any,
+    s3: Any,
+    bucket: str,
+    tmp_path: Path,
+    engine: str,
+    through_boto3: tuple[int, int],
 ) -> None:
     s3.put_object(Bucket=bucket, Key="e/a.txt", Body=b"a")
     client = _make(s3_server, engine=engine)
@@ -80,11 +88,11 @@ def test_the_engine_is_the_one_chosen_and_a_hook_does_not_change_it(
     stage_in(client, bucket, "e/", tmp_path, SMALL_PARTS)
 
     assert (tmp_path / "a.txt").read_bytes() == b"a"
-    assert (len(gets), len(lists)) == ((1, 1) if through_boto3 else (0, 0))
+    assert (len(gets), len(lists)) == through_boto3
     assert client.name == engine
 
 
-def test_default_engine_is_lean() -> None:
+def test_default_engine_is_auto() -> None:
     assert TransferSettings().engine == "auto"
     config = load_config(OptionSources(env={"INPUT_S3_PATH": "s3://inb/x/", **_OUTPUT}))
     assert config.platform.s3_engine == "auto"
@@ -96,7 +104,7 @@ _OUTPUT = {"s3_bucket": "outb", "S3_ACCESS_KEY": "AK", "S3_SECRET_KEY": "SK"}
 def test_hook_s3_engine_is_validated_and_named() -> None:
     env = {"INPUT_S3_PATH": "s3://inb/x/", "HOOK_S3_ENGINE": "warp", **_OUTPUT}
     with pytest.raises(
-        OptionsError, match=r"HOOK_S3_ENGINE: Input should be 'auto', 'lean' or 'boto3'"
+        OptionsError, match=r"HOOK_S3_ENGINE: Input should be 'auto', 'lean', 'boto3' or 'obstore'"
     ):
         load_config(OptionSources(env=env))
     env["HOOK_S3_ENGINE"] = "boto3"
@@ -119,19 +127,79 @@ def test_lean_engine_behind_a_proxy_is_refused_with_the_fix(
     assert _make(s3_server, engine="boto3").name == "boto3"  # botocore goes through proxies
 
 
-def test_auto_is_lean_and_boto3_behind_a_proxy_and_says_why(
+def test_auto_is_obstore_also_behind_a_proxy(
     s3_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     direct = _make(s3_server, engine="auto")
-    assert (direct.name, direct.choice) == ("lean", "auto")
+    assert (direct.name, direct.choice) == ("obstore", "auto")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    assert _make(s3_server, engine="auto").name == "obstore"  # it goes through proxies
+
+
+def test_auto_without_obstore_is_lean_and_boto3_behind_a_proxy_and_says_why(
+    s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "obstore" else find_spec(name, *a),
+    )
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    direct = _make(s3_server, engine="auto")
+    assert (direct.name, direct.choice) == ("lean", "auto: obstore is not installed")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     proxied = _make(s3_server, engine="auto")
     assert proxied.name == "boto3"
-    assert proxied.choice.startswith("auto: HTTP_PROXY applies to the endpoint")
+    assert proxied.choice.startswith("auto: obstore is not installed, HTTP_PROXY applies")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert _make(s3_server, engine="auto").name == "lean"  # NO_PROXY: reached directly
+
+
+def test_obstore_reaches_an_endpoint_no_proxy_names_directly(
+    s3_server: Any, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY names a closed port, NO_PROXY the endpoint: the transfer works (direct)."""
+    for name in ("no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    s3.put_object(Bucket=bucket, Key="n/a.txt", Body=b"direct")
+    client = _make(s3_server, engine="obstore")
+    stage_in(client, bucket, "n/", tmp_path, SMALL_PARTS)
+    client.close()
+    assert (tmp_path / "a.txt").read_bytes() == b"direct"
+
+
+def test_the_obstore_engine_goes_through_the_environments_http_proxy(
+    s3_server: Any, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY applies to the endpoint: obstore's requests go to the proxy (absolute-form
+    request lines), and the transfer works through it."""
+    from fault_proxy import FaultProxy
+
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    s3.put_object(Bucket=bucket, Key="p/a.txt", Body=b"proxied")
+    with FaultProxy(upstream=s3_server.endpoint_url) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.endpoint_url)
+        client = _make(s3_server, engine="obstore")
+        assert client.name == "obstore"
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "b.txt").write_bytes(b"up")
+        stage_in(client, bucket, "p/", tmp_path / "dst", SMALL_PARTS)
+        publish_private(client, bucket, "q", tmp_path / "src", SMALL_PARTS, manifest_extra={})
+        client.close()
+        through = [(m, t) for m, t in proxy.requests]
+    assert (tmp_path / "dst" / "a.txt").read_bytes() == b"proxied"
+    assert s3.get_object(Bucket=bucket, Key="q/b.txt")["Body"].read() == b"up"
+    assert any(m == "GET" and t.endswith(f"/{bucket}/p/a.txt") for m, t in through), through
+    assert any(m == "PUT" and t.endswith(f"/{bucket}/q/b.txt") for m, t in through), through
 
 
 def test_a_boto3_client_handed_in_is_used_as_it_is(

@@ -9,6 +9,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 HELLO_WORLD = Path(__file__).resolve().parent.parent / "examples" / "hello_world"
 
@@ -50,9 +53,9 @@ print(json.dumps({{"code": code, "loaded": loaded}}))
 """
 
 
-def test_exec_path_imports_no_heavy_module(tmp_path: Path) -> None:
-    # A full exec up to the first S3 request (to a closed port): runtime, storage and boto3 load.
-    probe = PROBE.format(heavy=set(HEAVY), ours=set(OURS))
+def _exec_probe(tmp_path: Path, heavy: set[str], **env: str) -> dict[str, Any]:
+    """``exec`` up to its first S3 request (to a closed port): what of ``heavy`` it loaded."""
+    probe = PROBE.format(heavy=heavy, ours=set(OURS))
     completed = subprocess.run(
         [sys.executable, "-c", probe, str(HELLO_WORLD)],
         capture_output=True,
@@ -69,11 +72,27 @@ def test_exec_path_imports_no_heavy_module(tmp_path: Path) -> None:
             "S3_ACCESS_KEY": "a",
             "S3_SECRET_KEY": "b",
             "AWS_EC2_METADATA_DISABLED": "true",
+            **env,
         },
     )
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["code"] == 3, completed.stderr  # the staging failed: the path was walked
-    assert report["loaded"] == []
+    return report
+
+
+def test_exec_path_imports_no_heavy_module(tmp_path: Path) -> None:
+    # A full exec up to the first S3 request (to a closed port): runtime, storage and boto3 load.
+    assert _exec_probe(tmp_path, set(HEAVY))["loaded"] == []
+
+
+@pytest.mark.parametrize(
+    ("engine", "loaded"), [("lean", []), ("boto3", []), ("obstore", ["obstore"])]
+)
+def test_obstore_is_imported_only_when_its_engine_is_made(
+    tmp_path: Path, engine: str, loaded: list[str]
+) -> None:
+    report = _exec_probe(tmp_path, {"obstore"}, HOOK_S3_ENGINE=engine)
+    assert sorted({m.split(".")[0] for m in report["loaded"]}) == loaded
 
 
 def test_the_data_plane_imports_nothing_of_a_run_and_options_no_data_plane() -> None:
@@ -82,6 +101,8 @@ def test_the_data_plane_imports_nothing_of_a_run_and_options_no_data_plane() -> 
         "import hook_processor._s3.engine, hook_processor._s3.lean, hook_processor._s3.boto\n"
         "import hook_processor._s3.transfer, hook_processor._s3.download\n"
         "import hook_processor._s3.upload, hook_processor._s3.sigv4\n"
+        "import hook_processor._s3.obstore_engine\n"
+        "assert 'obstore' not in sys.modules  # loaded when an obstore engine is made\n"
         "run = {'hook_processor.context', 'hook_processor.runtime', 'hook_processor.options',\n"
         "       'hook_processor.storage', 'hook_processor.loader'} & set(sys.modules)\n"
         "assert not run, run\n"

@@ -59,7 +59,19 @@ COPY_PROCESSOR = """
 """
 
 
+# Every selectable data-plane engine runs the whole matrix: each run of a test is made with the
+# engine of its parameter (HOOK_S3_ENGINE in order_env, TransferSettings.engine elsewhere).
+ENGINES = ["lean", "boto3", "obstore"]
+_engine = {"name": "auto"}
+
 # --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    _engine["name"] = request.param
+    yield request.param
+    _engine["name"] = "auto"
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +116,7 @@ def order_env(
         "OUTPUT_S3_ACCESS_KEY": server.access_key,
         "OUTPUT_S3_SECRET_KEY": server.secret_key,
         "HOOK_WORK_DIR": str(work),
+        "HOOK_S3_ENGINE": _engine["name"],
         **extra,
     }
 
@@ -804,6 +817,7 @@ def test_canary_secrets_by_every_route_never_leak(s3_server, s3, buckets, tmp_pa
             "OUTPUT_S3_PATH": f"s3://{out_bucket}/{route}-{case}",
             "HOOK_WORK_DIR": str(work),
             "HOOK_LOG_LEVEL": "DEBUG",
+            "HOOK_S3_ENGINE": _engine["name"],
         }
         options = dict(secrets)
         if case == "bad-option":  # a ValidationError next to the secrets (pydantic echoes inputs)
@@ -874,7 +888,9 @@ def test_the_checksum_hint_appears_only_where_it_can_help(
 
     (tmp_path / "out.txt").write_text("x")
     proxy.add_rule(Rule(fault="status", status=status, code=code, methods="PUT"))
-    settings = TransferSettings(concurrency=1, max_attempts=1, checksum=checksum)
+    settings = TransferSettings(
+        concurrency=1, max_attempts=1, checksum=checksum, engine=_engine["name"]
+    )
     target = S3Target(
         proxy.endpoint_url, SecretStr(s3_server.access_key), SecretStr(s3_server.secret_key)
     )

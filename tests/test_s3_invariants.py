@@ -39,7 +39,7 @@ except ImportError:  # tests/ became a package
     from tests.fault_proxy import FaultProxy, Rule, Sent  # type: ignore[no-redef]
 
 KiB = 1024
-ENGINES = ["lean", "boto3"]
+ENGINES = ["lean", "boto3", "obstore"]
 # Objects above 256 KiB come down as ranged GETs of >= 256 KiB, at most `concurrency` of them.
 SMALL_RANGES = TransferSettings(concurrency=4, part_size=256 * KiB, multipart_threshold=256 * KiB)
 BIG = 1024 * KiB + 123  # four ranged GETs with SMALL_RANGES

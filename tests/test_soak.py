@@ -44,7 +44,8 @@ def settle() -> tuple[int, int]:
 
 @pytest.mark.soak
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
-def test_soak_hello_world_through_a_faulty_proxy(s3_server, s3, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("engine", ["lean", "boto3", "obstore"])
+def test_soak_hello_world_through_a_faulty_proxy(s3_server, s3, tmp_path, capsys, engine) -> None:
     in_bucket, out_bucket = f"soak-in-{uuid.uuid4().hex[:8]}", f"soak-out-{uuid.uuid4().hex[:8]}"
     for name in (in_bucket, out_bucket):
         s3.create_bucket(Bucket=name)
@@ -68,6 +69,7 @@ def test_soak_hello_world_through_a_faulty_proxy(s3_server, s3, tmp_path, capsys
             "OUTPUT_S3_ACCESS_KEY": s3_server.access_key,
             "OUTPUT_S3_SECRET_KEY": s3_server.secret_key,
             "HOOK_WORK_DIR": str(work),
+            "HOOK_S3_ENGINE": engine,
         }
 
         def one(i: int) -> runtime.RunResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -11,7 +12,7 @@ import sys
 import threading
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,11 @@ MiB = 1024 * 1024
 # moto enforces S3's 5 MiB minimum for non-last parts: 12 MiB is 3 parts of 5, 5 and 2 MiB.
 SMALL_PARTS = TransferSettings(concurrency=4, part_size=5 * MiB, multipart_threshold=6 * MiB)
 DEFAULT = TransferSettings(concurrency=8)
-# The tests that hook botocore's events to force a case choose the boto3 engine explicitly
-# (the lean engine never goes through botocore); test_engines.py runs the lean one, and
-# test_s3_invariants.py proves pinning, replacement, pagination and retries on every engine.
+# The storage API's tests run on every selectable engine (the ``client`` fixture); the two that
+# hook botocore's events to observe calls use ``boto3_client`` (the lean and obstore engines
+# never send data calls through botocore); test_s3_invariants.py proves pinning, replacement,
+# pagination and retries on every engine through the fault proxy instead.
+ENGINES = ["lean", "boto3", "obstore"]
 BOTO3 = TransferSettings(concurrency=8, engine="boto3")
 ODD_NAMES = ["é t/naïve file.txt", "plus+sign.txt", "100%/pct %41.txt", "日本/データ.bin"]
 
@@ -51,30 +54,53 @@ def s3(s3_server):  # type: ignore[no-untyped-def]
     return s3_server.client()
 
 
-@pytest.fixture(scope="module")
-def _client(s3_server):  # type: ignore[no-untyped-def]
+def _make(s3_server: Any, engine: str) -> Any:
     target = S3Target(
         s3_server.endpoint_url, SecretStr(s3_server.access_key), SecretStr(s3_server.secret_key)
     )
-    return make_client(target, BOTO3)
+    return make_client(target, dataclasses.replace(BOTO3, engine=engine))
 
 
-@pytest.fixture
-def client(_client: Any) -> Any:
-    """The module's make_client() client (boto3 engine); event hooks registered in a test are
-    removed after it."""
+@pytest.fixture(scope="module", params=ENGINES)
+def _client(s3_server, request):  # type: ignore[no-untyped-def]
+    client = _make(s3_server, request.param)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def _boto3_client(s3_server):  # type: ignore[no-untyped-def]
+    client = _make(s3_server, "boto3")
+    yield client
+    client.close()
+
+
+def _unhooked(client: Any) -> Iterator[Any]:
+    """``client``, with the event hooks a test registers removed after it."""
     registered: list[tuple[str, Any]] = []
-    original = _client.boto.meta.events.register
+    original = client.boto.meta.events.register
 
     def register(event: str, handler: Any, *args: Any, **kwargs: Any) -> None:
         registered.append((event, handler))
         original(event, handler, *args, **kwargs)
 
-    _client.boto.meta.events.register = register
-    yield _client
-    _client.boto.meta.events.register = original
+    client.boto.meta.events.register = register
+    yield client
+    client.boto.meta.events.register = original
     for event, handler in registered:
-        _client.boto.meta.events.unregister(event, handler)
+        client.boto.meta.events.unregister(event, handler)
+
+
+@pytest.fixture
+def client(_client: Any) -> Iterator[Any]:
+    """The module's make_client() client of each engine."""
+    yield from _unhooked(_client)
+
+
+@pytest.fixture
+def boto3_client(_boto3_client: Any) -> Iterator[Any]:
+    """A boto3-engine client, for the tests that observe its calls through botocore's hooks."""
+    yield from _unhooked(_boto3_client)
 
 
 def put_objects(s3: Any, bucket: str, objects: dict[str, bytes]) -> None:
@@ -197,7 +223,7 @@ def test_make_client_config_and_it_works(s3_server, bucket: str) -> None:  # typ
     client = make_client(
         S3Target(s3_server.endpoint_url, SecretStr(s3_server.access_key), secret), settings
     )
-    assert client.name == "lean"  # the default engine
+    assert client.name == "obstore"  # the default engine
     config = client.boto.meta.config
     assert config.max_pool_connections >= 24
     assert config.retries["mode"] == "standard"
@@ -384,8 +410,9 @@ def test_stage_in_missing_bucket_names_url_and_endpoint(client: Any, tmp_path: P
 
 
 def test_publish_private_uploads_then_manifest_last(
-    client: Any, s3: Any, bucket: str, tmp_path: Path
+    boto3_client: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
+    client = boto3_client
     files = {name: name.encode() * 2 for name in ODD_NAMES} | {"empty": b"", "d/e/f.txt": b"f"}
     write_tree(tmp_path, files)
     (tmp_path / "link.txt").symlink_to(tmp_path / "d" / "e" / "f.txt")  # inside: followed
@@ -612,8 +639,9 @@ def test_publish_temporary_zip_via_presigned_link(
 
 
 def test_publish_temporary_streams_a_large_zip_as_multipart(
-    client: Any, s3: Any, bucket: str, tmp_path: Path
+    boto3_client: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
+    client = boto3_client
     files = {"noise.bin": os.urandom(11 * MiB), "more/noise2.bin": os.urandom(2 * MiB)}
     write_tree(tmp_path, files)
     parts = record_calls(client, "UploadPart")

