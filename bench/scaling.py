@@ -119,6 +119,9 @@ def run(args) -> Path:  # noqa: ANN001
         "rows": [],
     }
     work = Path(tempfile.mkdtemp(prefix="bench-scale-", dir=args.work_dir))
+    # the largest file count last: on a loaded machine it is the step that may not finish, and the
+    # results JSON is written after every step
+    plan.sort(key=lambda st: st == largest["files"])
     try:
         for step in plan:
             dataset = ensure(data_dir, step, log=runner.log)
@@ -134,17 +137,25 @@ def run(args) -> Path:  # noqa: ANN001
                 }
             )
             results["rows"] += _step(step, dataset, rounds, work, args)
+            _write(results, out, started, complete=step is plan[-1])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    runner.log(f"wrote {out} ({results['wall_s']} s)")
+    return out
+
+
+def _write(results: dict, out: Path, started: dt.datetime, *, complete: bool) -> None:
+    """The results so far (``complete``: every step of the plan), summarised."""
     runner._summarise(results["rows"], {s["name"]: s["bytes"] for s in results["steps"]})
+    results["complete"] = complete
     results["growth"] = growth(results)
     results["machine"]["loadavg_at_end"] = list(os.getloadavg())
     results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     results["wall_s"] = round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    runner.log(f"wrote {out} ({results['wall_s']} s)")
-    return out
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(tmp, out)
 
 
 def _step(step: Step, dataset: ds_mod.Dataset, rounds: int, work: Path, args) -> list[dict]:  # noqa: ANN001
@@ -283,6 +294,8 @@ def render(results: dict) -> str:
     title = f"## Scaling: {results['date'][:10]}, {m['host_kind']}"
     if s["scale"] != 1:
         title += f" — NOT a full run (scale {s['scale']:g}); numbers are noise"
+    if results.get("complete") is False:
+        title += " — INCOMPLETE: the run was stopped after the steps below"
     by = {(r["dataset"], r["direction"], r["tool"]): r for r in results["rows"]}
     rounds = f"{s['rounds']} round(s)"
     if s.get("largest_rounds"):
@@ -308,7 +321,10 @@ def render(results: dict) -> str:
         " ×s5cmd round trip | RSS in MB | RSS out MB | RSS exec MB | ok |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for step in results["steps"]:
+    ordered = sorted(
+        results["steps"], key=lambda st: (st["kind"] != "files", st["count"] * st["size"])
+    )
+    for step in ordered:
         name = step["name"]
         peer_in, peer_out = by.get((name, "download", "s5cmd")), by.get((name, "upload", "s5cmd"))
         peer_rt = (
