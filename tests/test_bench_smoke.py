@@ -322,7 +322,7 @@ def test_bench_engines_runs_every_engine_on_tiny_data(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -407,7 +407,7 @@ def test_bench_serve_runs_tiny(tmp_path: Path) -> None:
             "--requests-per-client", "3", "--rounds", "1", "--work-dir", str(tmp_path / "w"),
             "--out", str(out),
         ],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
