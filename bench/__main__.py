@@ -185,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a scale results JSON: fills the target table's 100,000-file RSS row",
     )
+    rep.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        help="another scale results JSON (repeatable): its steps replace the same steps of the "
+        "first (a step rerun alone, e.g. --files 100000 --sizes-gib '')",
+    )
     rep.add_argument("--markdown", type=Path, default=REPO_ROOT / "BENCHMARKS.md")
 
     args = parser.parse_args(argv)
@@ -243,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--scaling {args.scaling}: no such results file")
         if json.loads(args.scaling.read_text()).get("kind") != scaling_mod.KIND:
             parser.error(f"--scaling {args.scaling}: not a results file of `python -m bench scale`")
-    print(update(args.results, args.markdown, args.scaling))
+    for extra in args.also:
+        if not extra.is_file() or json.loads(extra.read_text()).get("kind") != scaling_mod.KIND:
+            parser.error(f"--also {extra}: not a results file of `python -m bench scale`")
+    print(update(args.results, args.markdown, args.scaling, tuple(args.also)))
     return 0
 
 
@@ -258,11 +269,12 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _floats(text: str) -> tuple[float, ...]:
+    """Numbers > 0; an empty value is no object step (e.g. to run one file count alone)."""
     try:
         values = tuple(float(x) for x in text.split(",") if x)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: want numbers, e.g. 0.25,1,4") from None
-    if not values or min(values) <= 0:
+    if values and min(values) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: want numbers > 0")
     return values
 

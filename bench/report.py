@@ -193,17 +193,27 @@ def _replace_block(text: str, begin: str, end: str, block: str) -> str:
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
-def update(results_path: Path, markdown: Path, scaling_path: Path | None = None) -> Path:
+def update(
+    results_path: Path,
+    markdown: Path,
+    scaling_path: Path | None = None,
+    also: tuple[Path, ...] = (),
+) -> Path:
     """Rewrite the block of ``results_path``'s kind in ``markdown``: a run's results (with the
-    target table; ``scaling_path`` fills its 100,000-file row) or a scaling run's table."""
+    target table; ``scaling_path`` fills its 100,000-file row) or a scaling run's table
+    (``also``: more scaling runs whose steps replace the same steps of the first)."""
     from bench import scaling as scaling_mod
 
     results = _load(results_path, markdown)
     text = markdown.read_text() if markdown.exists() else HEADER
     if results.get("kind") == scaling_mod.KIND:
+        if also:
+            results = scaling_mod.merge(results, *(_load(p, markdown) for p in also))
         text = _replace_block(text, scaling_mod.BEGIN, scaling_mod.END, scaling_mod.render(results))
     else:
         scaling = _load(scaling_path, markdown) if scaling_path else None
+        if scaling is not None and also:
+            scaling = scaling_mod.merge(scaling, *(_load(p, markdown) for p in also))
         text = _replace_block(text, BEGIN, END, render(results, scaling))
     markdown.write_text(text)
     return markdown

@@ -238,6 +238,20 @@ def test_bench_scale_runs_every_step_tiny_and_fills_the_target_row(tmp_path: Pat
     md.write_text("# Benchmarks\n")
     report.update(out, md)
     assert md.read_text().count(scaling.BEGIN) == 1 and "NOT a full run" in md.read_text()
+    # a step rerun alone replaces the same step of the first run (here: the same file again)
+    rerun = json.loads(out.read_text())
+    rerun["steps"], rerun["rows"] = (
+        rerun["steps"][-1:],
+        [r for r in rerun["rows"] if r["dataset"] == rerun["steps"][-1]["name"]],
+    )
+    for row in rerun["rows"]:
+        row["median_s"] = 1234.5
+    (tmp_path / "rerun.json").write_text(json.dumps(rerun))
+    report.update(out, md, also=(tmp_path / "rerun.json",))
+    merged = md.read_text()
+    # hook-processor: stage-in, publish, round trip; s5cmd: stage-in, publish (round trip: sum)
+    assert "+ `rerun.json`" in merged and merged.count("1234.500") == 5
+    assert merged.count(" × 4 KiB | **hook-processor** |") == 3
     # the run's target table takes the 100,000-file row from a scaling run
     row = targets.rss_at_files(results)
     rss = rows[(want[2].name, "roundtrip", "hook-processor")]["peak_rss_mb"]
