@@ -101,7 +101,12 @@ def render(results: dict, scaling: dict | None = None) -> str:
     lines += ["", "### Targets (issue 11)", ""]
     if scaling is not None:
         lines += [
-            f"The 100,000-file row is from `{scaling.get('_source', 'the scaling results')}`.",
+            "The 100,000-file row is from "
+            + " + ".join(
+                f"`{x['source']}`"
+                for x in scaling.get("merged_from") or [{"source": scaling.get("_source")}]
+            )
+            + ".",
             "",
         ]
     lines += [targets.table(results, scaling), ""]
