@@ -3,7 +3,8 @@
     python -m bench._ours download|upload --endpoint-url URL --bucket B --prefix P --dir DIR
 
 Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (set by the bench). Prints one JSON
-line: the transfer's own seconds (inside the process, after imports and client creation) and stats.
+line: the transfer's own seconds (inside the process, after imports and client creation), stats and
+the S3 engine that ran (``HOOK_S3_ENGINE``, as exec reads it; default the runtime's).
 Exit 3 when the storage module is still a stub.
 """
 
@@ -31,7 +32,11 @@ def main() -> int:
 
     from hook_processor import storage
 
-    settings = storage.TransferSettings()  # the runtime's defaults
+    # The runtime's defaults, but the engine: HOOK_S3_ENGINE as exec reads it (the bench passes
+    # only that HOOK_* variable through).
+    settings = storage.TransferSettings(
+        engine=os.environ.get("HOOK_S3_ENGINE") or storage.TransferSettings().engine
+    )
     target = storage.S3Target(
         endpoint_url=args.endpoint_url,
         access_key=SecretStr(os.environ["AWS_ACCESS_KEY_ID"]),
@@ -65,6 +70,8 @@ def main() -> int:
                 "setup_seconds": round(ready - started, 4),
                 "transfer_seconds": round(done - ready, 4),
                 "manifest": manifest,
+                "engine": client.name,
+                "engine_choice": client.choice,
             }
         )
     )

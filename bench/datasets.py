@@ -164,10 +164,22 @@ def ensure(data_dir: Path, name: str, scale: float = 1.0, log=print) -> Dataset:
     """The data set, generated if it is missing or was generated from another spec."""
     if name not in _LAYOUTS:
         raise SystemExit(f"unknown data set {name!r}; known: {', '.join(NAMES)}")
-    layout = _LAYOUTS[name](scale)
-    base = dataset_dir(data_dir, name, scale)
-    manifest = base / "manifest.json"
     spec = {"version": SPEC_VERSION, "name": name, "scale": scale}
+    base = dataset_dir(data_dir, name, scale)
+    return materialise(base, name, scale, spec, _LAYOUTS[name](scale), log)
+
+
+def materialise(  # noqa: PLR0913
+    base: Path,
+    name: str,
+    scale: float,
+    spec: dict,
+    layout: dict[str, int],
+    log=print,  # noqa: ANN001
+) -> Dataset:
+    """``layout`` (relative path -> size) as files under ``base/tree``, generated unless the
+    manifest there says they already are (same spec, same sizes, every file present)."""
+    manifest = base / "manifest.json"
     if manifest.exists():
         saved = json.loads(manifest.read_text())
         kept = {k: (v[0], v[1]) for k, v in saved.get("files", {}).items()}

@@ -5,25 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench import targets
+
 BEGIN = "<!-- bench:results:begin -->"
 END = "<!-- bench:results:end -->"
 
-# Issue 7's first targets for hook-processor on rclone serve s3
-# (throughput ratios, higher is better).
-TARGET_S5CMD = {
-    ("safe_like", "download"): 0.8,
-    ("safe_like", "upload"): 1.0,
-    ("many_small", "download"): 0.5,
-    ("many_small", "upload"): 0.5,
-    ("one_big", "download"): 0.7,
-    ("one_big", "upload"): 0.7,
-}
-TARGET_AWS = 1.5
-TARGET_RSS_MB = 200
-TARGET_STARTUP_S = 0.6
-TARGET_SERVER = "rclone"
-LABEL = {"download": "stage-in", "upload": "publish"}
+# Issue 11's targets for hook-processor on rclone serve s3 (throughput ratios, higher is better);
+# the per-row column marks each row against them, the target table (targets.py) sums them up.
+TARGET_S5CMD = {(d, direction): want for direction, d, want in targets.S5CMD}
+TARGET_AWS = targets.AWS_CLI
+TARGET_RSS_MB = targets.RSS_MB
+TARGET_STARTUP_S = targets.STARTUP_S
+TARGET_SERVER = targets.SERVER
+LABEL = targets.LABEL
 TOOL_ORDER = {"hook-processor": 0, "s5cmd": 1, "aws-cli": 2}
+DIRECTION_ORDER = {"download": 0, "upload": 1, "roundtrip": 2}
 
 
 def _f(value, fmt: str) -> str:  # noqa: ANN001
@@ -39,14 +35,16 @@ def _target(row: dict) -> str:
     want = TARGET_S5CMD.get((row["dataset"], row["direction"]))
     if want is not None and (row["ratio_s5cmd"] is None or row["ratio_s5cmd"] < want):
         misses.append(f"×s5cmd {_f(row['ratio_s5cmd'], '.2f')} < {want}")
-    if row["ratio_aws_cli"] is None or row["ratio_aws_cli"] < TARGET_AWS:
+    if row["direction"] != "roundtrip" and (
+        row["ratio_aws_cli"] is None or row["ratio_aws_cli"] < TARGET_AWS
+    ):
         misses.append(f"×aws {_f(row['ratio_aws_cli'], '.2f')} < {TARGET_AWS}")
     if row["peak_rss_mb"] is None or row["peak_rss_mb"] > TARGET_RSS_MB:
-        misses.append(f"RSS > {TARGET_RSS_MB} MB")
+        misses.append(f"RSS > {TARGET_RSS_MB:.0f} MB")
     return "met" if not misses else "not met: " + "; ".join(misses)
 
 
-def render(results: dict) -> str:
+def render(results: dict, scaling: dict | None = None) -> str:
     s = results["settings"]
     m = results["machine"]
     v = results["versions"]
@@ -81,7 +79,8 @@ def render(results: dict) -> str:
         f"- {s['rounds']} rounds, tools alternating (order rotated each round); median wall time "
         "from spawn to exit, interpreter start-up included; MB/s = data set bytes / median; "
         "×s5cmd and ×aws-cli = that tool's median / this row's median (throughput ratio, "
-        "higher is better) in the same run; peak RSS = max over rounds "
+        "higher is better) in the same run; CPU s = median user + system CPU of the tool's "
+        "process (its children included); peak RSS = max over rounds "
         f"({s.get('rss_method', 'rusage')}). Downloads verified "
         f"{'by md5 of every file' if s.get('verify_content') else 'by size'}, uploads by "
         "listing (size, and ETag = md5 for single-part objects)."
@@ -91,9 +90,26 @@ def render(results: dict) -> str:
         for k, d in results["datasets"].items()
     )
     lines.append(f"- Data sets: {sets}.")
+    engine = s.get("hook_s3_engine")
+    lines.append(
+        f"- hook-processor's S3 engine: `HOOK_S3_ENGINE={engine}`"
+        if engine
+        else "- hook-processor's S3 engine: the default (`HOOK_S3_ENGINE` unset)"
+    )
     if results.get("skipped_tools"):
         lines.append(f"- Skipped: {results['skipped_tools']}.")
-    lines.append("")
+    lines += ["", "### Targets (issue 11)", ""]
+    if scaling is not None:
+        lines += [
+            "The 100,000-file row is from "
+            + " + ".join(
+                f"`{x['source']}`"
+                for x in scaling.get("merged_from") or [{"source": scaling.get("_source")}]
+            )
+            + ".",
+            "",
+        ]
+    lines += [targets.table(results, scaling), ""]
 
     rows = results["rows"]
     for server in s["servers"]:
@@ -103,15 +119,15 @@ def render(results: dict) -> str:
         name = "rclone serve s3" if server == "rclone" else "moto server"
         lines += [f"### {name}" + (" (targets apply here)" if server == TARGET_SERVER else ""), ""]
         lines.append(
-            "| workload | tool | median s | MB/s | ×s5cmd | ×aws-cli | peak RSS MB | ok rounds |"
-            " first target |"
+            "| workload | tool | median s | CPU s | MB/s | ×s5cmd | ×aws-cli | peak RSS MB |"
+            " ok rounds | target (issue 11) |"
         )
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         order = {n: i for i, n in enumerate(s["datasets"])}
         srows.sort(
             key=lambda r: (
                 order.get(r["dataset"], 99),
-                r["direction"],
+                DIRECTION_ORDER.get(r["direction"], 9),
                 TOOL_ORDER.get(r["tool"], 9),
             )
         )
@@ -119,6 +135,7 @@ def render(results: dict) -> str:
             tool = f"**{r['tool']}**" if r["tool"] == "hook-processor" else r["tool"]
             lines.append(
                 f"| {LABEL[r['direction']]} {r['dataset']} | {tool} | {_f(r['median_s'], '.3f')} | "
+                f"{_f(r.get('median_cpu_s'), '.2f')} | "
                 f"{_f(r['mb_s'], '.1f')} | {_f(r['ratio_s5cmd'], '.2f')} | "
                 f"{_f(r['ratio_aws_cli'], '.2f')} | {_f(r['peak_rss_mb'], '.0f')} | "
                 f"{r['ok_rounds']}/{len(r['rounds'])} | {_target(r)} |"
@@ -133,7 +150,10 @@ def render(results: dict) -> str:
         verdict = (
             ""
             if med is None
-            else (" — target ≤ 0.6 s " + ("met" if med <= TARGET_STARTUP_S else "not met"))
+            else (
+                f" — target ≤ {TARGET_STARTUP_S} s "
+                + ("met" if med <= TARGET_STARTUP_S else "not met")
+            )
         )
         shown = "n/a" if med is None else f"{med:.3f} s"
         lines.append(
@@ -148,6 +168,8 @@ def render(results: dict) -> str:
     for tool, cmds in results.get("commands", {}).items():
         for direction, cmd in cmds.items():
             lines.append(f"- {tool} {LABEL[direction]}: `{cmd}`")
+    for tool, cmd in results.get("roundtrip_commands", {}).items():
+        lines.append(f"- {tool} {LABEL['roundtrip']}: `{cmd}`")
     lines += ["", END]
     return "\n".join(lines)
 
@@ -160,21 +182,43 @@ same local S3 server, in the same run (issue 7). How to rerun: `bench/README.md`
 """
 
 
-def update(results_path: Path, markdown: Path) -> Path:
-    results = json.loads(results_path.read_text())
+def _load(path: Path, markdown: Path) -> dict:
+    results = json.loads(path.read_text())
     try:
-        results["_source"] = (
-            results_path.resolve().relative_to(markdown.resolve().parent).as_posix()
-        )
+        results["_source"] = path.resolve().relative_to(markdown.resolve().parent).as_posix()
     except ValueError:
-        results["_source"] = results_path.name
-    block = render(results)
-    text = markdown.read_text() if markdown.exists() else HEADER + BEGIN + "\n" + END + "\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
+        results["_source"] = path.name
+    return results
+
+
+def _replace_block(text: str, begin: str, end: str, block: str) -> str:
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def update(
+    results_path: Path,
+    markdown: Path,
+    scaling_path: Path | None = None,
+    also: tuple[Path, ...] = (),
+) -> Path:
+    """Rewrite the block of ``results_path``'s kind in ``markdown``: a run's results (with the
+    target table; ``scaling_path`` fills its 100,000-file row) or a scaling run's table
+    (``also``: more scaling runs whose steps replace the same steps of the first)."""
+    from bench import scaling as scaling_mod
+
+    results = _load(results_path, markdown)
+    text = markdown.read_text() if markdown.exists() else HEADER
+    if results.get("kind") == scaling_mod.KIND:
+        if also:
+            results = scaling_mod.merge(results, *(_load(p, markdown) for p in also))
+        text = _replace_block(text, scaling_mod.BEGIN, scaling_mod.END, scaling_mod.render(results))
     else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
+        scaling = _load(scaling_path, markdown) if scaling_path else None
+        if scaling is not None and also:
+            scaling = scaling_mod.merge(scaling, *(_load(p, markdown) for p in also))
+        text = _replace_block(text, BEGIN, END, render(results, scaling))
     markdown.write_text(text)
     return markdown

@@ -19,13 +19,14 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 
 from bench import datasets as ds_mod
+from bench import roundtrip, startup, tools
 from bench import servers as srv_mod
-from bench import startup, tools
 from bench.tools import REPO_ROOT, TOOLS
 
 BUCKET = "bench"
 DIRECTIONS = ("download", "upload")  # download = stage-in, upload = publish
-SCHEMA = 1
+ROUNDTRIP = roundtrip.ROUNDTRIP  # a third "direction": one exec (or s5cmd down + up) per round
+SCHEMA = 2  # 2: roundtrip rows, engine per hook-processor round, settings.hook_s3_engine
 
 
 def log(msg: str) -> None:
@@ -186,6 +187,10 @@ def _summarise(rows: list[dict], dataset_bytes: dict[str, int]) -> None:
         )
         rss = [x["max_rss_mb"] for x in row["rounds"] if x["ok"]]
         row["peak_rss_mb"] = round(max(rss), 1) if rss else None
+        cpu = [
+            x["cpu_user_s"] + x["cpu_sys_s"] for x in row["rounds"] if x["ok"] and "cpu_user_s" in x
+        ]
+        row["median_cpu_s"] = round(statistics.median(cpu), 3) if cpu else None
     for row in rows:  # throughput ratios (higher is better) against peers of the same run
         for peer, field in (("s5cmd", "ratio_s5cmd"), ("aws-cli", "ratio_aws_cli")):
             other = by_key.get((row["server"], row["dataset"], row["direction"], peer))
@@ -225,6 +230,7 @@ def run(args) -> Path:  # noqa: ANN001, C901
         if not srv_mod.Server.available(kind):
             raise SystemExit(f"server {kind} not installed (pip install -r bench/requirements.txt)")
 
+    rt_tools = [t for t in roundtrip.TOOLS if t in use_tools] if args.roundtrip else []
     data = [ds_mod.ensure(data_dir, n, args.scale, log=log) for n in names]
     out = (
         Path(args.out)
@@ -245,10 +251,13 @@ def run(args) -> Path:  # noqa: ANN001, C901
             "verify_content": args.verify,
             "rss_method": tools.rss_method(),
             "hook_processor_settings": "TransferSettings() defaults",
+            "hook_s3_engine": os.environ.get("HOOK_S3_ENGINE") or None,  # None: the default
+            "roundtrip": bool(rt_tools),
         },
         "skipped_tools": skipped,
         "datasets": {d.name: {"files": d.count, "bytes": d.bytes} for d in data},
         "commands": command_templates(use_tools),
+        "roundtrip_commands": roundtrip.commands() if rt_tools else {},
         "servers": {},
         "rows": [],
         "startup": [],
@@ -283,8 +292,8 @@ def run(args) -> Path:  # noqa: ANN001, C901
                             "tool": t,
                             "rounds": [],
                         }
-                        for d in DIRECTIONS
-                        for t in use_tools
+                        for d, ts in (*((d, use_tools) for d in DIRECTIONS), (ROUNDTRIP, rt_tools))
+                        for t in ts
                     }
                     for r in range(args.rounds):
                         order = use_tools[r % len(use_tools) :] + use_tools[: r % len(use_tools)]
@@ -304,6 +313,13 @@ def run(args) -> Path:  # noqa: ANN001, C901
                                         args,
                                     )
                                 )
+                        shift = r % len(rt_tools) if rt_tools else 0
+                        for tool in rt_tools[shift:] + rt_tools[:shift]:
+                            table[(ROUNDTRIP, tool)]["rounds"].append(
+                                _roundtrip_one(
+                                    s3, env, server, dataset, tool, r, src_prefix, work, args
+                                )
+                            )
                     rows.extend(table.values())
                     _delete_prefix(s3, src_prefix)
                 if args.startup_rounds:
@@ -338,6 +354,8 @@ def _one(s3, env, server, dataset, direction, tool, r, src_prefix, work, args) -
         "round": r,
         "seconds": round(m.seconds, 4),
         "max_rss_mb": round(m.max_rss_mb, 1),
+        "cpu_user_s": round(m.cpu_user_s, 3),
+        "cpu_sys_s": round(m.cpu_sys_s, 3),
         "exit_code": m.returncode,
     }
     problems: list[str] = []
@@ -352,6 +370,8 @@ def _one(s3, env, server, dataset, direction, tool, r, src_prefix, work, args) -
     if tool == "hook-processor" and m.returncode == 0:
         with contextlib.suppress(ValueError, IndexError):
             rec["inner"] = json.loads(m.stdout.strip().splitlines()[-1])
+            rec["engine"] = rec["inner"].get("engine")
+            rec["engine_choice"] = rec["inner"].get("engine_choice")
     rec["ok"] = not problems
     if problems:
         rec["problems"] = problems[:10]
@@ -364,5 +384,51 @@ def _one(s3, env, server, dataset, direction, tool, r, src_prefix, work, args) -
     log(
         f"[{server.kind}] {dataset.name:10s} {direction:8s} r{r} {tool:14s} {m.seconds:8.3f} s "
         f"{mbs:8.1f} MB/s {m.max_rss_mb:7.1f} MB  {verdict}"
+    )
+    return rec
+
+
+def _roundtrip_one(s3, env, server, dataset, tool, r, src_prefix, work, args) -> dict:  # noqa: ANN001
+    """One round trip of ``tool`` (exec, or s5cmd down + up), checked, its output deleted."""
+    prefix = f"up/{dataset.name}/{ROUNDTRIP}/{tool}/r{r}"
+    _delete_prefix(s3, prefix)
+    local = work / "rt-dest"
+    if tool == "hook-processor":
+        m, facts = roundtrip.run_exec(
+            env, server.endpoint_url, BUCKET, src_prefix, prefix, work / "rt-exec", args.timeout
+        )
+    else:
+        m, facts = roundtrip.run_s5cmd(
+            env, server.endpoint_url, BUCKET, src_prefix, prefix, local, args.timeout
+        )
+    rec: dict = {
+        "round": r,
+        "seconds": round(m.seconds, 4),
+        "max_rss_mb": round(m.max_rss_mb, 1),
+        "cpu_user_s": round(m.cpu_user_s, 3),
+        "cpu_sys_s": round(m.cpu_sys_s, 3),
+        "exit_code": m.returncode,
+        **facts,
+    }
+    problems: list[str] = []
+    if m.returncode != 0:
+        problems.append(f"exit code {m.returncode}: {m.stderr.strip()[-600:]}")
+    else:
+        if tool == "hook-processor" and facts.get("status") != "completed":
+            problems.append(f"result.json status {facts.get('status')!r}")
+        if tool == "s5cmd":
+            problems += ds_mod.compare_tree(dataset, local, content=args.verify)
+        extra = ("_manifest.json",) if tool == "hook-processor" else ()
+        problems += _compare_listing(dataset, _list(s3, prefix), extra_ok=extra)
+    rec["ok"] = not problems
+    if problems:
+        rec["problems"] = problems[:10]
+    shutil.rmtree(local, ignore_errors=True)
+    _delete_prefix(s3, prefix)
+    verdict = "ok" if not problems else "FAILED: " + problems[0][:200]
+    engine = f" engine {facts['engine']}" if facts.get("engine") else ""
+    log(
+        f"[{server.kind}] {dataset.name:10s} {ROUNDTRIP:9s} r{r} {tool:14s} {m.seconds:8.3f} s "
+        f"{dataset.bytes / m.seconds / 1e6:8.1f} MB/s {m.max_rss_mb:7.1f} MB{engine}  {verdict}"
     )
     return rec

