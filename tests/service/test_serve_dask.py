@@ -164,14 +164,19 @@ def test_an_order_of_20_runs_on_both_workers_with_one_output_set_each_and_no_sec
                 .get_object(Bucket=BUCKET, Key=f"twenty/{item['Id']}/_manifest.json")["Body"]
                 .read()
             )
-            assert [f["key"].rsplit("/", 1)[-1] for f in manifest["files"]] == ["example.data"]
+            # example.data and its STAC catalog (catalog.json, one item per product)
+            assert sorted(f["key"].split("/", 2)[-1] for f in manifest["files"]) == [
+                "_stac/example.data.json",
+                "catalog.json",
+                "example.data",
+            ]
             body = served.s3_client().get_object(
                 Bucket=BUCKET, Key=f"twenty/{item['Id']}/example.data"
             )
             assert body["Body"].read() == b"HELLO DASK\n"
             # the result and the run's own log came back into the service's store
             assert item["ProcessedName"] == f"twenty/{item['Id']}"
-            assert item["ProcessedSize"] == len(b"HELLO DASK\n")
+            assert item["ProcessedSize"] == sum(f["size"] for f in manifest["files"])
             assert f"publish: output to s3://{BUCKET}/twenty/{item['Id']}" in item_log(
                 served, int(item["Id"])
             )
@@ -214,7 +219,9 @@ def test_a_worker_killed_mid_order_gives_20_completed_items_and_20_manifests(
         listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="killed/")["Contents"]
         names = sorted(o["Key"] for o in listed)
         expected = sorted(
-            f"killed/{i['Id']}/{n}" for i in items for n in ("_manifest.json", "example.data")
+            f"killed/{i['Id']}/{n}"
+            for i in items
+            for n in ("_manifest.json", "_stac/example.data.json", "catalog.json", "example.data")
         )
         assert names == expected
 
