@@ -229,10 +229,10 @@ def test_the_scale_out_local_pool_block_runs_pasted_as_one_block(tmp_path: Path)
     assert lines[0].endswith(": completed"), out
     for position, identifier in enumerate(["S2A_ONE", "S2A_TWO", "S2B_THREE", "S2B_FOUR"], 1):
         assert f"  item {position} [{identifier}] completed:" in out
-    # One complete output set per item, under the order's prefix plus the item's Id.
-    assert lines[-8:] == [
-        f"hello/{n}/{name}" for n in range(1, 5) for name in ("_manifest.json", "example.data")
-    ]
+    # One complete output set per item, under the order's prefix plus the item's Id: the
+    # product, its STAC catalog and the manifest.
+    names = ("_manifest.json", "_stac/example.data.json", "catalog.json", "example.data")
+    assert lines[-16:] == [f"hello/{n}/{name}" for n in range(1, 5) for name in names]
     # --wait's lines on stderr, one per change it saw: never more than the pool's 2 running.
     running: set[str] = set()
     most = 0
