@@ -251,7 +251,8 @@ def publish_private(
             "(hook-processor never mixes the outputs of two runs)"
         )
     results: dict[str, _upload.Uploaded] = {}
-    units, multiparts = _upload.private_units(job, src, files, prefix, results)
+    multiparts: list[_upload._Multipart] = []
+    units = _upload.private_units(job, src, files, prefix, results, multiparts)
     try:
         job.run(units)
     except BaseException:
