@@ -25,7 +25,8 @@ from hook_processor._s3.walk import Local, changed, stamp
 from hook_processor.errors import PublishError
 
 
-@dataclasses.dataclass(frozen=True)
+# slots: one per file, 100,000 of them held through a publication
+@dataclasses.dataclass(frozen=True, slots=True)
 class Uploaded:
     key: str
     size: int
