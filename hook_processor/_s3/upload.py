@@ -12,7 +12,7 @@ import io
 import os
 import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from hook_processor._s3.walk import Local, changed, stamp
 from hook_processor.errors import PublishError
 
 
-@dataclasses.dataclass(frozen=True)
+# slots: one per file, 100,000 of them held through a publication
+@dataclasses.dataclass(frozen=True, slots=True)
 class Uploaded:
     key: str
     size: int
@@ -99,41 +100,58 @@ def verify_size(job: Job, key: str, size: int) -> str:
 
 
 def private_units(
-    job: Job, src: Path, files: list[Local], prefix: str, results: dict[str, Uploaded]
-) -> tuple[list[Callable[[], None]], list[_Multipart]]:
-    """Units that upload ``files`` under ``prefix``; results land in ``results`` by rel path."""
+    job: Job,
+    src: Path,
+    files: list[Local],
+    prefix: str,
+    results: dict[str, Uploaded],
+    multiparts: list[_Multipart],
+) -> Iterator[Callable[[], None]]:
+    """Units that upload ``files`` under ``prefix``; results land in ``results`` by rel path,
+    each large file's upload in ``multiparts`` (for the abort) once its first unit is made.
+
+    Made as the pool asks for them (``Job.run`` takes a few at a time): at 100,000 files a
+    list of every unit's closures and strings held ~2 KB per file for the whole publication."""
     settings = job.settings
-    units: list[Callable[[], None]] = []
-    multiparts: list[_Multipart] = []
     for local in files:
         key = f"{prefix}/{local.rel}" if prefix else local.rel
         shown = str(src / local.rel)
         what = f"could not upload {shown} to {job.url(key)}"
         if local.size <= settings.multipart_threshold:
-            units.append(job.unit(what, _put(job, local, key, shown, results)))
+            yield job.unit(what, _put(job, local, key, shown, results))
             continue
         mp = _Multipart(local, key, part_size_for(local.size, settings.part_size))
         multiparts.append(mp)
         for number, (offset, length) in enumerate(mp.parts, start=1):
-            units.append(job.unit(what, _part(job, mp, number, offset, length, shown, results)))
-    return units, multiparts
+            yield job.unit(what, _part(job, mp, number, offset, length, shown, results))
 
 
 def _read(local: Local, offset: int, length: int, shown: str, *, last: bool) -> bytes:
     """``length`` bytes of ``local`` from ``offset``, read once; ``last``: the file must end
     there (one byte more is asked for, so a file that grew is noticed too). The file's stamp
     after the read must be the one of the walk, before any read: else it was written (torn)."""
+    want = length + 1 if last else length
     with open(local.path, "rb", buffering=0) as fh:
         if offset:
             fh.seek(offset)
-        data = bytearray()
-        want = length + 1 if last else length
-        while len(data) < want and (block := fh.read(want - len(data))):
-            data += block
+        # One read makes the bytes object that is hashed and sent (no copy from a bytearray);
+        # a regular file answers in full but at its end, so the loop is for a short read.
+        data = fh.read(want)
+        if len(data) < want and (more := _read_rest(fh, want - len(data))):
+            data += more
         after = stamp(os.fstat(fh.fileno()))
     if len(data) != length or (local.stamp and after != local.stamp):
         raise changed(local, shown)
-    return bytes(data)
+    return data
+
+
+def _read_rest(fh: Any, want: int) -> bytes:
+    """Up to ``want`` bytes more of ``fh`` after a short read (a pipe-like or racing file)."""
+    blocks: list[bytes] = []
+    while want > 0 and (block := fh.read(want)):
+        blocks.append(block)
+        want -= len(block)
+    return b"".join(blocks)
 
 
 def _put(

@@ -14,7 +14,8 @@ from pathlib import Path
 from hook_processor.errors import PublishError
 
 
-@dataclasses.dataclass(frozen=True)
+# slots: one per file, 100,000 of them held through a publication
+@dataclasses.dataclass(frozen=True, slots=True)
 class Local:
     """One file to publish."""
 
