@@ -175,28 +175,11 @@ class DaskExecutor(Executor):
         :class:`NotRun` when no scheduler took it (it goes back to the queue)."""
         item_dir = self.item_dir(item.item_id)
         item_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path(item.item_id), "a", encoding="utf-8", buffering=1) as log:
-            log.write(
-                f"hook-processor serve: item {item.item_id} of order {item.order_id} "
-                f"({item.workflow.name}), attempt {item.attempt}, on the Dask cluster at "
-                f"{self.where}, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
-            )
-            try:
-                result = self._on_cluster(item, cancel, log)
-            except NotRun:
-                raise
-            except Exception as exc:  # a bug of ours: kept in the item's log
-                import traceback
-
-                log.write(traceback.format_exc())
-                result = _failed(
-                    ExitCode.INTERNAL_ERROR, f"internal error in hook-processor serve: {exc!r}"
-                )
-            log.write(
-                f"hook-processor serve: item {item.item_id} ended: exit {result.get('ExitCode')}, "
-                f"{result.get('Status')}\n"
-            )
-        return result
+        return self.logged_attempt(
+            item,
+            f"on the Dask cluster at {self.where}, ",
+            lambda log: self._on_cluster(item, cancel, log),
+        )
 
     def _on_cluster(self, item: ItemRun, cancel: threading.Event, log: IO[str]) -> dict[str, Any]:
         from distributed import Event

@@ -44,7 +44,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -154,15 +154,28 @@ class Executor:
         # A rerun starts from an empty work folder (its output is republished, or recognised).
         shutil.rmtree(work_dir, ignore_errors=True)
         result_path.unlink(missing_ok=True)
+        return self.logged_attempt(
+            item, "", lambda log: self._run(item, cancel, work_dir, result_path, log)
+        )
+
+    def logged_attempt(
+        self, item: ItemRun, where: str, attempt: Callable[[IO[str]], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """One attempt of ``item`` framed in its log: a line before (``where``: "" or "on ...,
+        "), one after with its exit. A HookProcessorError of the mode (no engine, no image) is a
+        failed result with its code; any other exception is a bug of ours, its traceback kept in
+        the log; NotRun goes up (nothing ran: the item goes back to the queue)."""
         with open(self.log_path(item.item_id), "a", encoding="utf-8", buffering=1) as log:
             log.write(
                 f"hook-processor serve: item {item.item_id} of order {item.order_id} "
-                f"({item.workflow.name}), attempt {item.attempt}, "
+                f"({item.workflow.name}), attempt {item.attempt}, {where}"
                 f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
             )
             try:
-                result = self._run(item, cancel, work_dir, result_path, log)
-            except HookProcessorError as exc:  # the mode's own problem: no engine, no image
+                result = attempt(log)
+            except NotRun:
+                raise
+            except HookProcessorError as exc:
                 result = _failed(exc.exit_code, str(exc))
             except Exception as exc:  # a bug of ours: kept in the item's log
                 import traceback
