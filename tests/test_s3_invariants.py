@@ -40,9 +40,9 @@ except ImportError:  # tests/ became a package
 
 KiB = 1024
 ENGINES = ["lean", "boto3", "obstore"]
-# Objects above 256 KiB come down as ranged GETs of >= 256 KiB, at most `concurrency` of them.
+# Objects above 256 KiB come down as ranged GETs of 256 KiB (the part size), in order.
 SMALL_RANGES = TransferSettings(concurrency=4, part_size=256 * KiB, multipart_threshold=256 * KiB)
-BIG = 1024 * KiB + 123  # four ranged GETs with SMALL_RANGES
+BIG = 1024 * KiB + 123  # five ranged GETs with SMALL_RANGES (the last one of 123 bytes)
 
 
 def payload(n: int, salt: str) -> bytes:
@@ -156,7 +156,7 @@ def test_every_ranged_get_of_an_object_is_pinned_to_its_listed_etag(
     assert files_under(tmp_path) == {"big.bin": big, "small.txt": b"small"}
     assert stats.files == 2 and stats.retries == 0
     gets = object_gets(proxy, "p/big.bin")
-    assert len(gets) == 4 and all("range" in g.headers for g in gets)
+    assert len(gets) == 5 and all("range" in g.headers for g in gets)
     # The ranges tile the object exactly, and every one names the version that was listed.
     spans = sorted(byte_range(g) for g in gets)
     assert spans[0][0] == 0 and spans[-1][1] == BIG - 1
@@ -197,10 +197,12 @@ def test_an_object_replaced_mid_download_fails_the_staging_and_leaves_no_mixed_f
 def test_an_object_replaced_after_the_listing_is_staged_whole_or_refused(
     connect: Any, s3: Any, bucket: str, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    # Replaced between the listing and its GETs: the ranged GETs ask for the listed ETag and the
-    # store answers 412 for every one; nothing of either version is kept.
+    # Replaced between the listing and its GETs: the HEAD that reads the object's checksum and
+    # the ranged GETs ask for the listed ETag, and the store answers 412; nothing of either
+    # version is kept.
     old, new = payload(BIG, "old"), payload(BIG, "new")
     s3.put_object(Bucket=bucket, Key="w/blob.bin", Body=old)
+    listed = s3.head_object(Bucket=bucket, Key="w/blob.bin")["ETag"]
 
     def replace() -> None:
         s3.put_object(Bucket=bucket, Key="w/blob.bin", Body=new)
@@ -209,7 +211,11 @@ def test_an_object_replaced_after_the_listing_is_staged_whole_or_refused(
     with pytest.raises(StagingError, match=r"w/blob\.bin changed during staging.*run again"):
         stage_in(client, bucket, "w/", tmp_path, settings, progress=Progress(on_start=replace))
     assert files_under(tmp_path) == {}
-    assert object_gets(proxy, "w/blob.bin")  # the GETs went out, pinned, and were refused
+    asked = [
+        s for s in proxy.sent if s.method in ("GET", "HEAD") and s.target.endswith("/w/blob.bin")
+    ]
+    assert asked  # the requests went out, pinned to the listed version, and were refused
+    assert {s.headers.get("if-match", "").strip('"') for s in asked} == {listed.strip('"')}
 
 
 def test_a_small_object_replaced_after_the_listing_is_refused_not_staged_unseen(
@@ -295,7 +301,7 @@ def test_a_body_reset_mid_stream_is_retried_with_the_same_range_and_pin(
     # The ranged GET was asked again: one range twice, both times pinned to the same ETag.
     gets = object_gets(proxy, "r/big.bin")
     spans = [byte_range(g) for g in gets]
-    assert len(gets) == 5 and len(set(spans)) == 4
+    assert len(gets) == 6 and len(set(spans)) == 5  # five ranges, one of them asked twice
     assert len({g.headers["if-match"] for g in gets}) == 1
     assert len(object_gets(proxy, "r/small.bin")) == 2
 

@@ -177,7 +177,8 @@ class TempFiles:
                 )
             self._safe_dirs.add(str(parent))
         tmp = str(parent / f".{_name_start(final.name)}{TEMP_MARK}{secrets.token_hex(6)}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        # Read and write: the hasher of a large object reads back what the parts wrote.
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         with self._lock:
             fd = os.open(tmp, flags, 0o666)
             self._open[tmp] = fd
@@ -324,7 +325,15 @@ def fetch(
 
 
 class _BigFile:
-    """A large object fetched as parallel ranged GETs into one preallocated temporary file."""
+    """A large object fetched as ranged GETs into one preallocated temporary file, its
+    whole-object checksum computed as the parts land.
+
+    The parts are submitted in order (at most ``concurrency`` in flight), so the file fills
+    roughly front to back: whichever worker lands the part at the hash cursor hashes it, and every
+    landed part after it, from the page cache, while the others keep downloading. The old way, one
+    pass over the whole file after the last part, took ~40 % of a 1 GiB stage-in (profile in
+    BENCHMARKS.md); now only the tail is hashed after the last byte arrives.
+    """
 
     def __init__(self, remote: Remote, final: Path, nparts: int) -> None:
         self.remote = remote
@@ -333,19 +342,61 @@ class _BigFile:
         self.lock = threading.Lock()
         self.tmp: str | None = None
         self.fd = -1
-        self.headers: dict[str, str] = {}  # of a ranged GET: what encryption the object has
+        self.check: _WholeCheck | None = None  # decided by open(): what the bytes must match
+        self._landed: dict[int, int] = {}  # offset -> length: written, not hashed yet
+        self._cursor = 0  # bytes hashed (or passed, without a check) from the start
+        self._hashing = threading.Lock()  # one hasher at a time; the others download
+        self._finished = False
 
-    def open(self, temps: TempFiles) -> int:
+    def open(self, job: Job, temps: TempFiles) -> int:
         with self.lock:
             if self.tmp is None:
+                self.check = _whole_check(job, self.remote)
                 self.tmp, self.fd = temps.create(self.final)
                 _preallocate(self.fd, self.remote.size)
             return self.fd
 
-    def part_done(self) -> bool:
+    def landed(self, job: Job, offset: int, length: int) -> bool:
+        """Record the part at ``offset`` as written and hash what is contiguous from the cursor.
+
+        True for exactly one caller: the one whose hashing reached the last byte (it verifies
+        and commits the file). A part that lands while another worker hashes is left to that
+        worker, which looks again after it lets the hash go.
+        """
         with self.lock:
-            self.remaining -= 1
-            return self.remaining == 0
+            self._landed[offset] = length
+        while True:
+            if not self._hashing.acquire(blocking=False):
+                return False
+            try:
+                self._advance(job)
+                if self._cursor == self.remote.size and not self._finished:
+                    self._finished = True
+                    return True
+            finally:
+                self._hashing.release()
+            with self.lock:
+                if self._cursor not in self._landed:
+                    return False
+
+    def _advance(self, job: Job) -> None:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while True:
+            with self.lock:
+                length = self._landed.pop(self._cursor, None)
+            if length is None:
+                return
+            if self.check is not None:
+                pos, end = self._cursor, self._cursor + length
+                while pos < end:
+                    job.check()
+                    n = os.preadv(self.fd, [view[: min(CHUNK, end - pos)]], pos)
+                    if n <= 0:
+                        raise StagingError(f"{self.tmp}: could not read back what was written")
+                    self.check.digest.update(view[:n])
+                    pos += n
+            self._cursor += length
 
 
 def _preallocate(fd: int, size: int) -> None:
@@ -358,18 +409,17 @@ def _preallocate(fd: int, size: int) -> None:
 def units(job: Job, remotes: list[Remote], temps: TempFiles) -> list[Callable[[], None]]:
     """One unit per small object, one per part of each object above the threshold.
 
-    A large object is cut into at least ``part_size`` parts but never more than ``concurrency``
-    of them: all its ranged GETs are in flight at once and none is spent beyond that (some
-    stores read the whole object for every ranged GET: moto took 66 s for 1 GiB in 8 MiB
-    ranges, BENCHMARKS.md). Memory does not depend on it: bodies are streamed in CHUNKs.
+    A large object is cut into ``part_size`` ranges (``HOOK_PART_SIZE_MB``), submitted in order,
+    so that its checksum is computed as they land (:class:`_BigFile`). Memory does not depend on
+    the object's size: bodies are streamed in CHUNKs. A store that reads the whole object for
+    every ranged GET (moto) pays that per range: raise ``HOOK_PART_SIZE_MB`` there.
     """
     settings = job.settings
-    workers = max(1, settings.concurrency)
     out: list[Callable[[], None]] = []
     for remote in remotes:
         final = temps.dest.joinpath(*remote.rel.split("/"))
         what = f"could not download {job.url(remote.key)} to {final}"
-        part_size = max(1, settings.part_size, -(-remote.size // workers))
+        part_size = max(1, settings.part_size)
         if remote.size <= settings.multipart_threshold or remote.size <= part_size:
             out.append(job.unit(what, _small(job, remote, final, temps)))
             continue
@@ -395,11 +445,12 @@ def _part(
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
-        fd = big.open(temps)
-        big.headers = fetch(job, big.remote, fd, offset, length, ranged=True)
-        if big.part_done():
+        fd = big.open(job, temps)
+        fetch(job, big.remote, fd, offset, length, ranged=True)
+        if big.landed(job, offset, length):
             assert big.tmp is not None
-            _verify_whole(job, big.remote, big.tmp, big.headers)
+            if big.check is not None:
+                big.check.verify(job, big.remote)
             temps.commit(big.tmp, fd, big.final, big.remote.size, job.url(big.remote.key))
             job.file_done()
 
@@ -414,53 +465,70 @@ _WHOLE_CHECKSUMS: tuple[tuple[str, Callable[[], Any]], ...] = (
 )
 
 
-def _verify_whole(job: Job, remote: Remote, tmp: str, headers: dict[str, str]) -> None:
-    """Check a large object assembled from ranged GETs against its stored checksum or MD5 ETag.
+@dataclasses.dataclass
+class _WholeCheck:
+    """The digest a large object's assembled bytes must give: its stored checksum or MD5 ETag."""
+
+    field: str  # "MD5" or a botocore checksum field ("ChecksumCRC32" ...)
+    expected: str  # hex for MD5, base64 for the others (as the store says them)
+    digest: Any
+
+    def verify(self, job: Job, remote: Remote) -> None:
+        d = self.digest
+        got = d.hexdigest() if self.field == "MD5" else base64.b64encode(d.digest()).decode()
+        if got != self.expected:
+            raise StagingError(
+                f"{job.url(remote.key)}: the downloaded bytes do not match the object's stored "
+                f"{self.field.removeprefix('Checksum')} checksum (corrupted in transit); run again"
+            )
+
+
+def _whole_check(job: Job, remote: Remote) -> _WholeCheck | None:
+    """What a large object assembled from ranged GETs is checked against, from one HEAD.
 
     A ranged GET comes without a checksum (S3 stores one for the whole object), so a byte
     corrupted in transit would pass the size check. The object's full-object checksum (when it
     has one of a kind we can compute: not a composite ``...-N`` of a multipart upload), else
-    its MD5 ETag (a single-part upload), is compared with the assembled file before it is
-    renamed into place; a mismatch fails the staging (no partial file is kept) instead of
-    keeping corrupt data.
+    its MD5 ETag (a single-part upload without SSE-KMS or SSE-C, which the HEAD's headers say
+    whatever the engine), is compared with the assembled file before it is renamed into place;
+    a mismatch fails the staging (no partial file is kept) instead of keeping corrupt data.
+    None: the object has neither (a multipart upload without a full-object checksum).
     """
-    expected, field, make = None, "MD5", None
+    params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key}
     if job.settings.checksum == "when_supported":  # else the store may not support checksums
-        expected, field, make = _stored_checksum(job, remote)
-    md5 = md5_etag(remote.etag, headers)
-    if expected is None and md5 is not None:
-        expected, field = md5, "MD5"
-        make = lambda: hashlib.md5(usedforsecurity=False)  # noqa: E731
-    if expected is None or make is None:
-        return
-    digest = make()
-    with open(tmp, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            job.check()
-            digest.update(chunk)
-    got = digest.hexdigest() if field == "MD5" else base64.b64encode(digest.digest()).decode()
-    if got != expected:
-        raise StagingError(
-            f"{job.url(remote.key)}: the downloaded bytes do not match the object's stored "
-            f"{field.removeprefix('Checksum')} checksum (corrupted in transit); run again"
-        )
-
-
-def _stored_checksum(job: Job, remote: Remote) -> tuple[str | None, str, Any]:
-    """(value, field, digest factory) of the object's full-object checksum, or (None, ...)."""
-    params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key, "ChecksumMode": "ENABLED"}
+        params["ChecksumMode"] = "ENABLED"
     if remote.etag:
         params["IfMatch"] = remote.etag
-    head = job.call(job.s3.head_object, **params)
+    try:
+        head = job.call(job.s3.head_object, **params)
+    except ClientError as err:
+        if http_status(err) == 412:
+            raise StagingError(
+                f"{job.url(remote.key)} changed during staging (it is no longer the version "
+                f"the listing named, ETag {remote.etag}); run again"
+            ) from err
+        raise
+    if job.settings.checksum == "when_supported":
+        stored = _stored_checksum(head, remote)
+        if stored is not None:
+            return stored
+    md5 = md5_etag(remote.etag, _headers(head))
+    if md5 is None:
+        return None
+    return _WholeCheck("MD5", md5, hashlib.md5(usedforsecurity=False))
+
+
+def _stored_checksum(head: dict[str, Any], remote: Remote) -> _WholeCheck | None:
+    """The object's full-object checksum from its HEAD (with ChecksumMode), or None."""
     kind = head.get("ChecksumType")
     if kind is None and "-" in str(head.get("ETag", remote.etag)).strip('"'):
         # A multipart object whose store does not say the checksum's type (moto 5.2 answers
         # the value without ChecksumType or a "-N" suffix): not a whole-object checksum.
-        return None, "", None
+        return None
     if (kind or "FULL_OBJECT") != "FULL_OBJECT":
-        return None, "", None
+        return None
     usable = [(f, make) for f, make in _WHOLE_CHECKSUMS if "-" not in str(head.get(f) or "-")]
     if not usable:
-        return None, "", None
+        return None
     field, make = usable[0]
-    return str(head[field]), field, make
+    return _WholeCheck(field, str(head[field]), make())
