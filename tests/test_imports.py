@@ -105,6 +105,24 @@ def test_obstore_is_imported_only_when_its_engine_is_made(
     assert sorted({m.split(".")[0] for m in report["loaded"]}) == loaded
 
 
+@pytest.mark.parametrize(
+    ("engine", "loaded"), [("lean", []), ("obstore", []), ("boto3", ["boto3", "s3transfer"])]
+)
+def test_boto3_waits_for_its_first_use_with_the_lean_and_obstore_engines(
+    tmp_path: Path, engine: str, loaded: list[str]
+) -> None:
+    # Up to the first data request (the listing, to a closed port) nothing needs the boto3
+    # client, whose import and model loading cost ~0.2 s of exec's start (BENCHMARKS.md).
+    report = _exec_probe(
+        tmp_path,
+        {"boto3", "s3transfer"},
+        HOOK_S3_ENGINE=engine,
+        SOURCE_S3_ACCESS_KEY="a",  # keys given: no credential chain to resolve with botocore
+        SOURCE_S3_SECRET_KEY="b",
+    )
+    assert sorted({m.split(".")[0] for m in report["loaded"]}) == loaded
+
+
 def test_the_data_plane_imports_nothing_of_a_run_and_options_no_data_plane() -> None:
     data_plane = (
         "import sys\n"

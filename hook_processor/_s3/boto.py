@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,16 +35,128 @@ def _botocore_session() -> Any:
 
 
 def client_for(target: S3Target, settings: TransferSettings, *, user_agent: str) -> tuple[Any, Any]:
-    """One boto3 S3 client sized for ``settings.concurrency`` threads, path-style addressing,
-    and the botocore credentials it signs with (None: none found)."""
-    import boto3  # lazy: importing boto3 costs ~0.15 s of start-up
-    from botocore.config import Config
-    from botocore.credentials import Credentials
+    """The boto3 S3 client of ``target`` (sized for ``settings.concurrency`` threads, path-style
+    addressing) and the credentials the engines sign with (None: none found).
 
+    With an endpoint and both keys given (how the runtime always runs) the client is a
+    :class:`LazyClient`: boto3 is imported and the client made at its first use (a HEAD, a
+    multipart upload, a link), not before the first data request: that costs ~0.2 s of the
+    start-up of ``exec`` (BENCHMARKS.md). Otherwise (AWS's endpoint, credentials from the
+    environment's chain) botocore resolves them, and the client is made now.
+    """
     if (target.access_key is None) != (target.secret_key is None):
         raise OptionsError(
             "S3 credentials: give both the access key and the secret key, or neither"
         )
+    endpoint = target.endpoint_url or None
+    if endpoint and _plain_endpoint(endpoint) and target.access_key and target.secret_key:
+        keys = StaticCredentials(
+            target.access_key.get_secret_value(), target.secret_key.get_secret_value()
+        )
+        client = LazyClient(
+            lambda: _boto_client(target, settings, user_agent, keys)[0],
+            endpoint_url=endpoint,
+            region_name=target.region or "us-east-1",
+        )
+        return client, keys
+    credentials: Any = None
+    if target.access_key is not None and target.secret_key is not None:
+        credentials = StaticCredentials(
+            target.access_key.get_secret_value(), target.secret_key.get_secret_value()
+        )
+    made, session = _boto_client(target, settings, user_agent, credentials)
+    if credentials is None:
+        credentials = session.get_credentials()  # the environment's chain, as the client's
+    return made, credentials
+
+
+def _plain_endpoint(url: str) -> bool:
+    """An ``http(s)://host[:port][/path]`` URL, which botocore takes as it is (others: botocore
+    says what is wrong with them, when the client is made now)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query
+
+
+class StaticCredentials:
+    """Keys given as options (botocore's ``Credentials`` shape: ``get_frozen_credentials``),
+    without importing botocore's credential chain."""
+
+    __slots__ = ("access_key", "secret_key", "token")
+
+    def __init__(self, access_key: str, secret_key: str, token: str | None = None) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.token = token
+
+    def get_frozen_credentials(self) -> StaticCredentials:
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StaticCredentials) and (
+            (self.access_key, self.secret_key, self.token)
+            == (other.access_key, other.secret_key, other.token)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.access_key, self.token))
+
+    def __repr__(self) -> str:  # never the keys
+        return "StaticCredentials(...)"
+
+
+class LazyClient:
+    """A boto3 client made at its first use; ``endpoint_url`` and ``region_name`` are known
+    before (the engines need those, not the client, to send their first request)."""
+
+    def __init__(self, make: Callable[[], Any], *, endpoint_url: str, region_name: str) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.endpoint_url = endpoint_url
+        self.region_name = region_name
+
+    def real(self) -> Any:
+        """The boto3 client (made now if it was not yet)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._make()
+            return self._client
+
+    @property
+    def made(self) -> bool:
+        return self._client is not None
+
+    def close(self) -> None:
+        """Close the client's connections, if it was ever made."""
+        if self._client is not None:
+            self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_make", "_client", "_lock"):  # before __init__ set them (copy, pickle)
+            raise AttributeError(name)
+        return getattr(self.real(), name)
+
+
+def endpoint_of(client: Any) -> tuple[str, str]:
+    """(endpoint URL, region) of a boto3 client or :class:`LazyClient`, without making it."""
+    if isinstance(client, LazyClient):
+        return client.endpoint_url, client.region_name
+    return str(client.meta.endpoint_url), str(client.meta.region_name or "us-east-1")
+
+
+def _boto_client(
+    target: S3Target, settings: TransferSettings, user_agent: str, credentials: Any
+) -> tuple[Any, Any]:
+    """(boto3 client, its botocore session)."""
+    import boto3  # lazy: importing boto3 costs ~0.15 s of start-up
+    from botocore.config import Config
+
     region = target.region or "us-east-1"
     config = Config(
         region_name=region,
@@ -61,11 +174,6 @@ def client_for(target: S3Target, settings: TransferSettings, *, user_agent: str)
         user_agent_extra=user_agent,
     )
     session = _botocore_session()
-    credentials = None
-    if target.access_key is not None and target.secret_key is not None:
-        credentials = Credentials(
-            target.access_key.get_secret_value(), target.secret_key.get_secret_value()
-        )
     try:
         client = boto3.session.Session(botocore_session=session).client(
             "s3",
@@ -78,14 +186,12 @@ def client_for(target: S3Target, settings: TransferSettings, *, user_agent: str)
         )
     except ValueError as err:  # botocore: "Invalid endpoint: ..."
         raise OptionsError(f"S3 endpoint {target.endpoint_url!r} is not usable: {err}") from err
-    if credentials is None:
-        credentials = session.get_credentials()  # the environment's chain, as the client's
     client.meta.events.register_first(
         "needs-retry.s3",
         _unreachable_retries(settings.max_attempts, settings.throttle_seconds),
         unique_id=_UNREACHABLE_ID,
     )
-    return client, credentials
+    return client, session
 
 
 def ca_bundle() -> str | None:

@@ -205,7 +205,7 @@ def create(target: S3Target, settings: TransferSettings, *, user_agent: str) -> 
             engine: Engine = _obstore(client, credentials, settings, user_agent)
             engine.choice = "auto"
             return engine
-        proxy = lean.proxy_for(str(client.meta.endpoint_url))
+        proxy = lean.proxy_for(boto.endpoint_of(client)[0])
         if proxy:
             engine = boto.BotoEngine(client)
             engine.choice = (
@@ -230,7 +230,7 @@ def _obstore(client: Any, credentials: Any, settings: TransferSettings, user_age
 
     from hook_processor._s3 import boto, lean, obstore_engine
 
-    scheme = lean.proxy_for(str(client.meta.endpoint_url))
+    scheme = lean.proxy_for(boto.endpoint_of(client)[0])
     proxy = urllib.request.getproxies().get(scheme) if scheme else None
     # What obstore cannot do (listing pages, UploadPart, 200-answered ranges) goes to the lean
     # engine, or to the boto3 one through a proxy (obstore_engine.py).

@@ -35,7 +35,7 @@ from botocore.exceptions import (
 )
 
 from hook_processor._s3 import wire
-from hook_processor._s3.boto import BotoControl, ca_bundle
+from hook_processor._s3.boto import BotoControl, ca_bundle, endpoint_of
 from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
 from hook_processor._s3.sigv4 import SigV4Signer
 from hook_processor._s3.transfer import (
@@ -75,7 +75,7 @@ class LeanEngine(BotoControl):
         self, client: Any, credentials: Any, settings: TransferSettings, *, user_agent: str
     ) -> None:
         self.boto = client  # HEAD, multipart bookkeeping, presigning
-        endpoint = str(client.meta.endpoint_url)
+        endpoint, region = endpoint_of(client)
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
             raise OptionsError(
@@ -98,7 +98,7 @@ class LeanEngine(BotoControl):
         if ":" in self.host:  # IPv6 literal
             self.netloc = f"[{self.host}]" + ("" if self.port == default_port else f":{self.port}")
         self.base = parts.path.rstrip("/")
-        self.region = str(client.meta.region_name or "us-east-1")
+        self.region = region
         self._credentials = credentials  # botocore's: refreshable ones refresh on their own
         self._frozen: Any = None
         self._signer: SigV4Signer | None = None

@@ -67,7 +67,7 @@ from botocore.exceptions import (
 )
 
 from hook_processor._s3 import wire
-from hook_processor._s3.boto import BotoControl, ca_bundle
+from hook_processor._s3.boto import BotoControl, ca_bundle, endpoint_of
 from hook_processor._s3.engine import Engine, Payload, TransferSettings
 from hook_processor._s3.transfer import (
     CHUNK,
@@ -115,7 +115,7 @@ class ObstoreEngine(BotoControl):
         helper: Engine,
     ) -> None:
         self.boto = client
-        self.endpoint_url = str(client.meta.endpoint_url)
+        self.endpoint_url, self._region = endpoint_of(client)
         self._helper = helper
         import obstore  # lazy: only a run that chose this engine loads the Rust extension
 
@@ -124,7 +124,6 @@ class ObstoreEngine(BotoControl):
         self._settings = settings
         self._user_agent = f"{user_agent} obstore/{obstore.__version__}"
         self._proxy = proxy
-        self._region = str(client.meta.region_name or "us-east-1")
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._ranges = True  # False once the store answered a ranged GET with a 200
