@@ -342,16 +342,16 @@ class _BigFile:
         self.lock = threading.Lock()
         self.tmp: str | None = None
         self.fd = -1
-        self.check: _WholeCheck | None = None  # decided by open(): what the bytes must match
+        self.check: _WholeCheck | None = None  # what the bytes must match (None: nothing)
+        self._checked = False  # self.check is decided (by the first hasher)
         self._landed: dict[int, int] = {}  # offset -> length: written, not hashed yet
         self._cursor = 0  # bytes hashed (or passed, without a check) from the start
         self._hashing = threading.Lock()  # one hasher at a time; the others download
         self._finished = False
 
-    def open(self, job: Job, temps: TempFiles) -> int:
+    def open(self, temps: TempFiles) -> int:
         with self.lock:
             if self.tmp is None:
-                self.check = _whole_check(job, self.remote)
                 self.tmp, self.fd = temps.create(self.final)
                 _preallocate(self.fd, self.remote.size)
             return self.fd
@@ -380,6 +380,11 @@ class _BigFile:
                     return False
 
     def _advance(self, job: Job) -> None:
+        if not self._checked:
+            # The HEAD is the first hasher's, not open()'s: the other parts of the object
+            # download meanwhile instead of waiting for it (and for the boto3 client it makes).
+            self.check = _whole_check(job, self.remote)
+            self._checked = True
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         while True:
@@ -445,7 +450,7 @@ def _part(
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
-        fd = big.open(job, temps)
+        fd = big.open(temps)
         fetch(job, big.remote, fd, offset, length, ranged=True)
         if big.landed(job, offset, length):
             assert big.tmp is not None
