@@ -22,7 +22,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
-from hook_processor._s3.transfer import CHUNK, STREAM_ERRORS, Job, http_status, ranges
+from hook_processor._s3.transfer import (
+    CHUNK,
+    READ_CHUNK,
+    STREAM_ERRORS,
+    Job,
+    http_status,
+    ranges,
+)
 from hook_processor._s3.wire import Crc32
 from hook_processor.errors import StagingError
 
@@ -252,7 +259,7 @@ def fetch(
     """GET ``length`` bytes (the whole object, or one range) into ``fd`` at ``offset``; returns
     the response headers.
 
-    The body is streamed in CHUNK pieces; a stream broken after the 200 OK is retried
+    The body is streamed in READ_CHUNK pieces; a stream broken after the 200 OK is retried
     (botocore only retries the request itself) up to ``settings.max_attempts`` times, and the
     bytes it had counted as progress are taken back: the retry counts them again. A whole
     object that the engine did not check against a stored checksum is checked against its MD5
@@ -294,7 +301,7 @@ def fetch(
             pos = offset
             while True:
                 job.check()
-                chunk = body.read(CHUNK)
+                chunk = body.read(READ_CHUNK)
                 if not chunk:
                     break
                 _pwrite_all(fd, chunk, pos)

@@ -70,7 +70,7 @@ from hook_processor._s3 import wire
 from hook_processor._s3.boto import BotoControl, ca_bundle, endpoint_of
 from hook_processor._s3.engine import Engine, Payload, TransferSettings
 from hook_processor._s3.transfer import (
-    CHUNK,
+    READ_CHUNK,
     UNREACHABLE_ATTEMPTS,
     cause,
     throttle_wait,
@@ -223,7 +223,7 @@ class ObstoreEngine(BotoControl):
         start, end = result.range
         meta = result.meta
         return {
-            "Body": _Body(result.stream(min_chunk_size=CHUNK)),
+            "Body": _Body(result.stream(min_chunk_size=READ_CHUNK)),
             "ContentLength": end - start,
             "ETag": meta.get("e_tag") or "",
             "ResponseMetadata": _metadata(206 if Range else 200, retries),
@@ -393,9 +393,11 @@ class _Body:
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
-        self._left = b""
+        self._left: bytes | memoryview = b""
 
-    def read(self, amt: int | None = None, /) -> bytes:
+    def read(self, amt: int | None = None, /) -> bytes | memoryview:
+        """The next piece of the body: a view of obstore's buffer, not a copy (the caller
+        writes and hashes it, both of which take any buffer)."""
         data = self._left
         while not data:
             try:
@@ -404,7 +406,7 @@ class _Body:
                 return b""
             except Exception as err:  # noqa: BLE001 - obstore's errors, whatever their class
                 raise ResponseStreamingError(error=err) from err
-            data = chunk if isinstance(chunk, bytes) else bytes(chunk)
+            data = memoryview(chunk)
         if amt is not None and len(data) > amt:
             data, self._left = data[:amt], data[amt:]
         else:
