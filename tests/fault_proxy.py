@@ -37,6 +37,13 @@ Faults (``Rule.fault``):
 ``flip_request_byte``
     forward the request with one byte of its body at ``offset`` XORed with ``0xFF`` (the
     upload the server receives is corrupted; the client's checksums are of the right bytes).
+``sse_kms``
+    forward, and answer as a store that keeps the object with SSE-KMS: the response head gets
+    ``x-amz-server-side-encryption: aws:kms``, and ``etag_from`` (the object's MD5, 32 hex
+    digits) is replaced by ``etag_to`` (as long) in the head and in each body piece (a listing's
+    ``<ETag>``; an occurrence split between two pieces is missed), and back in the request head
+    (an ``If-Match``; the upstream must not check signatures, as moto does not): such a store's
+    ETag is not the MD5 of the object (moto keeps the MD5).
 
 Every forwarded request is recorded in ``proxy.sent`` with its headers and the length, MD5,
 SHA-256 and CRC32 of the body the client sent (before any flip): what the client claimed in
@@ -96,6 +103,7 @@ FAULTS = frozenset(
         "reject_checksum_headers",
         "down",
         "flip_request_byte",
+        "sse_kms",
     }
 )
 
@@ -176,6 +184,8 @@ class Rule:
     after_bytes: int = 0  # reset_after
     short_by: int = 1  # short_body
     offset: int = 0  # flip_byte, flip_request_byte
+    etag_from: str = ""  # sse_kms
+    etag_to: str = ""
 
     matched: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
@@ -189,6 +199,10 @@ class Rule:
             raise ValueError(f"count must be >= 0, got {self.count}")
         if self.nth is not None and self.nth < 1:
             raise ValueError(f"nth counts from 1, got {self.nth}")
+        if self.fault == "sse_kms" and (
+            len(self.etag_from) != len(self.etag_to) or not self.etag_from
+        ):
+            raise ValueError("sse_kms: etag_from and etag_to must be given, of one length")
         if self.delay < 0 or self.after_bytes < 0 or self.short_by < 0:
             raise ValueError("delay, after_bytes and short_by must be >= 0")
         if isinstance(self.methods, str):
@@ -758,7 +772,10 @@ class FaultProxy:
                 # even for an empty body, as moto/werkzeug do: botocore (1.43) misreads the next
                 # response on a kept-alive connection after an Expect request answered without 100.
                 sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-            up.sendall(req.raw_head)
+            raw_head = req.raw_head
+            if rule is not None and rule.fault == "sse_kms":  # If-Match names the ETag we showed
+                raw_head = raw_head.replace(rule.etag_to.encode(), rule.etag_from.encode())
+            up.sendall(raw_head)
             md5, sha256, crc, length = hashlib.md5(), hashlib.sha256(), 0, 0
             flip = rule.offset if rule is not None and rule.fault == "flip_request_byte" else None
             try:
@@ -800,7 +817,11 @@ class FaultProxy:
             framing = _framing(headers, method=req.method, status=status)
             if framing.kind == "close":
                 keep = False
-            sock.sendall(_with_connection(raw, start, headers, keep))
+            head = _with_connection(raw, start, headers, keep)
+            if rule is not None and rule.fault == "sse_kms":
+                head = head.replace(rule.etag_from.encode(), rule.etag_to.encode())
+                head = head[:-2] + b"x-amz-server-side-encryption: aws:kms\r\n\r\n"
+            sock.sendall(head)
             return self._relay_body(sock, up_reader, framing, rule) and keep
         finally:
             up.close()
@@ -826,6 +847,9 @@ class FaultProxy:
         pos = 0
         for kind, piece in _iter_body(up_reader, framing):
             if kind == "data":
+                if fault == "sse_kms":
+                    assert rule is not None
+                    piece = piece.replace(rule.etag_from.encode(), rule.etag_to.encode())
                 if flip is not None and pos <= flip < pos + len(piece):
                     b = bytearray(piece)
                     b[flip - pos] ^= 0xFF

@@ -36,8 +36,9 @@ a hex ETag that is not the body's MD5 (on an object without SSE-KMS or SSE-C, wh
 not MD5s: one HEAD says) is a ``BadDigest`` ClientError here, and the corrupted object is
 deleted. Downloads have no
 response headers to validate: ``download.py`` checks them against the MD5 ETag, as for any GET
-without a stored checksum (so an object stored with SSE-KMS, whose ETag is no MD5 and whose
-encryption header obstore does not show, fails its check: use ``HOOK_S3_ENGINE=lean`` there).
+without a stored checksum; a body that does not match it is called corrupt only after one HEAD
+says the object has no SSE-KMS or SSE-C (whose ETags are no MD5s), and a large object's check
+comes from its HEAD anyway.
 """
 
 from __future__ import annotations
