@@ -1,3 +1,3 @@
-from hook_processor.cli import main
+from hook_processor._console import main
 
 main()

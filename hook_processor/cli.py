@@ -9,9 +9,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import os
-import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -142,17 +139,10 @@ def exec_command(
     precedence). The exit code says what happened: 0 completed, 2 bad options, 3 staging
     failed, 4 process() raised, 5 publication failed, 6 cancelled.
     """
-    from hook_processor import runtime
-    from hook_processor.options import OptionSources
+    from hook_processor._console import exec_once
 
     project = project_from(project_dir, project_option)
-    sources = OptionSources(env=dict(os.environ), file=options_file, cli=_option_pairs(options))
-    cancel = threading.Event()
-    phase = runtime._Phase()
-    runtime.install_signal_handlers(cancel, phase)
-    result = runtime.run(sources, project_dir=project, cancel=cancel, phase=phase)
-    runtime.ignore_signals_once_finished()  # the result is written: its exit code is final
-    sys.exit(int(result.exit_code))
+    exec_once(options_file, _option_pairs(options), project)
 
 
 class CommandError(click.ClickException):

@@ -123,6 +123,58 @@ def test_boto3_waits_for_its_first_use_with_the_lean_and_obstore_engines(
     assert sorted({m.split(".")[0] for m in report["loaded"]}) == loaded
 
 
+CONSOLE_PROBE = """
+import json, sys
+from hook_processor import _console
+sys.argv = ["hook-processor", *sys.argv[1:]]
+try:
+    _console.main()
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "click": "click" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "click"),
+    [
+        (["exec", "--project", "{hello}"], 3, False),
+        (["exec", "{hello}", "-o", "workflow=dedl_hello_world"], 3, False),
+        (["exec", "--project={hello}", "--option", "workflow=dedl_hello_world"], 3, False),
+        (["exec", "{hello}", "--option", "no-equals-sign"], 2, True),  # click says what is wrong
+        (["exec", "{hello}", "--bogus"], 2, True),
+        (["exec", "{hello}", "{hello}/.."], 2, True),  # two folders: click's usage error
+    ],
+)
+def test_the_console_script_runs_a_plain_exec_without_click(
+    tmp_path: Path, args: list[str], code: int, click: bool
+) -> None:
+    # The container's entrypoint starts once per item: click costs ~30 ms of it. Any command
+    # line the fast path does not take goes to click, which says what is wrong as before.
+    argv = [a.format(hello=HELLO_WORLD) for a in args]
+    completed = subprocess.run(
+        [sys.executable, "-c", CONSOLE_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOOK_WORK_DIR": str(tmp_path / "w"),
+            "HOOK_S3_MAX_ATTEMPTS": "1",
+            "SOURCE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+            "SOURCE_S3_PATH": "s3://inb/x/",
+            "OUTPUT_S3_PATH": "s3://out/y",
+            "S3_ACCESS_KEY": "a",
+            "S3_SECRET_KEY": "b",
+        },
+    )
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert (report["code"], report["click"]) == (code, click), completed.stderr
+    if code == 2:
+        assert "Error:" in completed.stderr or "Usage:" in completed.stderr
+
+
 def test_the_data_plane_imports_nothing_of_a_run_and_options_no_data_plane() -> None:
     data_plane = (
         "import sys\n"
