@@ -1,0 +1,77 @@
+"""The whole-object checksum of a large download, computed as its ranged parts land.
+
+The parts land in any order and on any thread; the hash must see every byte once, in order,
+and exactly one caller must be told that the file is complete (it verifies and commits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from hook_processor._s3 import download
+from hook_processor._s3.download import Remote, TempFiles, _BigFile, _WholeCheck
+
+
+class _Job:
+    def check(self) -> None:
+        pass
+
+
+def _landed_file(tmp_path: Path, size: int, part: int) -> tuple[_BigFile, bytes, list[int]]:
+    data = os.urandom(size)
+    remote = Remote("k/big.bin", size, '"x"', "big.bin")
+    big = _BigFile(remote, tmp_path / "big.bin", -(-size // part))
+    fd = big.open(TempFiles(tmp_path))
+    os.pwrite(fd, data, 0)
+    big.check = _WholeCheck("MD5", hashlib.md5(data).hexdigest(), hashlib.md5())
+    big._checked = True  # as the first hasher's HEAD would have decided
+    return big, data, list(range(0, size, part))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_parts_landing_in_any_order_on_many_threads_hash_every_byte_once(
+    tmp_path: Path, seed: int
+) -> None:
+    size, part = 3 * 1024 * 1024 + 12345, 256 * 1024
+    big, data, offsets = _landed_file(tmp_path, size, part)
+    random.Random(seed).shuffle(offsets)
+    told: list[int] = []
+    start = threading.Barrier(8)
+
+    def land(mine: list[int]) -> None:
+        start.wait()
+        for offset in mine:
+            if big.landed(_Job(), offset, min(part, size - offset)):
+                told.append(offset)
+
+    threads = [threading.Thread(target=land, args=(offsets[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(told) == 1  # one caller verifies and commits
+    assert big._cursor == size and not big._landed
+    big.check.verify(_Job(), big.remote)  # type: ignore[union-attr, arg-type]
+    assert big.check.digest.hexdigest() == hashlib.md5(data).hexdigest()  # type: ignore[union-attr]
+
+
+def test_a_corrupted_part_fails_the_check_with_the_object_named(tmp_path: Path) -> None:
+    size, part = 1024 * 1024, 256 * 1024
+    big, _, offsets = _landed_file(tmp_path, size, part)
+    os.pwrite(big.fd, b"\x00", 300_000)  # one byte of the second part differs
+    done = [big.landed(_Job(), o, part) for o in reversed(offsets)]
+    assert done == [False, False, False, True]
+
+    class _Named(_Job):
+        def url(self, key: str) -> str:
+            return f"s3://b/{key}"
+
+    with pytest.raises(download.StagingError, match=r"s3://b/k/big\.bin: the downloaded bytes"):
+        big.check.verify(_Named(), big.remote)  # type: ignore[union-attr, arg-type]
