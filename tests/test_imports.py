@@ -63,6 +63,21 @@ print(json.dumps({{"code": code, "loaded": loaded}}))
 """
 
 
+def _probe_env(tmp_path: Path) -> dict[str, str]:
+    """An exec's options whose staging fails at once: its input is behind a closed port."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOOK_WORK_DIR": str(tmp_path / "w"),
+        "HOOK_S3_MAX_ATTEMPTS": "1",
+        "SOURCE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "SOURCE_S3_PATH": "s3://inb/x/",
+        "OUTPUT_S3_PATH": "s3://out/y",
+        "S3_ACCESS_KEY": "a",
+        "S3_SECRET_KEY": "b",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
 def _exec_probe(tmp_path: Path, heavy: set[str], **env: str) -> dict[str, Any]:
     """``exec`` up to its first S3 request (to a closed port): what of ``heavy`` it loaded."""
     probe = PROBE.format(heavy=heavy, ours=set(OURS))
@@ -72,18 +87,7 @@ def _exec_probe(tmp_path: Path, heavy: set[str], **env: str) -> dict[str, Any]:
         text=True,
         cwd=tmp_path,
         timeout=60,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOOK_WORK_DIR": str(tmp_path / "w"),
-            "HOOK_S3_MAX_ATTEMPTS": "1",
-            "SOURCE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
-            "SOURCE_S3_PATH": "s3://inb/x/",
-            "OUTPUT_S3_PATH": "s3://out/y",
-            "S3_ACCESS_KEY": "a",
-            "S3_SECRET_KEY": "b",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            **env,
-        },
+        env={**_probe_env(tmp_path), **env},
     )
     report: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["code"] == 3, completed.stderr  # the staging failed: the path was walked
@@ -158,16 +162,7 @@ def test_the_console_script_runs_a_plain_exec_without_click(
         text=True,
         cwd=tmp_path,
         timeout=60,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOOK_WORK_DIR": str(tmp_path / "w"),
-            "HOOK_S3_MAX_ATTEMPTS": "1",
-            "SOURCE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
-            "SOURCE_S3_PATH": "s3://inb/x/",
-            "OUTPUT_S3_PATH": "s3://out/y",
-            "S3_ACCESS_KEY": "a",
-            "S3_SECRET_KEY": "b",
-        },
+        env=_probe_env(tmp_path),
     )
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert (report["code"], report["click"]) == (code, click), completed.stderr

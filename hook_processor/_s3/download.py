@@ -263,10 +263,26 @@ def _etag_is_no_md5(job: Job, remote: Remote, headers: dict[str, str]) -> bool:
     if remote.etag:
         params["IfMatch"] = remote.etag
     try:
-        head = job.call(job.s3.head_object, **params)
-    except ClientError:
+        head = _pinned(job, job.s3.head_object, remote, params)
+    except (ClientError, StagingError):
         return False  # changed or gone: the retry's pinned GET says which
     return md5_etag(remote.etag, _headers(head)) is None
+
+
+def _pinned(
+    job: Job, call: Callable[..., dict[str, Any]], remote: Remote, params: dict[str, Any]
+) -> dict[str, Any]:
+    """A GET or HEAD pinned to the listed version (``If-Match`` in ``params``); its 412 is the
+    object changed since the listing, said so."""
+    try:
+        return job.call(call, **params)
+    except ClientError as err:
+        if http_status(err) == 412:
+            raise StagingError(
+                f"{job.url(remote.key)} changed during staging (it is no longer the version "
+                f"the listing named, ETag {remote.etag}); run again"
+            ) from err
+        raise
 
 
 def fetch(
@@ -291,15 +307,7 @@ def fetch(
     attempts = max(1, job.settings.max_attempts)
     for attempt in range(1, attempts + 1):
         job.check()
-        try:
-            response = job.call(job.s3.get_object, **params)
-        except ClientError as err:
-            if http_status(err) == 412:
-                raise StagingError(
-                    f"{job.url(remote.key)} changed during staging (it is no longer the version "
-                    f"the listing named, ETag {remote.etag}); run again"
-                ) from err
-            raise
+        response = _pinned(job, job.s3.get_object, remote, params)
         body = response["Body"]
         headers = _headers(response)
         validated = job.settings.checksum == "when_supported" and any(
@@ -532,15 +540,7 @@ def _whole_check(job: Job, remote: Remote) -> _WholeCheck | None:
         params["ChecksumMode"] = "ENABLED"
     if remote.etag:
         params["IfMatch"] = remote.etag
-    try:
-        head = job.call(job.s3.head_object, **params)
-    except ClientError as err:
-        if http_status(err) == 412:
-            raise StagingError(
-                f"{job.url(remote.key)} changed during staging (it is no longer the version "
-                f"the listing named, ETag {remote.etag}); run again"
-            ) from err
-        raise
+    head = _pinned(job, job.s3.head_object, remote, params)
     if job.settings.checksum == "when_supported":
         stored = _stored_checksum(head, remote)
         if stored is not None:
