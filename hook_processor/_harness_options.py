@@ -114,6 +114,9 @@ def build_options(
     return merged, replaced, overrides
 
 
+MOTO_RANGES = 16  # HOOK_DOWNLOAD_RANGES for the harness's moto (run_env)
+
+
 def run_env(
     environ: Mapping[str, str],
     options: Mapping[str, str],
@@ -137,6 +140,9 @@ def run_env(
     )
     if scratch:
         env["HOOK_TEMPORARY_S3_BUCKET"] = TEMPORARY_BUCKET
+        # The harness's S3 is moto, which reads a whole object for every ranged GET: one range
+        # per transfer thread (at the default concurrency), not one per 8 MiB part.
+        env.setdefault("HOOK_DOWNLOAD_RANGES", str(MOTO_RANGES))
     if project_dir is not None:
         env["HOOK_PROJECT_DIR"] = str(project_dir)
     if entrypoint:

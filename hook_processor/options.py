@@ -206,6 +206,13 @@ class PlatformSettings(_SettingsBase):
     )
     concurrency: int = Field(16, ge=1, le=256, description="Transfers in flight at once")
     part_size_mb: int = Field(8, ge=5, le=5120, description="Part size of multipart transfers, MiB")
+    download_ranges: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        description="At most this many ranged GETs per large object (0: one per part size); "
+        "for stores that read the whole object for every ranged GET (moto)",
+    )
     s3_max_attempts: int = Field(
         5, ge=1, le=20, description="Attempts per S3 request (botocore standard retries)"
     )

@@ -89,6 +89,7 @@ def transfer_settings(platform: PlatformSettings) -> TransferSettings:
         throttle_seconds=platform.s3_throttle_seconds,
         checksum=platform.s3_checksum,
         engine=platform.s3_engine,
+        max_ranges=platform.download_ranges,
     )
 
 

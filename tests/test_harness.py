@@ -439,3 +439,20 @@ def test_example_tests_pass_standalone_with_only_the_plugin() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def test_the_harness_caps_ranged_gets_on_its_own_moto_only(tmp_path: Path) -> None:
+    # moto reads the whole object for every ranged GET: the harness's own server gets one range
+    # per transfer thread; a developer's setting and an endpoint of their own are left alone.
+    from types import SimpleNamespace
+
+    from hook_processor import _harness_options
+
+    server = SimpleNamespace(endpoint_url="http://127.0.0.1:1", access_key="a", secret_key="b")
+
+    def env(environ: dict[str, str], scratch: bool) -> dict[str, str]:
+        return _harness_options.run_env(environ, {}, {}, server, scratch, tmp_path, None, None)
+
+    assert env({}, scratch=True)["HOOK_DOWNLOAD_RANGES"] == "16"
+    assert env({"HOOK_DOWNLOAD_RANGES": "0"}, scratch=True)["HOOK_DOWNLOAD_RANGES"] == "0"
+    assert "HOOK_DOWNLOAD_RANGES" not in env({}, scratch=False)

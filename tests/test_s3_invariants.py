@@ -194,6 +194,22 @@ def test_an_object_replaced_mid_download_fails_the_staging_and_leaves_no_mixed_f
     assert {g.headers.get("if-match", "").strip('"') for g in gets} == {listed.strip('"')}
 
 
+def test_max_ranges_caps_the_ranged_gets_of_one_object(
+    connect: Any, s3: Any, bucket: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # HOOK_DOWNLOAD_RANGES, for a store that reads the whole object for every ranged GET (moto,
+    # the harness's): two ranges of about half the object instead of five of the part size.
+    big = payload(BIG, "capped")
+    s3.put_object(Bucket=bucket, Key="c/big.bin", Body=big)
+    client, settings = connect(dataclasses.replace(SMALL_RANGES, max_ranges=2))
+
+    stage_in(client, bucket, "c/", tmp_path, settings)
+
+    assert files_under(tmp_path) == {"big.bin": big}
+    spans = sorted(byte_range(g) for g in object_gets(proxy, "c/big.bin"))
+    assert spans == [(0, BIG // 2 + 1 - 1), (BIG // 2 + 1, BIG - 1)]
+
+
 def test_an_object_replaced_after_the_listing_is_staged_whole_or_refused(
     connect: Any, s3: Any, bucket: str, proxy: FaultProxy, tmp_path: Path
 ) -> None:

@@ -64,6 +64,7 @@ class TransferSettings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     engine: str = "auto"  # or "lean", "boto3", "obstore" (ENGINES)
+    max_ranges: int = 0  # ranged GETs per large object at most (0: one per part_size)
 
 
 class Payload:
