@@ -35,7 +35,8 @@ def main() -> int:
     # The runtime's defaults, but the engine: HOOK_S3_ENGINE as exec reads it (the bench passes
     # only that HOOK_* variable through).
     settings = storage.TransferSettings(
-        engine=os.environ.get("HOOK_S3_ENGINE") or storage.TransferSettings().engine
+        engine=os.environ.get("HOOK_S3_ENGINE") or storage.TransferSettings().engine,
+        max_ranges=int(os.environ.get("HOOK_DOWNLOAD_RANGES") or 0),  # moto's runs (runner.py)
     )
     target = storage.S3Target(
         endpoint_url=args.endpoint_url,

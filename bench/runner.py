@@ -277,6 +277,11 @@ def run(args) -> Path:  # noqa: ANN001, C901
                 env = tools.tool_env(
                     server.endpoint_url, srv_mod.ACCESS_KEY, srv_mod.SECRET_KEY, srv_mod.REGION
                 )
+                if kind == "moto":
+                    # As `hook-processor run` does for its own moto, which reads the whole
+                    # object for every ranged GET (README, HOOK_DOWNLOAD_RANGES).
+                    env["HOOK_DOWNLOAD_RANGES"] = "16"
+                    results["servers"][kind]["hook_download_ranges"] = 16
                 for dataset in data:
                     src_prefix = f"src/{dataset.name}"
                     seeded = _seed(s3, dataset, src_prefix)
