@@ -20,7 +20,6 @@ an endpoint behind an HTTP proxy is refused at creation with the fix named.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from typing import Any
@@ -37,29 +36,10 @@ from botocore.exceptions import (
 from hook_processor._s3 import wire
 from hook_processor._s3.boto import BotoControl, ca_bundle, endpoint_of
 from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
+from hook_processor._s3.retry import RetryPolicy
 from hook_processor._s3.sigv4 import SigV4Signer
-from hook_processor._s3.transfer import (
-    THROTTLING_CODES,
-    UNREACHABLE_ATTEMPTS,
-    cause,
-    throttle_wait,
-    throttled,
-    unreachable_delay,
-)
+from hook_processor._s3.transfer import cause
 from hook_processor.errors import OptionsError
-
-# botocore's standard retry mode (botocore/retries/standard.py)
-_TRANSIENT_CODES = frozenset(
-    {"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"}
-)
-_TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-# botocore's throttled codes are transfer.THROTTLING_CODES (retried for a time budget) plus one it
-# retries by attempts, as the transient ones (PriorRequestNotComplete is in _TRANSIENT_CODES).
-_THROTTLING_CODES = THROTTLING_CODES | {"TransactionInProgressException"}
-_MAX_BACKOFF = 20.0
-_QUOTA = 500
-_RETRY_COST = 5
-_TIMEOUT_COST = 10
 
 
 class LeanEngine(BotoControl):
@@ -105,7 +85,7 @@ class LeanEngine(BotoControl):
         self._signer_lock = threading.Lock()
         self.checksum = settings.checksum == "when_supported"
         self.attempts = max(1, int(settings.max_attempts))
-        self.throttle_seconds = float(settings.throttle_seconds)
+        self.retry = RetryPolicy(settings.max_attempts, settings.throttle_seconds)
         self.user_agent = f"{user_agent} Python/{_python()} urllib3/{urllib3.__version__}"
         timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         common: dict[str, Any] = {
@@ -125,8 +105,6 @@ class LeanEngine(BotoControl):
             )
         else:
             self.pool = urllib3.HTTPConnectionPool(self.host, self.port, **common)
-        self._quota = _QUOTA
-        self._quota_lock = threading.Lock()
 
     def signer(self) -> SigV4Signer:
         """The signer of the current credentials (botocore refreshes refreshable ones)."""
@@ -293,10 +271,9 @@ class LeanEngine(BotoControl):
             f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query.items())
         )
         target = f"{path}?{canonical_query}" if canonical_query else path
-        attempt = 0
-        throttled_since: float | None = None
+        attempts = self.retry.attempts()
         while True:
-            attempt += 1
+            attempt = attempts.start()
             signed = self.signer().sign(method, path, canonical_query, headers, payload_sha256)
             signed["User-Agent"] = self.user_agent
             signed["amz-sdk-request"] = f"attempt={attempt}; max={self.attempts}"
@@ -316,63 +293,26 @@ class LeanEngine(BotoControl):
                 )
             except (urllib3.exceptions.HTTPError, OSError) as err:
                 error = wire.connection_error(err, self.endpoint_url)
-                kind = cause(err)
-                if kind == "certificate":  # the same certificate next time: no retry
+                wait = attempts.after_failure(cause(err), timeout=wire.is_timeout(err))
+                if wait is None:
                     raise error from err
-                if kind in ("refused", "unresolved"):  # answered at once: a few quick attempts
-                    if attempt < min(self.attempts, UNREACHABLE_ATTEMPTS) and self._take(
-                        _RETRY_COST
-                    ):
-                        time.sleep(unreachable_delay(attempt))
-                        continue
-                elif attempt < self.attempts and self._take(
-                    _TIMEOUT_COST if wire.is_timeout(err) else _RETRY_COST
-                ):
-                    self._sleep(attempt)
-                    continue
-                raise error from err
+                time.sleep(wait)
+                continue
             if response.status < 300:
-                self._refund()
-                return response, attempt - 1
+                attempts.succeeded()
+                return response, attempts.retries
             payload = wire.read_error_body(response)
             code, message = wire.parse_error(payload, response.status)
-            if throttled(response.status, code):  # a time budget, not attempts (transfer.py)
-                if throttled_since is None:
-                    throttled_since = time.monotonic()
-                wait = throttle_wait(throttled_since, attempt, self.throttle_seconds)
-                if wait is not None:
-                    time.sleep(wait)
-                    continue
-            retryable = (
-                response.status in _TRANSIENT_STATUS
-                or code in _TRANSIENT_CODES
-                or code in _THROTTLING_CODES
-            )
-            if retryable and attempt < self.attempts and self._take(_RETRY_COST):
-                self._sleep(attempt)
+            wait = attempts.after_answer(response.status, code)
+            if wait is not None:
+                time.sleep(wait)
                 continue
-            meta = wire.metadata(response, attempt - 1)
-            if retryable:
+            meta = wire.metadata(response, attempts.retries)
+            if attempts.gave_up_retrying:
                 meta["MaxAttemptsReached"] = True
             raise ClientError(
                 {"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta}, operation
             )
-
-    def _take(self, cost: int) -> bool:
-        with self._quota_lock:
-            if self._quota < cost:
-                return False
-            self._quota -= cost
-            return True
-
-    def _refund(self) -> None:
-        if self._quota < _QUOTA:
-            with self._quota_lock:
-                self._quota = min(_QUOTA, self._quota + 1)
-
-    @staticmethod
-    def _sleep(attempt: int) -> None:
-        time.sleep(random.random() * min(2.0 ** (attempt - 1), _MAX_BACKOFF))
 
     def close(self) -> None:
         self.pool.close()

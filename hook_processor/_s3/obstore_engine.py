@@ -17,15 +17,15 @@ tokens and no response headers, so:
   ``.`` or ``..`` segment, a control character: :func:`plain`) is sent by the helper too;
 * HEAD, multipart bookkeeping and presigning go to the boto3 client, as for every engine.
 
-**Retries are ours.** obstore's own retries are off (``max_retries`` 0): the engine retries with
-the lean engine's policy (transient 5xx and broken connections with jittered backoff and
-``max_attempts`` attempts; a refused connection or unknown host a few quick attempts; throttling
-for ``throttle_seconds``) and reports each request's retries in ``ResponseMetadata``, so that the
-runtime counts them as for the other engines. obstore's errors are translated to botocore's
-types: a ClientError with the store's status and error code (404 NoSuchKey, 412, 503 SlowDown
-...), ``EndpointConnectionError`` around the cause of a refused connection or unknown host,
-botocore's ``SSLError`` / timeouts, and ``ResponseStreamingError`` for a body broken after the
-200. obstore says the status and the store's error XML only in its message, which is parsed.
+**Retries are ours.** obstore's own retries are off (``max_retries`` 0): the engine retries with the
+lean engine's policy, ``retry.py`` (transient 5xx and broken connections with jittered backoff and
+``max_attempts`` attempts; a refused connection or unknown host a few quick attempts; throttling for
+``throttle_seconds``; a retry quota) and reports each request's retries in ``ResponseMetadata``, so
+that the runtime counts them as for the other engines. obstore's errors are translated to botocore's
+types: a ClientError with the store's status and error code (404 NoSuchKey, 412, 503 SlowDown ...),
+``EndpointConnectionError`` around the cause of a refused connection or unknown host, botocore's
+``SSLError`` / timeouts, and ``ResponseStreamingError`` for a body broken after the 200. obstore
+says the status and the store's error XML only in its message, which is parsed.
 
 **Every PUT is checked.** object_store signs the real SHA-256 of every body (never
 ``UNSIGNED-PAYLOAD``), in both checksum modes, and sends ``x-amz-checksum-sha256`` with
@@ -44,7 +44,6 @@ comes from its HEAD anyway.
 from __future__ import annotations
 
 import contextlib
-import random
 import re
 import socket
 import ssl
@@ -70,23 +69,12 @@ from botocore.exceptions import (
 from hook_processor._s3 import wire
 from hook_processor._s3.boto import BotoControl, ca_bundle, endpoint_of
 from hook_processor._s3.engine import Engine, Payload, TransferSettings
-from hook_processor._s3.transfer import (
-    READ_CHUNK,
-    UNREACHABLE_ATTEMPTS,
-    cause,
-    throttle_wait,
-    throttled,
-    unreachable_delay,
-)
+from hook_processor._s3.retry import RetryPolicy
+from hook_processor._s3.transfer import READ_CHUNK, cause
 from hook_processor.errors import OptionsError
 
 T = TypeVar("T")
 
-_TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
-_TRANSIENT_CODES = frozenset(
-    {"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"}
-)
-_MAX_BACKOFF = 20.0
 _STATUS = re.compile(r"status code: (\d{3})")
 _HEX_ETAG = re.compile(r"[0-9a-f]{32}")
 _NOT_PARTIAL = "non-partial response"
@@ -136,8 +124,7 @@ class ObstoreEngine(BotoControl):
                 "SSL_CERT_FILE at a PEM file of CA certificates, unset it, or set "
                 "HOOK_S3_ENGINE=lean"
             )
-        self.attempts = max(1, int(settings.max_attempts))
-        self.throttle_seconds = float(settings.throttle_seconds)
+        self.retry = RetryPolicy(settings.max_attempts, settings.throttle_seconds)
 
     # ---------------------------------------------------------------- the stores
 
@@ -288,45 +275,33 @@ class ObstoreEngine(BotoControl):
     # ---------------------------------------------------------------- one request, retried
 
     def _retrying(self, operation: str, call: Callable[[], T]) -> tuple[T, int]:
-        """``call()`` with our retry policy (module doc); (its result, the retries it took)."""
-        attempt = 0
-        throttled_since: float | None = None
+        """``call()`` with the engines' retry policy (``retry.py``); (its result, the retries
+        it took)."""
+        attempts = self.retry.attempts()
         while True:
-            attempt += 1
+            attempts.start()
             try:
-                return call(), attempt - 1
+                result = call()
             except (self._obs.exceptions.BaseError, OSError) as err:  # FileNotFoundError: 404
-                error = _translate(err, operation, self.endpoint_url, attempt - 1)
-            if isinstance(error, ClientError):
-                status = int(error.response["ResponseMetadata"]["HTTPStatusCode"])
-                code = str(error.response["Error"]["Code"])
-                if throttled(status, code):  # a time budget, not attempts (transfer.py)
-                    if throttled_since is None:
-                        throttled_since = time.monotonic()
-                    wait = throttle_wait(throttled_since, attempt, self.throttle_seconds)
-                    if wait is not None:
-                        time.sleep(wait)
-                        continue
-                retryable = status in _TRANSIENT_STATUS or code in _TRANSIENT_CODES
-                if retryable and attempt < self.attempts:
-                    _backoff(attempt)
-                    continue
-                if retryable:
-                    error.response["ResponseMetadata"]["MaxAttemptsReached"] = True
-                raise error
+                error = _translate(err, operation, self.endpoint_url, attempts.retries)
+            else:
+                attempts.succeeded()
+                return result, attempts.retries
             if isinstance(error, _NotPartial):
                 raise error
-            kind = cause(error)
-            if kind == "certificate":  # the same certificate next time: no retry
-                raise error
-            if kind in ("refused", "unresolved"):  # answered at once: a few quick attempts
-                if attempt < min(self.attempts, UNREACHABLE_ATTEMPTS):
-                    time.sleep(unreachable_delay(attempt))
-                    continue
-            elif attempt < self.attempts:
-                _backoff(attempt)
-                continue
-            raise error
+            if isinstance(error, ClientError):
+                status = int(error.response["ResponseMetadata"]["HTTPStatusCode"])
+                wait = attempts.after_answer(status, str(error.response["Error"]["Code"]))
+                if wait is None:
+                    if attempts.gave_up_retrying:
+                        error.response["ResponseMetadata"]["MaxAttemptsReached"] = True
+                    raise error
+            else:
+                timeout = isinstance(error, (ReadTimeoutError, ConnectTimeoutError))
+                wait = attempts.after_failure(cause(error), timeout=timeout)
+                if wait is None:
+                    raise error
+            time.sleep(wait)
 
 
 def plain(key: str) -> bool:
@@ -420,10 +395,6 @@ class _Body:
 
 def _metadata(status: int, retries: int) -> dict[str, Any]:
     return {"HTTPStatusCode": status, "HTTPHeaders": {}, "RetryAttempts": retries}
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.random() * min(2.0 ** (attempt - 1), _MAX_BACKOFF))
 
 
 def _translate(err: Exception, operation: str, endpoint: str, retries: int) -> Exception:
