@@ -145,7 +145,8 @@ def stage_in(
     remotes = _download.plan(job, listing, key_or_prefix)
     if before_download is not None:
         before_download()
-    job.planned(len(remotes), sum(r.size for r in remotes))
+    total = remotes.total_size()
+    job.planned(len(remotes), total)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -155,9 +156,7 @@ def stage_in(
         job.run(_download.units(job, remotes, temps))
     finally:
         temps.cleanup()
-    return TransferStats(
-        files=len(remotes), bytes=sum(r.size for r in remotes), retries=job.retries
-    )
+    return TransferStats(files=len(remotes), bytes=total, retries=job.retries)
 
 
 def _publish_job(

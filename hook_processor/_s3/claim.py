@@ -366,9 +366,9 @@ def verify_existing(claim: Claim) -> list[dict[str, Any]]:
 
 
 def _list(job: _transfer.Job, prefix: str) -> list[dict[str, Any]]:
-    from hook_processor._s3 import download
+    from hook_processor._s3 import listing
 
-    return download.list_objects(job, prefix)
+    return listing.list_objects(job, prefix)
 
 
 def _whose(record: Mapping[str, Any]) -> str:
