@@ -15,6 +15,7 @@ Internals live in the ``_s3`` sub-package: ``engine.py`` (the interface and the 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import datetime
@@ -22,7 +23,7 @@ import io
 import json
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ class TransferStats:
     retries: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # slots: one per file, 100,000 of them
 class Product:
     name: str
     size: int
@@ -250,7 +251,7 @@ def publish_private(
             f"{job.url(prefix)}; choose another s3_prefix or delete that run's objects first "
             "(hook-processor never mixes the outputs of two runs)"
         )
-    results: dict[str, _upload.Uploaded] = {}
+    results = _upload.Results(len(files))
     multiparts: list[_upload._Multipart] = []
     units = _upload.private_units(job, src, files, prefix, results, multiparts)
     try:
@@ -261,18 +262,25 @@ def publish_private(
         raise
     job.check()
     _walk.check_unchanged(src, files)  # nothing written since the walk: the set is one version
+
+    def key_of(local: _walk.Local) -> str:
+        return f"{prefix}/{local.rel}" if prefix else local.rel
+
     if claim is not None:
         try:
-            claim.verify({u.key: (u.size, u.etag) for u in results.values()})
+            claim.verify(_Written(files, prefix, results))
         except (ClientError, BotoCoreError) as err:
             raise job.fail(f"could not list {job.url(prefix)} to verify it", err) from err
     manifest = {
         "hook_processor_version": _version(),
         "created": _now(),
-        "files": [
-            {"key": u.key, "size": u.size, "sha256": u.sha256}
-            for u in (results[f.rel] for f in files)
-        ],
+        "files": _Entries(
+            len(files),
+            lambda: (
+                {"key": key_of(f), "size": f.size, "sha256": results.sha256(i)}
+                for i, f in enumerate(files)
+            ),
+        ),
         **manifest_extra,
     }
     body = _json_bytes(manifest)
@@ -295,13 +303,8 @@ def publish_private(
     except BotoCoreError as err:
         raise job.fail(f"could not write {job.url(manifest_key)}", err) from err
     products = [
-        Product(
-            f.rel,
-            results[f.rel].size,
-            location=job.url(results[f.rel].key),
-            sha256=results[f.rel].sha256,
-        )
-        for f in files
+        Product(f.rel, f.size, location=job.url(key_of(f)), sha256=results.sha256(i))
+        for i, f in enumerate(files)
     ]
     stats = TransferStats(files=len(files), bytes=sum(f.size for f in files), retries=job.retries)
     return PublishOutcome(products, stats, manifest=job.url(manifest_key))
@@ -390,11 +393,69 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json_bytes(document: Any) -> bytes:
+class _Entries:
+    """The manifest's ``files``: its entries made as they are encoded, one at a time (a list
+    of a dict per file held ~200 bytes a file while the manifest was encoded)."""
+
+    def __init__(self, count: int, entries: Callable[[], Iterator[dict[str, Any]]]) -> None:
+        self.count = count
+        self.entries = entries
+
+
+class _Written(Mapping[str, tuple[int, str]]):
+    """key -> (size, ETag) of what this publication uploaded, for the claim's verification,
+    looked up in the walk (sorted by relative path) instead of copied into a dict."""
+
+    def __init__(self, files: list[Any], prefix: str, results: Any) -> None:
+        self._files, self._results = files, results
+        self._cut = len(prefix) + 1 if prefix else 0
+        self._prefix = f"{prefix}/" if prefix else ""
+
+    def __getitem__(self, key: str) -> tuple[int, str]:
+        if not key.startswith(self._prefix):
+            raise KeyError(key)
+        rel = key[self._cut :]
+        at = bisect.bisect_left(self._files, rel, key=lambda f: f.rel)
+        if at == len(self._files) or self._files[at].rel != rel:
+            raise KeyError(key)
+        return self._files[at].size, self._results.etag(at)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self._prefix + f.rel for f in self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+def _json_bytes(document: Mapping[str, Any]) -> bytes:
     """``json.dumps(document, indent=2, ensure_ascii=False)`` in UTF-8, encoded piece by piece:
     ``dumps`` with an indent first lists every piece (~15 per file of a manifest, ~80 MB at
-    100,000 files), then joins them."""
+    100,000 files), then joins them. A value of :class:`_Entries` is encoded as the list of its
+    entries, one entry at a time."""
     out = io.BytesIO()
-    for piece in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(document):
-        out.write(piece.encode("utf-8"))
+    if not document:
+        return b"{}"
+    out.write(b"{")
+    for n, (key, value) in enumerate(document.items()):
+        out.write(b",\n  " if n else b"\n  ")
+        out.write(json.dumps(str(key), ensure_ascii=False).encode("utf-8"))
+        out.write(b": ")
+        if isinstance(value, _Entries):
+            if not value.count:
+                out.write(b"[]")
+                continue
+            out.write(b"[")
+            for i, entry in enumerate(value.entries()):
+                out.write(b",\n    " if i else b"\n    ")
+                out.write(_indented(entry, "    "))
+            out.write(b"\n  ]")
+        else:
+            out.write(_indented(value, "  "))
+    out.write(b"\n}")
     return out.getvalue()
+
+
+def _indented(value: Any, indent: str) -> bytes:
+    """``value`` as json.dumps with indent=2 writes it ``indent`` deep (JSON text has no raw
+    line break but its indentation's)."""
+    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + indent).encode()

@@ -7,29 +7,52 @@ stamp is taken when walked: a file written during publication shows as another s
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import struct
 from pathlib import Path
 
 from hook_processor.errors import PublishError
 
 
-# slots: one per file, 100,000 of them held through a publication
-@dataclasses.dataclass(frozen=True, slots=True)
 class Local:
-    """One file to publish."""
+    """One file to publish: 100,000 of them are held through a publication, so its path on
+    disk is not a second string per file but its folder's (one string a folder) and the name
+    cut from ``rel``, and its stamp is packed in 40 bytes (~250 bytes a file, not ~550)."""
 
-    rel: str  # relative posix path: the S3 key under the prefix, the zip entry name
-    path: str  # the real path to read (a followed link's target)
-    size: int
-    stamp: tuple[int, ...] = ()  # stamp() of the file when walked: a change shows as another
+    __slots__ = ("_folder", "_name_at", "rel", "size", "stamp")
+
+    def __init__(
+        self, rel: str, folder: str, size: int, stamp: bytes = b"", name_at: int = -1
+    ) -> None:
+        self.rel = rel  # relative posix path: the S3 key under the prefix, the zip entry name
+        self.size = size
+        self.stamp = stamp  # stamp() of the file when walked: a change shows as another
+        self._folder = folder  # the real path to read when name_at < 0 (a followed link's target)
+        self._name_at = name_at  # else the file is ``folder/rel[name_at:]``
+
+    @property
+    def path(self) -> str:
+        """The real path to read (a followed link's target)."""
+        if self._name_at < 0:
+            return self._folder
+        return os.path.join(self._folder, self.rel[self._name_at :])
+
+    def __repr__(self) -> str:
+        return f"Local(rel={self.rel!r}, path={self.path!r}, size={self.size})"
 
 
-def stamp(st: os.stat_result) -> tuple[int, ...]:
+_STAMP = struct.Struct("<qqqQQ")
+
+
+def stamp(st: os.stat_result) -> bytes:
     """What changes when a file is written, replaced or truncated, even to the same size: size,
     mtime_ns, ctime_ns, inode and device (file systems stamp times once per clock tick, so two
-    writes within a few milliseconds of each other may share one)."""
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    writes within a few milliseconds of each other may share one), packed."""
+    values = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    try:
+        return _STAMP.pack(*values)
+    except struct.error:  # out of 64 bits (no file system today): the same facts as text
+        return repr(values).encode()
 
 
 def changed(local: Local, shown: str) -> PublishError:
@@ -47,7 +70,7 @@ def check_unchanged(src: Path, files: list[Local]) -> None:
         try:
             now = stamp(os.stat(local.path))
         except OSError:
-            now = ()
+            now = b""
         if local.stamp and now != local.stamp:
             raise changed(local, str(src / local.rel))
 
@@ -106,13 +129,13 @@ def _walk(
                 _walk(src, root, target, rel_path + "/", ancestors | {target}, out)
             elif os.path.isfile(target):
                 st = os.stat(target)
-                out.append(Local(rel_path, target, st.st_size, stamp(st)))
+                out.append(Local(rel_path, target, st.st_size, stamp(st)))  # read the target
             else:
                 raise PublishError(f"refusing to publish {shown}: not a regular file")
         elif entry.is_dir(follow_symlinks=False):
             _walk(src, root, entry.path, rel_path + "/", ancestors | {entry.path}, out)
         elif entry.is_file(follow_symlinks=False):
             st = entry.stat(follow_symlinks=False)
-            out.append(Local(rel_path, entry.path, st.st_size, stamp(st)))
+            out.append(Local(rel_path, directory, st.st_size, stamp(st), len(rel)))
         else:
             raise PublishError(f"refusing to publish {shown}: not a regular file")
