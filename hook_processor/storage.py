@@ -20,13 +20,13 @@ import contextlib
 import dataclasses
 import datetime
 import io
-import json
 import threading
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
+from hook_processor import _jsonstream
 from hook_processor._progress import Progress
 from hook_processor._s3 import transfer as _transfer
 from hook_processor._s3.engine import Engine, Payload, S3Target, TransferSettings
@@ -72,9 +72,40 @@ class Product:
     sha256: str | None = None
 
 
+class _Products(Sequence[Product]):
+    """The products of a PRIVATE publication, one :class:`Product` made per access from the
+    walk and the uploads' results (a Product per file held ~270 bytes a file more)."""
+
+    def __init__(self, files: Sequence[Any], url: str, results: Any) -> None:
+        self._files, self._url, self._results = files, url, results
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @overload
+    def __getitem__(self, index: int) -> Product: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Product]: ...
+    def __getitem__(self, index: int | slice) -> Product | list[Product]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        f = self._files[index]
+        sha256 = self._results.sha256(index)
+        return Product(f.rel, f.size, location=self._url + f.rel, sha256=sha256)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclasses.dataclass
 class PublishOutcome:
-    products: list[Product]
+    products: Sequence[Product]
     stats: TransferStats
     manifest: str | None = None  # s3:// URL of the manifest (PRIVATE)
 
@@ -274,7 +305,7 @@ def publish_private(
     manifest = {
         "hook_processor_version": _version(),
         "created": _now(),
-        "files": _Entries(
+        "files": _jsonstream.Lazy(
             len(files),
             lambda: (
                 {"key": key_of(f), "size": f.size, "sha256": results.sha256(i)}
@@ -302,10 +333,7 @@ def publish_private(
         raise job.fail(f"could not write {job.url(manifest_key)}", err) from err
     except BotoCoreError as err:
         raise job.fail(f"could not write {job.url(manifest_key)}", err) from err
-    products = [
-        Product(f.rel, f.size, location=job.url(key_of(f)), sha256=results.sha256(i))
-        for i, f in enumerate(files)
-    ]
+    products = _Products(files, job.url(f"{prefix}/" if prefix else ""), results)
     stats = TransferStats(files=len(files), bytes=sum(f.size for f in files), retries=job.retries)
     return PublishOutcome(products, stats, manifest=job.url(manifest_key))
 
@@ -393,20 +421,11 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class _Entries:
-    """The manifest's ``files``: its entries made as they are encoded, one at a time (a list
-    of a dict per file held ~200 bytes a file while the manifest was encoded)."""
-
-    def __init__(self, count: int, entries: Callable[[], Iterator[dict[str, Any]]]) -> None:
-        self.count = count
-        self.entries = entries
-
-
 class _Written(Mapping[str, tuple[int, str]]):
     """key -> (size, ETag) of what this publication uploaded, for the claim's verification,
     looked up in the walk (sorted by relative path) instead of copied into a dict."""
 
-    def __init__(self, files: list[Any], prefix: str, results: Any) -> None:
+    def __init__(self, files: Sequence[Any], prefix: str, results: Any) -> None:
         self._files, self._results = files, results
         self._cut = len(prefix) + 1 if prefix else 0
         self._prefix = f"{prefix}/" if prefix else ""
@@ -428,34 +447,10 @@ class _Written(Mapping[str, tuple[int, str]]):
 
 
 def _json_bytes(document: Mapping[str, Any]) -> bytes:
-    """``json.dumps(document, indent=2, ensure_ascii=False)`` in UTF-8, encoded piece by piece:
-    ``dumps`` with an indent first lists every piece (~15 per file of a manifest, ~80 MB at
-    100,000 files), then joins them. A value of :class:`_Entries` is encoded as the list of its
-    entries, one entry at a time."""
+    """``json.dumps(document, indent=2, ensure_ascii=False)`` in UTF-8, encoded piece by piece
+    (``_jsonstream``): a :class:`~hook_processor._jsonstream.Lazy` value's entries are made as
+    they are encoded."""
     out = io.BytesIO()
-    if not document:
-        return b"{}"
-    out.write(b"{")
-    for n, (key, value) in enumerate(document.items()):
-        out.write(b",\n  " if n else b"\n  ")
-        out.write(json.dumps(str(key), ensure_ascii=False).encode("utf-8"))
-        out.write(b": ")
-        if isinstance(value, _Entries):
-            if not value.count:
-                out.write(b"[]")
-                continue
-            out.write(b"[")
-            for i, entry in enumerate(value.entries()):
-                out.write(b",\n    " if i else b"\n    ")
-                out.write(_indented(entry, "    "))
-            out.write(b"\n  ]")
-        else:
-            out.write(_indented(value, "  "))
-    out.write(b"\n}")
+    for piece in _jsonstream.pieces(document):
+        out.write(piece.encode("utf-8"))
     return out.getvalue()
-
-
-def _indented(value: Any, indent: str) -> bytes:
-    """``value`` as json.dumps with indent=2 writes it ``indent`` deep (JSON text has no raw
-    line break but its indentation's)."""
-    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + indent).encode()
