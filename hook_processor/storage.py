@@ -293,6 +293,7 @@ def publish_private(
         raise
     job.check()
     _walk.check_unchanged(src, files)  # nothing written since the walk: the set is one version
+    files.release_paths()  # the manifest and the products need the relative paths and sizes
 
     def key_of(local: _walk.Local) -> str:
         return f"{prefix}/{local.rel}" if prefix else local.rel

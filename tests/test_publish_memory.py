@@ -39,7 +39,7 @@ def traced() -> Iterator[None]:
         tracemalloc.stop()
 
 
-def test_walked_files_hold_under_250_bytes_each(tmp_path: Path) -> None:
+def test_walked_files_hold_under_150_bytes_each(tmp_path: Path) -> None:
     for i in range(FILES):
         folder = tmp_path / f"d{i % 10}" / f"e{i // 10 % 10}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -49,17 +49,33 @@ def test_walked_files_hold_under_250_bytes_each(tmp_path: Path) -> None:
         before = _traced()
         files = walk.walk(tmp_path)
         held = _traced() - before
+        files.release_paths()  # after the last check of the files: their paths go
+        released = _traced() - before
     finally:
         tracemalloc.stop()
     assert len(files) == FILES
     # Before: a dataclass per file with its full path and a tuple of five ints (~550 bytes).
-    assert held / FILES < 250, f"{held / FILES:.0f} bytes a walked file"
+    assert held / FILES < 150, f"{held / FILES:.0f} bytes a walked file"
+    assert released / FILES < 60, f"{released / FILES:.0f} bytes a walked file, paths released"
     rels = [f.rel for f in files]
     assert rels == sorted(rels)
     one = files[123]
-    st = os.stat(tmp_path / one.rel)
-    assert one.path == str(tmp_path / one.rel)
-    assert (one.size, one.stamp) == (st.st_size, walk.stamp(st))
+    assert one.size == os.stat(tmp_path / one.rel).st_size
+    with pytest.raises(RuntimeError, match="no longer keeps the path"):
+        _ = one.path
+
+
+def test_walked_files_keep_their_path_and_stamp(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "é.txt").write_bytes(b"abc")
+    (tmp_path / "a.txt").write_bytes(b"")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "a" / "b" / "é.txt")
+    files = walk.walk(tmp_path)
+    assert [f.rel for f in files] == ["a.txt", "a/b/é.txt", "link.txt"]
+    for f, real in zip(files, ["a.txt", "a/b/é.txt", "a/b/é.txt"], strict=True):
+        st = os.stat(tmp_path / real)
+        assert f.path == os.path.realpath(tmp_path / real)
+        assert (f.size, f.stamp) == (st.st_size, walk.stamp(st))
 
 
 def test_upload_results_hold_under_80_bytes_each(traced: None) -> None:

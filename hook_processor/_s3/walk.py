@@ -36,12 +36,14 @@ class Local:
     @property
     def path(self) -> str:
         """The real path to read (a followed link's target)."""
+        if self._name_at == _RELEASED:
+            raise RuntimeError(f"the walk no longer keeps the path of {self.rel}")
         if self._name_at < 0:
             return self._folder
         return os.path.join(self._folder, self.rel[self._name_at :])
 
     def __repr__(self) -> str:
-        return f"Local(rel={self.rel!r}, path={self.path!r}, size={self.size})"
+        return f"Local(rel={self.rel!r}, size={self.size})"
 
 
 _STAMP = struct.Struct("<qqqQQ")
@@ -67,22 +69,29 @@ def changed(local: Local, shown: str) -> PublishError:
     )
 
 
+_RELEASED = -2  # Local._name_at of a file whose path on disk the walk no longer keeps
+
+
 class Walked(Sequence[Local]):
     """The walked files, sorted by relative path, in columns: a :class:`Local` is made as it
     is read. 100,000 Local objects held ~300 bytes a file through a publication; the columns
-    (the relative path, and 8 + 40 + 8 + 8 bytes of size, stamp, folder and cut) ~140."""
+    (the relative path in UTF-8, and 8 + 8 + 40 + 8 + 8 bytes of its end, size, stamp, folder
+    and cut) ~100, and ~40 once the paths are released (:meth:`release_paths`)."""
 
     def __init__(self, files: list[Local]) -> None:
         """Takes ``files`` (sorted) over: each is dropped from the list once copied."""
-        self._rels: list[str] = []
+        self._rels = bytearray()  # every relative path in UTF-8, one after the other
+        self._ends = array("q")  # where each one ends in _rels
         self._sizes = array("q")
         self._stamps = bytearray()  # _STAMP.size bytes a file
         self._odd_stamps: dict[int, bytes] = {}  # a stamp of another length, by index
         self._folders: list[str] = []  # one string per folder, shared by its files
         self._name_at = array("q")
+        self._released = False
         for i, f in enumerate(files):
             files[i] = None  # type: ignore[call-overload]  # freed as it is copied
-            self._rels.append(f.rel)
+            self._rels += f.rel.encode("utf-8")  # the walk refuses a name that is not UTF-8
+            self._ends.append(len(self._rels))
             self._sizes.append(f.size)
             if len(f.stamp) == _STAMP.size:
                 self._stamps += f.stamp
@@ -94,7 +103,14 @@ class Walked(Sequence[Local]):
         files.clear()
 
     def __len__(self) -> int:
-        return len(self._rels)
+        return len(self._ends)
+
+    def release_paths(self) -> None:
+        """Forget where the files are on disk and their stamps (after the last check of them):
+        what is left is what the manifest and the products need, the paths and sizes."""
+        self._released = True
+        self._stamps, self._odd_stamps = bytearray(), {}
+        self._folders, self._name_at = [], array("q")
 
     @overload
     def __getitem__(self, index: int) -> Local: ...
@@ -105,7 +121,10 @@ class Walked(Sequence[Local]):
             return [self[i] for i in range(*index.indices(len(self)))]
         if index < 0:
             index += len(self)
-        rel = self._rels[index]  # IndexError beyond the end
+        end = self._ends[index]  # IndexError beyond the end
+        rel = self._rels[self._ends[index - 1] if index else 0 : end].decode("utf-8")
+        if self._released:
+            return Local(rel, "", self._sizes[index], b"", _RELEASED)
         at = index * _STAMP.size
         packed = self._odd_stamps.get(index)
         if packed is None:
