@@ -132,3 +132,19 @@ def test_piecewise_json_makes_entries_one_at_a_time(traced: None) -> None:
     assert size > count * 100
     # Nothing is held per entry: a list of the entries' dicts alone is ~40 MB here.
     assert peak < 1_000_000, f"{peak} bytes at the peak of encoding {count} entries"
+
+
+def test_the_walk_is_in_the_order_of_the_relative_paths(tmp_path: Path) -> None:
+    """Folders are walked as their name and "/" sort: no list of the files is sorted after."""
+    for rel in ["a", "a b/x", "a-c/y/z", "a.txt", "a/q", "a0", "ab/é", "B/1", "a/b/c", "a/b.c"]:
+        path = tmp_path / rel
+        if rel == "a":
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    (tmp_path / "a-link").symlink_to(tmp_path / "a-c")  # a link to a folder sorts as one
+    files = walk.walk(tmp_path)
+    rels = [f.rel for f in files]
+    assert rels == sorted(rels)
+    assert files.in_order  # made in order: the fallback sort did not run
+    assert "a-link/y/z" in rels and len(rels) == 10

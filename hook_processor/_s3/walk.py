@@ -78,7 +78,7 @@ class Walked(Sequence[Local]):
     (the relative path in UTF-8, and 8 + 8 + 40 + 8 + 8 bytes of its end, size, stamp, folder
     and cut) ~100, and ~40 once the paths are released (:meth:`release_paths`)."""
 
-    def __init__(self, files: list[Local]) -> None:
+    def __init__(self, files: list[Local] | None = None) -> None:
         """Takes ``files`` (sorted) over: each is dropped from the list once copied."""
         self._rels = bytearray()  # every relative path in UTF-8, one after the other
         self._ends = array("q")  # where each one ends in _rels
@@ -88,19 +88,29 @@ class Walked(Sequence[Local]):
         self._folders: list[str] = []  # one string per folder, shared by its files
         self._name_at = array("q")
         self._released = False
-        for i, f in enumerate(files):
-            files[i] = None  # type: ignore[call-overload]  # freed as it is copied
-            self._rels += f.rel.encode("utf-8")  # the walk refuses a name that is not UTF-8
-            self._ends.append(len(self._rels))
-            self._sizes.append(f.size)
-            if len(f.stamp) == _STAMP.size:
-                self._stamps += f.stamp
-            else:
-                self._stamps += bytes(_STAMP.size)
-                self._odd_stamps[i] = f.stamp
-            self._folders.append(f._folder)
-            self._name_at.append(f._name_at)
-        files.clear()
+        self._last = ""
+        self.in_order = True  # every path added after the one before it (sorted)
+        for i, f in enumerate(files or ()):
+            files[i] = None  # type: ignore[call-overload,index]  # freed as it is copied
+            self.append(f)
+        if files:
+            files.clear()
+
+    def append(self, f: Local) -> None:
+        """Add ``f`` (its fields are copied: ``f`` is not kept)."""
+        if self._ends and not f.rel > self._last:
+            self.in_order = False
+        self._last = f.rel
+        self._rels += f.rel.encode("utf-8")  # the walk refuses a name that is not UTF-8
+        self._ends.append(len(self._rels))
+        self._sizes.append(f.size)
+        if len(f.stamp) == _STAMP.size:
+            self._stamps += f.stamp
+        else:
+            self._stamps += bytes(_STAMP.size)
+            self._odd_stamps[len(self._ends) - 1] = f.stamp
+        self._folders.append(f._folder)
+        self._name_at.append(f._name_at)
 
     def __len__(self) -> int:
         return len(self._ends)
@@ -151,10 +161,20 @@ def walk(src: Path) -> Walked:
     root = os.path.realpath(src)
     if not os.path.isdir(root):
         raise PublishError(f"the output folder {src} does not exist or is not a folder")
-    out: list[Local] = []
+    out = Walked()
     _walk(src, root, root, "", frozenset({root}), out)
-    out.sort(key=lambda f: f.rel)
-    return Walked(out)
+    if not out.in_order:  # never, by the order of _walk; but the order is the contract
+        out = Walked(sorted(out, key=lambda f: f.rel))
+    return out
+
+
+def _order(entry: os.DirEntry[str]) -> str:
+    """A folder (or a link to one) sorts as its name and "/"; anything else as its name (a
+    link that loops, too: it is refused below)."""
+    try:
+        return entry.name + "/" if entry.is_dir() else entry.name
+    except OSError:
+        return entry.name
 
 
 class _Shown:
@@ -174,11 +194,13 @@ def _inside(path: str, root: str) -> bool:
 
 
 def _walk(
-    src: Path, root: str, directory: str, rel: str, ancestors: frozenset[str], out: list[Local]
+    src: Path, root: str, directory: str, rel: str, ancestors: frozenset[str], out: Walked
 ) -> None:
     try:
         with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            # A folder sorts as its name and "/", as its files' paths begin: the walk is then
+            # in the order of the relative paths, and is kept as it goes (no list to sort).
+            entries = sorted(it, key=_order)
     except OSError as err:
         raise PublishError(f"could not read the folder {src / rel}: {err.strerror}") from err
     for entry in entries:
