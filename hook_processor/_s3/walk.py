@@ -18,9 +18,9 @@ from hook_processor.errors import PublishError
 
 
 class Local:
-    """One file to publish: 100,000 of them are held through a publication, so its path on
-    disk is not a second string per file but its folder's (one string a folder) and the name
-    cut from ``rel``, and its stamp is packed in 40 bytes (~250 bytes a file, not ~550)."""
+    """One file to publish, as :class:`Walked` makes it when read: its path on disk is not a
+    second string per file but its folder's (one string a folder) and the name cut from
+    ``rel``, and its stamp is packed in 40 bytes."""
 
     __slots__ = ("_folder", "_name_at", "rel", "size", "stamp")
 
