@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from hook_processor import __version__
+from hook_processor._jsonstream import Lazy, pieces
 from hook_processor.errors import ExitCode
 
 COMPLETED_MESSAGE = "Processing finished successfully"  # the Hook API's own item message
@@ -43,7 +43,8 @@ class RunResult:
     order_name: str | None = None
     identifiers: tuple[str, ...] = ()
     output_storage: str | None = None
-    products: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # A Sequence: a publication's is a view that makes each product's dict when it is read.
+    products: Sequence[dict[str, Any]] = dataclasses.field(default_factory=list)
     manifest: str | None = None
     input_files: int = 0
     input_bytes: int = 0
@@ -64,7 +65,10 @@ class RunResult:
             return "cancelled"
         return "failed"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, lazy: bool = False) -> dict[str, Any]:
+        """The result document; ``lazy``: its Products for :mod:`hook_processor._jsonstream`
+        (made one at a time as they are written), else a list."""
+        products = self.products
         data: dict[str, Any] = {
             "ResultFormat": RESULT_FORMAT,
             "Status": self.status,
@@ -76,7 +80,7 @@ class RunResult:
             "OrderName": self.order_name,
             "IdentifierList": list(self.identifiers),
             "OutputStorage": self.output_storage,
-            "Products": self.products,
+            "Products": Lazy(len(products), lambda: iter(products)) if lazy else list(products),
             "Manifest": self.manifest,
             "Input": {"Files": self.input_files, "Bytes": self.input_bytes},
             "Output": {"Files": self.output_files, "Bytes": self.output_bytes},
@@ -112,7 +116,9 @@ def write_result(result: RunResult, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".result-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(result.to_json(), handle, indent=2, ensure_ascii=False)
+            # json.dump's text (indent=2), one product at a time (_jsonstream)
+            for piece in pieces(result.to_json(lazy=True)):
+                handle.write(piece)
             handle.write("\n")
         os.replace(tmp, path)
     except BaseException:

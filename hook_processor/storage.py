@@ -15,17 +15,18 @@ Internals live in the ``_s3`` sub-package: ``engine.py`` (the interface and the 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import datetime
 import io
-import json
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
+from hook_processor import _jsonstream
 from hook_processor._progress import Progress
 from hook_processor._s3 import transfer as _transfer
 from hook_processor._s3.engine import Engine, Payload, S3Target, TransferSettings
@@ -62,7 +63,7 @@ class TransferStats:
     retries: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # slots: one per file, 100,000 of them
 class Product:
     name: str
     size: int
@@ -71,9 +72,40 @@ class Product:
     sha256: str | None = None
 
 
+class _Products(Sequence[Product]):
+    """The products of a PRIVATE publication, one :class:`Product` made per access from the
+    walk and the uploads' results (a Product per file held ~270 bytes a file more)."""
+
+    def __init__(self, files: Sequence[Any], url: str, results: Any) -> None:
+        self._files, self._url, self._results = files, url, results
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @overload
+    def __getitem__(self, index: int) -> Product: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Product]: ...
+    def __getitem__(self, index: int | slice) -> Product | list[Product]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        f = self._files[index]
+        sha256 = self._results.sha256(index)
+        return Product(f.rel, f.size, location=self._url + f.rel, sha256=sha256)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclasses.dataclass
 class PublishOutcome:
-    products: list[Product]
+    products: Sequence[Product]
     stats: TransferStats
     manifest: str | None = None  # s3:// URL of the manifest (PRIVATE)
 
@@ -146,7 +178,8 @@ def stage_in(
     remotes = _download.plan(job, listing, key_or_prefix)
     if before_download is not None:
         before_download()
-    job.planned(len(remotes), sum(r.size for r in remotes))
+    total = remotes.total_size()
+    job.planned(len(remotes), total)
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -156,9 +189,7 @@ def stage_in(
         job.run(_download.units(job, remotes, temps))
     finally:
         temps.cleanup()
-    return TransferStats(
-        files=len(remotes), bytes=sum(r.size for r in remotes), retries=job.retries
-    )
+    return TransferStats(files=len(remotes), bytes=total, retries=job.retries)
 
 
 def _publish_job(
@@ -252,7 +283,7 @@ def publish_private(
             f"{job.url(prefix)}; choose another s3_prefix or delete that run's objects first "
             "(hook-processor never mixes the outputs of two runs)"
         )
-    results: dict[str, _upload.Uploaded] = {}
+    results = _upload.Results(len(files))
     multiparts: list[_upload._Multipart] = []
     units = _upload.private_units(job, src, files, prefix, results, multiparts)
     try:
@@ -263,18 +294,26 @@ def publish_private(
         raise
     job.check()
     _walk.check_unchanged(src, files)  # nothing written since the walk: the set is one version
+    files.release_paths()  # the manifest and the products need the relative paths and sizes
+
+    def key_of(local: _walk.Local) -> str:
+        return f"{prefix}/{local.rel}" if prefix else local.rel
+
     if claim is not None:
         try:
-            claim.verify({u.key: (u.size, u.etag) for u in results.values()})
+            claim.verify(_Written(files, prefix, results))
         except (ClientError, BotoCoreError) as err:
             raise job.fail(f"could not list {job.url(prefix)} to verify it", err) from err
     manifest = {
         "hook_processor_version": _version(),
         "created": _now(),
-        "files": [
-            {"key": u.key, "size": u.size, "sha256": u.sha256}
-            for u in (results[f.rel] for f in files)
-        ],
+        "files": _jsonstream.Lazy(
+            len(files),
+            lambda: (
+                {"key": key_of(f), "size": f.size, "sha256": results.sha256(i)}
+                for i, f in enumerate(files)
+            ),
+        ),
         **manifest_extra,
     }
     body = _json_bytes(manifest)
@@ -296,15 +335,7 @@ def publish_private(
         raise job.fail(f"could not write {job.url(manifest_key)}", err) from err
     except BotoCoreError as err:
         raise job.fail(f"could not write {job.url(manifest_key)}", err) from err
-    products = [
-        Product(
-            f.rel,
-            results[f.rel].size,
-            location=job.url(results[f.rel].key),
-            sha256=results[f.rel].sha256,
-        )
-        for f in files
-    ]
+    products = _Products(files, job.url(f"{prefix}/" if prefix else ""), results)
     stats = TransferStats(files=len(files), bytes=sum(f.size for f in files), retries=job.retries)
     return PublishOutcome(products, stats, manifest=job.url(manifest_key))
 
@@ -392,11 +423,36 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _json_bytes(document: Any) -> bytes:
-    """``json.dumps(document, indent=2, ensure_ascii=False)`` in UTF-8, encoded piece by piece:
-    ``dumps`` with an indent first lists every piece (~15 per file of a manifest, ~80 MB at
-    100,000 files), then joins them."""
+class _Written(Mapping[str, tuple[int, str]]):
+    """key -> (size, ETag) of what this publication uploaded, for the claim's verification,
+    looked up in the walk (sorted by relative path) instead of copied into a dict."""
+
+    def __init__(self, files: Sequence[Any], prefix: str, results: Any) -> None:
+        self._files, self._results = files, results
+        self._cut = len(prefix) + 1 if prefix else 0
+        self._prefix = f"{prefix}/" if prefix else ""
+
+    def __getitem__(self, key: str) -> tuple[int, str]:
+        if not key.startswith(self._prefix):
+            raise KeyError(key)
+        rel = key[self._cut :]
+        at = bisect.bisect_left(self._files, rel, key=lambda f: f.rel)
+        if at == len(self._files) or self._files[at].rel != rel:
+            raise KeyError(key)
+        return self._files[at].size, self._results.etag(at)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self._prefix + f.rel for f in self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+def _json_bytes(document: Mapping[str, Any]) -> bytes:
+    """``json.dumps(document, indent=2, ensure_ascii=False)`` in UTF-8, encoded piece by piece
+    (``_jsonstream``): a :class:`~hook_processor._jsonstream.Lazy` value's entries are made as
+    they are encoded."""
     out = io.BytesIO()
-    for piece in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(document):
+    for piece in _jsonstream.pieces(document):
         out.write(piece.encode("utf-8"))
     return out.getvalue()

@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from hook_processor._s3 import download
+from hook_processor._s3 import listing as s3_listing
 from hook_processor.errors import ExitCode, StagingError
 from hook_processor.storage import S3Target, TransferSettings, make_client, stage_in
 
@@ -101,7 +102,7 @@ def test_a_listing_with_fresh_tokens_forever_is_capped(
 ) -> None:
     endpoint, handler = fake_s3
     handler.fresh_tokens = True
-    monkeypatch.setattr(download, "MAX_LIST_PAGES", 50)
+    monkeypatch.setattr(s3_listing, "MAX_LIST_PAGES", 50)
     client, settings = _client(endpoint, engine)
 
     with pytest.raises(StagingError) as caught:
@@ -121,6 +122,6 @@ def test_listed_objects_keep_only_key_size_and_etag(fake_s3: tuple[str, type[_Fa
     job = download.Job(
         client, "b", settings, error=StagingError, phase="t", cancel=None, progress=None
     )
-    listing = download.list_objects(job, "in/")
+    listing = s3_listing.list_objects(job, "in/")
     assert [sorted(o) for o in listing] == [["ETag", "Key", "Size"]] * 3
     assert [o["Key"] for o in listing] == ["in/file-1.txt", "in/file-2.txt", "in/file-3.txt"]

@@ -101,8 +101,13 @@ class Claim:
         job.phase = "verifying the output"
         lease, manifest = self.key(LEASE_NAME), self.key(MANIFEST_NAME)
         foreign: list[str] = []
-        for obj in _list(job, self.prefix + "/" if self.prefix else ""):
-            key = str(obj["Key"])
+        from hook_processor._s3 import listing
+
+        # Page by page: at 100,000 objects a list of the whole listing held ~350 bytes a key.
+        for listed, listed_size, listed_etag in listing.objects(
+            job, self.prefix + "/" if self.prefix else ""
+        ):
+            key = str(listed)
             if key in (lease, manifest) or key.endswith("/"):
                 continue
             mine = written.get(key)
@@ -111,9 +116,7 @@ class Claim:
                     foreign.append(key)
                 continue
             size, etag = mine
-            if int(obj.get("Size", -1)) != size or (
-                etag and str(obj.get("ETag", "")).strip('"') != etag
-            ):
+            if int(listed_size) != size or (etag and str(listed_etag).strip('"') != etag):
                 foreign.append(key)
         if foreign:
             raise PublishError(
@@ -366,9 +369,9 @@ def verify_existing(claim: Claim) -> list[dict[str, Any]]:
 
 
 def _list(job: _transfer.Job, prefix: str) -> list[dict[str, Any]]:
-    from hook_processor._s3 import download
+    from hook_processor._s3 import listing
 
-    return download.list_objects(job, prefix)
+    return listing.list_objects(job, prefix)
 
 
 def _whose(record: Mapping[str, Any]) -> str:

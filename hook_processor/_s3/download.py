@@ -16,12 +16,14 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
+from hook_processor._s3.listing import Listing, objects
 from hook_processor._s3.transfer import (
     CHUNK,
     READ_CHUNK,
@@ -38,7 +40,8 @@ NAME_MAX = 255  # bytes of one file or folder name (ext4, xfs, btrfs, tmpfs, ove
 _TEMP_NAME_KEEP = 100  # bytes of the final name kept in a temporary name (with the mark: < 255)
 
 
-@dataclasses.dataclass(frozen=True)
+# slots: one is made per unit as the pool takes it, not one per key up front
+@dataclasses.dataclass(frozen=True, slots=True)
 class Remote:
     """One object of the listing and where it goes."""
 
@@ -48,89 +51,82 @@ class Remote:
     rel: str  # relative posix path under dest
 
 
-MAX_LIST_PAGES = 10_000  # 10 million keys at S3's 1,000 per page: a bound on time and memory
+class Remotes:
+    """The objects a stage-in downloads: entries of its :class:`Listing`, in listing order.
 
-
-def list_objects(job: Job, prefix: str) -> list[dict[str, Any]]:
-    """Every object whose key starts with ``prefix``: one paginated ListObjectsV2.
-
-    Each object is kept as its Key, Size and ETag only (boto3's entries carry dates, owners and
-    storage classes too), so a listing takes ~200 bytes a key. A listing that does not end is a
-    StagingError: a continuation token seen before (the store loops), or more than
-    ``MAX_LIST_PAGES`` pages.
+    No object per key is kept: a :class:`Remote` is made as it is iterated (the listing holds
+    the keys, sizes and ETags; ``indices`` which of them; the relative path is cut from the key).
     """
-    objects: list[dict[str, Any]] = []
-    token: str | None = None
-    seen: set[str] = set()
-    pages = 0
-    while True:
-        job.check()
-        params: dict[str, Any] = {"Bucket": job.bucket, "Prefix": prefix}
-        if token:
-            params["ContinuationToken"] = token
-        page = job.call(job.s3.list_objects_v2, **params)
-        pages += 1
-        objects.extend(
-            {"Key": o["Key"], "Size": o.get("Size", 0), "ETag": o.get("ETag", "")}
-            for o in page.get("Contents", ())
-        )
-        token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-        if not token:
-            return objects
-        if token in seen:
-            raise job.error(
-                f"the listing of {job.url(prefix)} at {job.endpoint} never ends: page {pages} "
-                "gave a continuation token of an earlier page again, so the store would repeat "
-                "the same pages forever; nothing was downloaded (a fault of the S3 store or of a "
-                "proxy in front of it)"
-            )
-        if pages >= MAX_LIST_PAGES:
-            raise job.error(
-                f"the listing of {job.url(prefix)} at {job.endpoint} has more than "
-                f"{MAX_LIST_PAGES} pages ({len(objects)} keys so far) and was stopped; nothing "
-                "was downloaded; stage a narrower prefix"
-            )
-        seen.add(token)
+
+    __slots__ = ("_base", "_name", "indices", "listing")
+
+    def __init__(
+        self, listing: Listing, indices: range | array[int], base: str, name: str | None
+    ) -> None:
+        self.listing = listing
+        self.indices = indices
+        self._base = len(base)  # a key's relative path starts there
+        self._name = name  # the one object's relative path (a single key staged), else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[Remote]:
+        listing, base, name = self.listing, self._base, self._name
+        keys, sizes = listing.keys, listing.sizes
+        for i in self.indices:
+            key = keys[i]
+            yield Remote(key, sizes[i], listing.etag(i), key[base:] if name is None else name)
+
+    def total_size(self) -> int:
+        sizes = self.listing.sizes
+        return sum(sizes[i] for i in self.indices)
 
 
-def plan(job: Job, listing: Iterable[dict[str, Any]], key_or_prefix: str) -> list[Remote]:
+def list_objects(job: Job, prefix: str) -> Listing:
+    """Every object whose key starts with ``prefix`` (one paginated ListObjectsV2), compactly."""
+    return Listing.of(objects(job, prefix))
+
+
+def plan(job: Job, listing: Listing, key_or_prefix: str) -> Remotes:
     """Decide what the listing means (prefix, folder or one object) and check every path."""
-    listing = list(listing)
-    objects = [o for o in listing if not o["Key"].endswith("/")]  # folder markers
+    keys, sizes = listing.keys, listing.sizes
+    name: str | None = None
     if key_or_prefix == "" or key_or_prefix.endswith("/"):
         base = key_or_prefix
-        chosen = [o for o in objects if o["Key"].startswith(base)]
-        rels = [o["Key"][len(base) :] for o in chosen]
+        indices = _chosen(keys, lambda k: k.startswith(base))
     else:
         base = key_or_prefix + "/"
-        chosen = [o for o in objects if o["Key"].startswith(base)]
-        rels = [o["Key"][len(base) :] for o in chosen]
-        if not chosen:  # not a folder: one object, or nothing (siblings never count)
-            chosen = [o for o in objects if o["Key"] == key_or_prefix]
-            rels = [key_or_prefix.rsplit("/", 1)[-1] for _ in chosen]
-    for o in listing:
+        indices = _chosen(keys, lambda k: k.startswith(base))
+        if not indices:  # not a folder: one object, or nothing (siblings never count)
+            indices = _chosen(keys, lambda k: k == key_or_prefix)
+            name = key_or_prefix.rsplit("/", 1)[-1]
+    for key, size in zip(keys, sizes, strict=True):
         # A folder marker (a key ending in "/") is empty by convention and is skipped. One that
         # holds bytes cannot become a local file: refuse it rather than drop its data silently.
-        key = o["Key"]
-        if key.endswith("/") and key.startswith(base) and int(o.get("Size", 0)) > 0:
+        if key.endswith("/") and key.startswith(base) and size > 0:
             raise StagingError(
                 f"refusing to stage the key {key!r} of s3://{job.bucket}: it ends with '/' "
-                f"(a folder marker) but holds {o['Size']} bytes, which no local file can keep; "
+                f"(a folder marker) but holds {size} bytes, which no local file can keep; "
                 "rename that object"
             )
-    if not chosen:
+    if not indices:
         raise StagingError(
             f"nothing found at {job.url(key_or_prefix)} (endpoint {job.endpoint}): no object with "
             "that key and no objects under it; check the bucket and the path"
         )
-    remotes = [
-        Remote(o["Key"], int(o.get("Size", 0)), str(o.get("ETag", "")), rel)
-        for o, rel in zip(chosen, rels, strict=True)
-    ]
+    remotes = Remotes(listing, indices, base, name)
     for r in remotes:
         _check_rel(job, r, base)
     _check_conflicts(job, remotes)
     return remotes
+
+
+def _chosen(keys: list[str], wanted: Callable[[str], bool]) -> range | array[int]:
+    """The indices of the keys ``wanted`` keeps, folder markers (keys ending in "/") left out:
+    a ``range`` when that is all of them (no copy), else an array of 8 bytes an index."""
+    picked = array("q", (i for i, k in enumerate(keys) if not k.endswith("/") and wanted(k)))
+    return range(len(keys)) if len(picked) == len(keys) else picked
 
 
 def _check_rel(job: Job, remote: Remote, base: str) -> None:
@@ -150,8 +146,23 @@ def _check_rel(job: Job, remote: Remote, base: str) -> None:
             )
 
 
-def _check_conflicts(job: Job, remotes: list[Remote]) -> None:
-    files = {r.rel: r.key for r in remotes}
+def _check_conflicts(job: Job, remotes: Remotes) -> None:
+    """No key is both a file and the folder of another key.
+
+    The folders (every proper parent of a relative path) are collected first, not the files: a
+    tree has far fewer folders than files. Only when a file is also a folder are the remotes
+    walked again, in order, to name the same pair as a check against every file would.
+    """
+    folders: set[str] = set()
+    for r in remotes:
+        rel = r.rel
+        cut = rel.rfind("/")
+        while cut > 0 and (parent := rel[:cut]) not in folders:
+            folders.add(parent)
+            cut = rel.rfind("/", 0, cut)
+    files = {r.rel: r.key for r in remotes if r.rel in folders}  # files that are folders too
+    if not files:
+        return
     for r in remotes:
         parts = r.rel.split("/")
         for i in range(1, len(parts)):
@@ -447,8 +458,10 @@ def _preallocate(fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
 
-def units(job: Job, remotes: list[Remote], temps: TempFiles) -> list[Callable[[], None]]:
-    """One unit per small object, one per part of each object above the threshold.
+def units(job: Job, remotes: Iterable[Remote], temps: TempFiles) -> Iterator[Callable[[], None]]:
+    """One unit per small object, one per part of each object above the threshold, made as the
+    pool takes them (``Job.run`` takes a few at a time): a list of every unit's closures, paths
+    and strings made up front held ~1.2 KB a key (tracemalloc), 120 MB at 100,000 keys.
 
     A large object is cut into ``part_size`` ranges (``HOOK_PART_SIZE_MB``), submitted in order,
     so that its checksum is computed as they land (:class:`_BigFile`). Memory does not depend on
@@ -458,7 +471,6 @@ def units(job: Job, remotes: list[Remote], temps: TempFiles) -> list[Callable[[]
     moto) caps the ranges of one object.
     """
     settings = job.settings
-    out: list[Callable[[], None]] = []
     for remote in remotes:
         final = temps.dest.joinpath(*remote.rel.split("/"))
         what = f"could not download {job.url(remote.key)} to {final}"
@@ -466,12 +478,11 @@ def units(job: Job, remotes: list[Remote], temps: TempFiles) -> list[Callable[[]
         if settings.max_ranges > 0:
             part_size = max(part_size, -(-remote.size // settings.max_ranges))
         if remote.size <= settings.multipart_threshold or remote.size <= part_size:
-            out.append(job.unit(what, _small(job, remote, final, temps)))
+            yield job.unit(what, _small(job, remote, final, temps))
             continue
         big = _BigFile(remote, final, len(ranges(remote.size, part_size)))
         for offset, length in ranges(remote.size, part_size):
-            out.append(job.unit(what, _part(job, big, offset, length, temps)))
-    return out
+            yield job.unit(what, _part(job, big, offset, length, temps))
 
 
 def _small(job: Job, remote: Remote, final: Path, temps: TempFiles) -> Callable[[], None]:

@@ -6,13 +6,12 @@ What is published, and how a file changed during publication shows, is walk.py's
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import io
 import os
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,54 @@ from hook_processor._s3.walk import Local, changed, stamp
 from hook_processor.errors import PublishError
 
 
-# slots: one per file, 100,000 of them held through a publication
-@dataclasses.dataclass(frozen=True, slots=True)
-class Uploaded:
-    key: str
-    size: int
-    sha256: str
-    etag: str = ""  # the upload's answer: the claim checks a listing against it
+class Results:
+    """What each upload answered, by the file's index in the walk, in columns: its SHA-256 (32
+    bytes) and the stored ETag (16 bytes when it is an MD5 in hex, as a PUT's is; else kept as
+    text): ~50 bytes a file, where a record object of strings keyed by path took ~350."""
+
+    __slots__ = ("_done", "_md5s", "_odd_etags", "_sha256s")
+
+    def __init__(self, count: int) -> None:
+        self._sha256s = bytearray(32 * count)
+        self._md5s = bytearray(16 * count)
+        self._odd_etags: dict[int, str] = {}  # an ETag of another form, by index
+        self._done = bytearray(count)  # 1: uploaded
+        # (Each put writes its own slices: one C-level assignment each, under the GIL.)
+
+    def put(self, index: int, sha256: bytes, etag: str) -> None:
+        if len(sha256) != 32:  # a slice of another length would shift every later record
+            raise ValueError(f"a SHA-256 is 32 bytes, not {len(sha256)}")
+        self._sha256s[32 * index : 32 * index + 32] = sha256
+        raw = _md5_hex(etag)
+        if raw is None:
+            self._odd_etags[index] = etag
+        else:
+            self._md5s[16 * index : 16 * index + 16] = raw
+        self._done[index] = 1
+
+    def _check(self, index: int) -> None:
+        if not self._done[index]:
+            raise KeyError(index)  # never uploaded: the run stopped before the manifest
+
+    def sha256(self, index: int) -> str:
+        self._check(index)
+        return self._sha256s[32 * index : 32 * index + 32].hex()
+
+    def etag(self, index: int) -> str:
+        self._check(index)
+        odd = self._odd_etags.get(index)
+        return odd if odd is not None else self._md5s[16 * index : 16 * index + 16].hex()
+
+
+def _md5_hex(etag: str) -> bytes | None:
+    """The 16 bytes of an ETag of 32 lowercase hex digits, else None."""
+    if len(etag) != 32:
+        return None
+    try:
+        raw = bytes.fromhex(etag)
+    except ValueError:
+        return None
+    return raw if len(raw) == 16 and raw.hex() == etag else None
 
 
 class _Multipart:
@@ -43,7 +83,8 @@ class _Multipart:
     pool, so the earliest part not yet hashed is always running and never waits; no deadlock.
     """
 
-    def __init__(self, local: Local, key: str, part_size: int) -> None:
+    def __init__(self, index: int, local: Local, key: str, part_size: int) -> None:
+        self.index = index  # the file's, in the walk (its place in Results)
         self.local = local
         self.key = key
         self.parts = ranges(local.size, part_size)
@@ -102,25 +143,25 @@ def verify_size(job: Job, key: str, size: int) -> str:
 def private_units(
     job: Job,
     src: Path,
-    files: list[Local],
+    files: Sequence[Local],
     prefix: str,
-    results: dict[str, Uploaded],
+    results: Results,
     multiparts: list[_Multipart],
 ) -> Iterator[Callable[[], None]]:
-    """Units that upload ``files`` under ``prefix``; results land in ``results`` by rel path,
+    """Units that upload ``files`` under ``prefix``; results land in ``results`` by index,
     each large file's upload in ``multiparts`` (for the abort) once its first unit is made.
 
     Made as the pool asks for them (``Job.run`` takes a few at a time): at 100,000 files a
     list of every unit's closures and strings held ~2 KB per file for the whole publication."""
     settings = job.settings
-    for local in files:
+    for index, local in enumerate(files):
         key = f"{prefix}/{local.rel}" if prefix else local.rel
         shown = str(src / local.rel)
         what = f"could not upload {shown} to {job.url(key)}"
         if local.size <= settings.multipart_threshold:
-            yield job.unit(what, _put(job, local, key, shown, results))
+            yield job.unit(what, _put(job, index, local, key, shown, results))
             continue
-        mp = _Multipart(local, key, part_size_for(local.size, settings.part_size))
+        mp = _Multipart(index, local, key, part_size_for(local.size, settings.part_size))
         multiparts.append(mp)
         for number, (offset, length) in enumerate(mp.parts, start=1):
             yield job.unit(what, _part(job, mp, number, offset, length, shown, results))
@@ -155,7 +196,7 @@ def _read_rest(fh: Any, want: int) -> bytes:
 
 
 def _put(
-    job: Job, local: Local, key: str, shown: str, results: dict[str, Uploaded]
+    job: Job, index: int, local: Local, key: str, shown: str, results: Results
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
@@ -174,7 +215,7 @@ def _put(
         if etag != md5:
             etag = verify_size(job, key, local.size)
         job.arrived(local.size)
-        results[local.rel] = Uploaded(key, local.size, sha256, etag)
+        results.put(index, bytes.fromhex(sha256), etag)
         job.file_done()
 
     return run
@@ -187,7 +228,7 @@ def _part(
     offset: int,
     length: int,
     shown: str,
-    results: dict[str, Uploaded],
+    results: Results,
 ) -> Callable[[], None]:
     def run() -> None:
         job.check()
@@ -217,7 +258,7 @@ def _part(
     return run
 
 
-def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
+def _complete(job: Job, mp: _Multipart, results: Results) -> None:
     job.check()
     assert mp.upload_id is not None
     parts = [{"PartNumber": n, "ETag": mp.etags[n]} for n in sorted(mp.etags)]
@@ -230,7 +271,7 @@ def _complete(job: Job, mp: _Multipart, results: dict[str, Uploaded]) -> None:
     )
     mp.completed = True
     etag = verify_size(job, mp.key, mp.local.size)
-    results[mp.local.rel] = Uploaded(mp.key, mp.local.size, mp.digest.hexdigest(), etag)
+    results.put(mp.index, mp.digest.digest(), etag)
     job.file_done()
 
 
