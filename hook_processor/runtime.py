@@ -264,7 +264,6 @@ def _stage_process_publish(
             stats.bytes,
             stats.retries + output.retries,
         )
-        storage.give_back_memory()
     log.info(
         "stage-in: %d files, %s in %.2f s",
         stats.files,

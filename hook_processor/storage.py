@@ -125,11 +125,6 @@ def transfer_settings(platform: PlatformSettings) -> TransferSettings:
     )
 
 
-def give_back_memory() -> None:
-    """Between a run's phases: what stage-in freed goes back to the OS (transfer.py)."""
-    _transfer.give_back_memory()
-
-
 def make_client(target: S3Target, settings: TransferSettings) -> Engine:
     """The S3 engine ``settings.engine`` names (``lean``, ``boto3`` or ``obstore``) for ``target``.
 

@@ -347,21 +347,6 @@ def _return_large_blocks() -> None:
     mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
-def give_back_memory() -> None:
-    """Return the heap a finished transfer freed to the OS (glibc's ``malloc_trim``): the run's
-    next phase otherwise grows beside it. Measured at 100,000 files: BENCHMARKS.md."""
-    import gc
-
-    gc.collect()
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return
-    trim(0)
-
-
 def describe(err: BaseException) -> str:
     """The underlying error's text: botocore messages and OS errors carry no credentials.
 
