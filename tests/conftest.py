@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,15 @@ def private_exec_env(s3_server: S3Server, bucket: str, tmp_path: Path) -> dict[s
         "S3_SECRET_KEY": s3_server.secret_key,
         "HOOK_WORK_DIR": str(tmp_path / "work"),
     }
+
+
+@pytest.fixture
+def traced() -> Iterator[None]:
+    """tracemalloc on for the test (the memory bounds: tests/memory_helpers.py)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()

@@ -8,7 +8,6 @@ of dicts and the products (~270) were held together, which put the peak RSS of a
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
@@ -18,25 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from memory_helpers import traced_bytes
 
 from hook_processor import _jsonstream
 from hook_processor._s3 import upload, walk
 
 FILES = 5_000
-
-
-def _traced() -> int:
-    gc.collect()
-    return tracemalloc.get_traced_memory()[0]
-
-
-@pytest.fixture
-def traced() -> Iterator[None]:
-    tracemalloc.start()
-    try:
-        yield
-    finally:
-        tracemalloc.stop()
 
 
 def test_walked_files_hold_under_150_bytes_each(tmp_path: Path) -> None:
@@ -46,11 +32,11 @@ def test_walked_files_hold_under_150_bytes_each(tmp_path: Path) -> None:
         (folder / f"f{i:06d}.bin").write_bytes(b"x" * (i % 7))
     tracemalloc.start()
     try:
-        before = _traced()
+        before = traced_bytes()
         files = walk.walk(tmp_path)
-        held = _traced() - before
+        held = traced_bytes() - before
         files.release_paths()  # after the last check of the files: their paths go
-        released = _traced() - before
+        released = traced_bytes() - before
     finally:
         tracemalloc.stop()
     assert len(files) == FILES
@@ -80,12 +66,12 @@ def test_walked_files_keep_their_path_and_stamp(tmp_path: Path) -> None:
 
 def test_upload_results_hold_under_80_bytes_each(traced: None) -> None:
     count = 20_000
-    before = _traced()
+    before = traced_bytes()
     results = upload.Results(count)
     for i in range(count):
         etag = hashlib.md5(str(i).encode()).hexdigest() if i % 100 else f"{i:x}-3"
         results.put(i, hashlib.sha256(str(i).encode()).digest(), etag)
-    held = _traced() - before
+    held = traced_bytes() - before
     # Before: a record of four strings per file in a dict by relative path (~350 bytes).
     assert held / count < 80, f"{held / count:.0f} bytes a result"
     assert results.sha256(7) == hashlib.sha256(b"7").hexdigest()
@@ -125,7 +111,7 @@ def test_piecewise_json_makes_entries_one_at_a_time(traced: None) -> None:
         for i in range(count):
             yield {"key": f"out/d{i % 10}/f{i:06d}.bin", "size": 4096, "sha256": f"{i:064x}"}
 
-    before = _traced()
+    before = traced_bytes()
     tracemalloc.reset_peak()
     size = sum(len(p) for p in _jsonstream.pieces({"files": _jsonstream.Lazy(count, entries)}))
     peak = tracemalloc.get_traced_memory()[1] - before

@@ -8,13 +8,11 @@ held: the listing and the plan, and the units, which must be made as the pool ta
 
 from __future__ import annotations
 
-import gc
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from memory_helpers import traced_bytes
 
 from hook_processor._s3 import download
 from hook_processor._s3.engine import TransferSettings
@@ -63,27 +61,13 @@ def _job() -> Job:
     )
 
 
-def _traced() -> int:
-    gc.collect()
-    return tracemalloc.get_traced_memory()[0]
-
-
-@pytest.fixture
-def traced() -> Iterator[None]:
-    tracemalloc.start()
-    try:
-        yield
-    finally:
-        tracemalloc.stop()
-
-
 def test_listing_and_plan_hold_under_200_bytes_a_key(traced: None) -> None:
     job = _job()
-    before = _traced()
+    before = traced_bytes()
     tracemalloc.reset_peak()
     listing = download.list_objects(job, "src/")
     remotes = download.plan(job, listing, "src/")
-    held = _traced() - before
+    held = traced_bytes() - before
     peak = tracemalloc.get_traced_memory()[1] - before
     # Before: ~345 bytes a key for the listing's dicts and ~180 more for the plan's Remotes.
     assert held / KEYS < 200, f"{held / KEYS:.0f} bytes a key held by the listing and plan"
@@ -104,11 +88,11 @@ def test_units_are_made_as_they_are_taken(tmp_path: Path, traced: None) -> None:
     job = _job()
     remotes = download.plan(job, download.list_objects(job, "src/"), "src/")
     temps = download.TempFiles(tmp_path)
-    before = _traced()
+    before = traced_bytes()
     tracemalloc.reset_peak()
     units = download.units(job, remotes, temps)
     taken = [next(iter(units)) for _ in range(8)]  # what Job.run holds: a few at a time
-    held = _traced() - before
+    held = traced_bytes() - before
     # Before: a list of every unit (~1.2 KB a key: 24 MB here) was made at once.
     assert held < 200_000, f"{held} bytes held by 8 units of {KEYS}"
     assert len(taken) == 8
