@@ -16,8 +16,10 @@ import sys
 import threading
 from pathlib import Path
 
-_VALUED = {"--project": "project", "--options-file": "options_file", "--option": "option"}
-_VALUED["-o"] = "option"
+# The flags the fast path takes, each with a value: "--flag VALUE", and "--flag=VALUE" for the
+# long ones (click reads "-o=X" as the value "=X": that goes to click).
+_LONG = {"--project": "project", "--options-file": "options_file", "--option": "option"}
+_VALUED = {**_LONG, "-o": "option"}
 
 
 def main() -> None:
@@ -39,8 +41,8 @@ def _plain_exec(args: list[str]) -> tuple[Path | None, dict[str, str], Path | No
     while i < len(args):
         arg = args[i]
         name, eq, value = arg.partition("=")
-        if name in _VALUED and name != "-o" and eq:
-            found[_VALUED[name]].append(value)
+        if name in _LONG and eq:
+            found[_LONG[name]].append(value)
         elif arg in _VALUED:
             if i + 1 >= len(args) or args[i + 1].startswith("-"):
                 return None
