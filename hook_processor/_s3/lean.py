@@ -84,7 +84,6 @@ class LeanEngine(BotoControl):
         self._signer: SigV4Signer | None = None
         self._signer_lock = threading.Lock()
         self.checksum = settings.checksum == "when_supported"
-        self.attempts = max(1, int(settings.max_attempts))
         self.retry = RetryPolicy(settings.max_attempts, settings.throttle_seconds)
         self.user_agent = f"{user_agent} Python/{_python()} urllib3/{urllib3.__version__}"
         timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
@@ -276,7 +275,7 @@ class LeanEngine(BotoControl):
             attempt = attempts.start()
             signed = self.signer().sign(method, path, canonical_query, headers, payload_sha256)
             signed["User-Agent"] = self.user_agent
-            signed["amz-sdk-request"] = f"attempt={attempt}; max={self.attempts}"
+            signed["amz-sdk-request"] = f"attempt={attempt}; max={self.retry.max_attempts}"
             data = None if body is None else body.data
             try:
                 response = self.pool.urlopen(
