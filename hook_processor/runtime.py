@@ -441,12 +441,25 @@ def ignore_signals_once_finished() -> None:
     result.json says completed. Ignored signals stay ignored; SIGKILL still ends a stuck exit.
     """
     signals = {signal.SIGTERM, signal.SIGINT}
-    # Blocked first, so that none trips the Python handler while it is being replaced (Python
-    # would then print "Signal 15 ignored due to race condition"); ignoring discards them.
+    # Blocked first, so that none trips the Python handler while it is being replaced; ignoring
+    # discards them. The mask is the main thread's only: a signal that another thread (a
+    # transfer library's) takes between CPython's last check and its SIG_IGN is reported as
+    # "Signal 2 ignored due to race condition" with a traceback, for a signal ignored on purpose.
+    previous = sys.unraisablehook
+
+    def quiet(unraisable: Any) -> None:
+        if not _ignored_signal(unraisable.exc_value):
+            previous(unraisable)
+
+    sys.unraisablehook = quiet
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     for signum in signals:
         signal.signal(signum, signal.SIG_IGN)
+
+
+def _ignored_signal(error: BaseException | None) -> bool:
+    return isinstance(error, OSError) and str(error).endswith("ignored due to race condition")
 
 
 def _log_failure(log: Any, exc: HookProcessorError) -> None:
