@@ -127,6 +127,51 @@ def test_boto3_waits_for_its_first_use_with_the_lean_and_obstore_engines(
     assert sorted({m.split(".")[0] for m in report["loaded"]}) == loaded
 
 
+OUT = "results/run1/example.data"
+MANIFEST = "results/run1/_manifest.json"
+ROUND_TRIP_PROBE = """
+import json, sys
+from hook_processor import _console
+sys.argv = ["hook-processor", "exec", sys.argv[1]]
+try:
+    _console.main()
+except SystemExit as exit:
+    code = exit.code
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"boto3", "s3transfer"})
+print(json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+@pytest.mark.parametrize("engine", ["lean", "obstore"])
+def test_a_private_round_trip_never_makes_the_boto3_client(
+    s3_server: Any, s3: Any, tmp_path: Path, engine: str
+) -> None:
+    # A large input (its HEAD, ranged GETs) and a large output (a multipart upload), the
+    # claim's probe and lease: with endpoint and keys, every call of a PRIVATE run goes by the
+    # engine's own requests, and boto3's ~0.37 s of CPU and ~30 MB (BENCHMARKS.md) are spared.
+    from exec_helpers import private_env
+
+    bucket = f"rt-{engine}"
+    s3.create_bucket(Bucket=bucket)
+    body = b"sentinel line\n" * (20 * 1024 * 1024 // 14)  # > 16 MiB: multipart both ways
+    s3.put_object(Bucket=bucket, Key="dedl_hello_world/input_file_location/example.data", Body=body)
+    env = private_env(s3_server, bucket, bucket, tmp_path / "w", HOOK_S3_ENGINE=engine)
+    env.update(PATH="/usr/bin:/bin", AWS_EC2_METADATA_DISABLED="true")
+    completed = subprocess.run(
+        [sys.executable, "-c", ROUND_TRIP_PROBE, str(HELLO_WORLD)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=env,
+    )
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}, completed.stderr[-3000:]
+    assert s3.get_object(Bucket=bucket, Key=OUT)["Body"].read() == body.upper()
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=MANIFEST)["Body"].read())
+    assert OUT in [f["key"] for f in manifest["files"]]
+
+
 CONSOLE_PROBE = """
 import json, sys
 from hook_processor import _console

@@ -257,16 +257,35 @@ def _throttled_retry(
     return transfer.throttle_wait(since, attempts, window)
 
 
-class BotoControl:
-    """The calls both engines send to the boto3 client: HEAD, multipart bookkeeping, presigning.
-
-    Few and small next to the data calls, so botocore's cost per request does not matter there.
-    """
+class BotoPresign:
+    """Presigning on the boto3 client: every engine's (a TEMPORARY run's link, link.py)."""
 
     boto: Any  # the boto3 client of the store
 
+    def generate_presigned_url(
+        self,
+        ClientMethod: str,  # noqa: N803
+        Params: dict[str, Any],  # noqa: N803
+        ExpiresIn: int = 3600,  # noqa: N803
+    ) -> str:
+        return str(self.boto.generate_presigned_url(ClientMethod, Params, ExpiresIn))
+
+
+class BotoControl(BotoPresign):
+    """The control calls on the boto3 client: HEAD, DELETE, multipart bookkeeping, presigning.
+
+    The boto3 engine's; the lean engine has its own but presigning (lean_control.py), and obstore
+    sends them through its helper.
+    """
+
     def head_object(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.head_object(**params))
+
+    def head_bucket(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.head_bucket(**params))
+
+    def delete_object(self, **params: Any) -> dict[str, Any]:
+        return dict(self.boto.delete_object(**params))
 
     def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.create_multipart_upload(**params))
@@ -276,14 +295,6 @@ class BotoControl:
 
     def abort_multipart_upload(self, **params: Any) -> dict[str, Any]:
         return dict(self.boto.abort_multipart_upload(**params))
-
-    def generate_presigned_url(
-        self,
-        ClientMethod: str,  # noqa: N803
-        Params: dict[str, Any],  # noqa: N803
-        ExpiresIn: int = 3600,  # noqa: N803
-    ) -> str:
-        return str(self.boto.generate_presigned_url(ClientMethod, Params, ExpiresIn))
 
 
 class BotoEngine(BotoControl):
@@ -328,7 +339,7 @@ class BotoEngine(BotoControl):
         """
         if not self._crc32:
             return {}
-        return {"ChecksumCRC32": base64.b64encode(body.digests()[2].to_bytes(4, "big")).decode()}
+        return {"ChecksumCRC32": base64.b64encode(body.crc32().to_bytes(4, "big")).decode()}
 
     def close(self) -> None:
         self.boto.close()

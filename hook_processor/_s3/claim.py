@@ -130,8 +130,9 @@ class Claim:
         if self.held:
             self.held = False
             with contextlib.suppress(ClientError, BotoCoreError):
-                boto = self.job.s3.boto  # through job.call: its retries are counted too
-                self.job.call(boto.delete_object, Bucket=self.job.bucket, Key=self.key(LEASE_NAME))
+                self.job.call(
+                    self.job.s3.delete_object, Bucket=self.job.bucket, Key=self.key(LEASE_NAME)
+                )
 
     def notes(self) -> str:
         """What the claim cleaned up, for the StatusMessage."""
@@ -196,7 +197,7 @@ def preflight(
 
 def _head_bucket(job: _transfer.Job) -> None:
     try:
-        job.call(job.s3.boto.head_bucket, Bucket=job.bucket)
+        job.call(job.s3.head_bucket, Bucket=job.bucket)
     except ClientError as err:
         if _transfer.http_status(err) == 404:
             raise OptionsError(
@@ -208,7 +209,7 @@ def _head_bucket(job: _transfer.Job) -> None:
 
 def _read_json(job: _transfer.Job, key: str) -> dict[str, Any] | None:
     try:
-        body = job.call(job.s3.boto.get_object, Bucket=job.bucket, Key=key)["Body"].read()
+        body = _read_all(job.call(job.s3.get_object, Bucket=job.bucket, Key=key)["Body"])
     except ClientError as err:
         if _transfer.http_status(err) == 404:
             return None
@@ -218,6 +219,14 @@ def _read_json(job: _transfer.Job, key: str) -> dict[str, Any] | None:
     except ValueError:
         return {"unreadable": True}
     return data if isinstance(data, dict) else {"unreadable": True}
+
+
+def _read_all(body: Any) -> bytes:
+    """A small body, whole (an engine's ``read()`` may give it in pieces)."""
+    try:
+        return b"".join(iter(lambda: bytes(body.read(64 * 1024)), b""))
+    finally:
+        body.close()
 
 
 def _protect(claim: Claim, manifest_key: str, record: Mapping[str, Any]) -> None:
@@ -257,7 +266,6 @@ def _protect_input(claim: Claim, input_key: str) -> None:
 def _conditional_writes(job: _transfer.Job, claim: Claim) -> bool:
     """A zero-byte probe written twice with If-None-Match: a store that honours it says 412."""
     probe = claim.key(_PROBE + secrets.token_hex(6))
-    boto = job.s3.boto
     try:
         # Through the engine: its Content-MD5, checksums and Content-Length, as every upload.
         put = job.s3.put_object
@@ -271,7 +279,7 @@ def _conditional_writes(job: _transfer.Job, claim: Claim) -> bool:
         return False
     finally:
         with contextlib.suppress(ClientError, BotoCoreError):
-            job.call(boto.delete_object, Bucket=job.bucket, Key=probe)
+            job.call(job.s3.delete_object, Bucket=job.bucket, Key=probe)
 
 
 def _lease(claim: Claim) -> None:
@@ -322,7 +330,6 @@ def _clean_leftovers(claim: Claim, listing: list[dict[str, Any]]) -> None:
     manifest are deleted, its multipart uploads aborted. Without that proof of whose they are,
     objects in no manifest are only named (in the StatusMessage) and left alone."""
     job = claim.job
-    boto = job.s3.boto
     skip = {claim.key(LEASE_NAME)}
     for obj in listing:
         key = str(obj["Key"])
@@ -331,13 +338,14 @@ def _clean_leftovers(claim: Claim, listing: list[dict[str, Any]]) -> None:
         if not claim.taken_over:
             claim.unlisted.append(key)
             continue
-        job.call(boto.delete_object, Bucket=job.bucket, Key=key)
+        job.call(job.s3.delete_object, Bucket=job.bucket, Key=key)
         claim.removed.append(key)
     if not claim.taken_over:
         return
     base = claim.prefix + "/" if claim.prefix else ""
     try:
-        uploads = job.call(boto.list_multipart_uploads, Bucket=job.bucket, Prefix=base)
+        # The one call here on the boto3 client (no engine sends it): a takeover's only.
+        uploads = job.call(job.s3.boto.list_multipart_uploads, Bucket=job.bucket, Prefix=base)
     except ClientError:
         return  # a store without the listing: nothing we can abort
     for upload in uploads.get("Uploads", ()) or ():
@@ -345,7 +353,10 @@ def _clean_leftovers(claim: Claim, listing: list[dict[str, Any]]) -> None:
         if key in claim.protected:
             continue
         job.call(
-            boto.abort_multipart_upload, Bucket=job.bucket, Key=key, UploadId=upload["UploadId"]
+            job.s3.abort_multipart_upload,
+            Bucket=job.bucket,
+            Key=key,
+            UploadId=upload["UploadId"],
         )
         claim.aborted.append(key)
 

@@ -1,21 +1,27 @@
-"""The lean engine: ListObjectsV2, GetObject, PutObject, UploadPart with SigV4 by hand, one pool.
+"""The lean engine: the S3 calls of a run with SigV4 by hand, on one urllib3 pool.
 
 botocore spends about 1 ms of CPU on every request (event hooks, endpoint rules, user agent,
 response parsing); this path spends about 0.25 ms (BENCHMARKS.md). On a small machine where
 the client shares the CPUs with everything else, that is what many small files are bound by.
-HEADs, multipart bookkeeping and presigning go to the boto3 client of the same store.
+ListObjectsV2, GetObject, PutObject and UploadPart are here; HEAD, DELETE and the multipart
+bookkeeping in lean_control.py; presigning and the rare calls go to the boto3 client of the same
+store, made at its first use (boto.LazyClient), which a PRIVATE run never needs.
 
-Every upload carries ``Content-MD5`` and is signed with the real SHA-256 of its body (never
-``UNSIGNED-PAYLOAD``), in both checksum modes; with ``when_supported`` it also carries
-``x-amz-checksum-crc32``, and whole-object GETs ask for (``x-amz-checksum-mode: ENABLED``) and
-validate the stored checksum. Otherwise it follows botocore: path-style URLs, SigV4, the "standard"
+Every upload carries ``Content-MD5``, signed, in both checksum modes: every store verifies it
+(BadDigest). A PutObject is also signed with its body's real SHA-256 (which the runtime computes
+for the manifest anyway) and, with ``when_supported``, carries ``x-amz-checksum-crc32``, the
+stored checksum that whole-object GETs ask for (``x-amz-checksum-mode: ENABLED``) and validate.
+An UploadPart is ``UNSIGNED-PAYLOAD`` with its Content-MD5 only: one pass over its bytes for one
+check, where a signed SHA-256 and a CRC32 (part of a composite checksum that no whole GET can
+check) were two more. Otherwise it follows botocore: path-style URLs, SigV4, the "standard"
 retry policy (transient and throttling errors and broken connections, jittered exponential
 backoff up to 20 s, a shared retry quota, ``max_attempts`` attempts in all), except that a
 refused connection or an unknown host gets a few quick attempts only, as the boto3 client is set
 up to do too; errors are botocore's own exception types, so callers handle both engines alike.
 
-It is chosen explicitly (``HOOK_S3_ENGINE=lean``, the default) and never swaps itself for boto3:
-an endpoint behind an HTTP proxy is refused at creation with the fix named.
+It is chosen explicitly (``HOOK_S3_ENGINE=lean``), or by ``auto`` where obstore cannot be used
+(engine.py), and never swaps itself for boto3: an endpoint behind an HTTP proxy is refused at
+creation with the fix named.
 """
 
 from __future__ import annotations
@@ -34,18 +40,20 @@ from botocore.exceptions import (
 )
 
 from hook_processor._s3 import wire
-from hook_processor._s3.boto import BotoControl, ca_bundle, endpoint_of
+from hook_processor._s3.boto import BotoPresign, ca_bundle, endpoint_of
 from hook_processor._s3.engine import SEND_BLOCK, Payload, TransferSettings
+from hook_processor._s3.lean_control import LeanControl
 from hook_processor._s3.retry import RetryPolicy
 from hook_processor._s3.sigv4 import SigV4Signer
 from hook_processor._s3.transfer import cause
 from hook_processor.errors import OptionsError
 
 
-class LeanEngine(BotoControl):
+class LeanEngine(LeanControl, BotoPresign):
     """The :class:`~hook_processor._s3.engine.Engine` of hand-signed requests (module doc).
 
-    HEAD, multipart bookkeeping and presigning are :class:`BotoControl`'s, on the boto3 client.
+    HEAD, DELETE and multipart bookkeeping are :class:`LeanControl`'s; presigning is
+    :class:`BotoPresign`'s, on the boto3 client.
     """
 
     name = "lean"
@@ -54,7 +62,7 @@ class LeanEngine(BotoControl):
     def __init__(
         self, client: Any, credentials: Any, settings: TransferSettings, *, user_agent: str
     ) -> None:
-        self.boto = client  # HEAD, multipart bookkeeping, presigning
+        self.boto = client  # presigning, and what a harness or test asks of it
         endpoint, region = endpoint_of(client)
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
@@ -230,15 +238,21 @@ class LeanEngine(BotoControl):
         headers: dict[str, str],
     ) -> dict[str, Any]:
         headers["Content-Length"] = str(len(body))
-        # Content-MD5 in both modes and the body's real SHA-256 signed: the store verifies both
-        # (BadDigest, XAmzContentSHA256Mismatch); CRC32 too where flexible checksums are wanted.
-        _, sha256, crc32 = body.digests()
+        # Content-MD5 in both modes, signed: every store verifies it (BadDigest). A PutObject is
+        # also signed with the body's real SHA-256, which the caller needs anyway (the file's,
+        # for the manifest), and carries CRC32 where flexible checksums are wanted: what a
+        # validated GET checks later. A part is not hashed more: its flexible checksum would be
+        # part of a composite (``...-N``) that no whole GET can check, and a signed SHA-256
+        # would be a second pass over its bytes for a check Content-MD5 already makes.
         headers["Content-MD5"] = body.content_md5()
-        if self.checksum:
-            headers["x-amz-checksum-crc32"] = wire.crc32_b64(crc32)
-            headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
+        payload_sha256 = None  # UNSIGNED-PAYLOAD (sigv4.py)
+        if operation == "PutObject":
+            payload_sha256 = body.sha256()
+            if self.checksum:
+                headers["x-amz-checksum-crc32"] = wire.crc32_b64(body.crc32())
+                headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
         response, retries = self._request(
-            operation, "PUT", bucket, key, query, headers, body, payload_sha256=sha256
+            operation, "PUT", bucket, key, query, headers, body, payload_sha256=payload_sha256
         )
         try:
             response.drain_conn()

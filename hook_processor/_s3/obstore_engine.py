@@ -15,7 +15,8 @@ tokens and no response headers, so:
   of the engine from the helper, which reads such answers;
 * a key that object_store's ``Path`` cannot name exactly (a leading or trailing ``/``, an empty,
   ``.`` or ``..`` segment, a control character: :func:`plain`) is sent by the helper too;
-* HEAD, multipart bookkeeping and presigning go to the boto3 client, as for every engine.
+* HEAD, DELETE and the multipart bookkeeping go to the helper too; presigning to the boto3
+  client, as for every engine.
 
 **Retries are ours.** obstore's own retries are off (``max_retries`` 0): the engine retries with the
 lean engine's policy, ``retry.py`` (transient 5xx and broken connections with jittered backoff and
@@ -67,7 +68,7 @@ from botocore.exceptions import (
 )
 
 from hook_processor._s3 import wire
-from hook_processor._s3.boto import BotoControl, ca_bundle, endpoint_of
+from hook_processor._s3.boto import BotoPresign, ca_bundle, endpoint_of
 from hook_processor._s3.engine import Engine, Payload, TransferSettings
 from hook_processor._s3.retry import RetryPolicy
 from hook_processor._s3.transfer import READ_CHUNK, cause
@@ -83,11 +84,11 @@ _NOT_PARTIAL = "non-partial response"
 _REQUEST_TIMEOUT = "86400s"
 
 
-class ObstoreEngine(BotoControl):
+class ObstoreEngine(BotoPresign):
     """The :class:`~hook_processor._s3.engine.Engine` of obstore (module doc).
 
-    HEAD, multipart bookkeeping and presigning are :class:`BotoControl`'s; ListObjectsV2,
-    UploadPart and the ranged GETs of a store without partial answers are ``helper``'s.
+    Presigning is :class:`BotoPresign`'s; ListObjectsV2, UploadPart, HEAD, DELETE, the multipart
+    bookkeeping and the ranged GETs of a store without partial answers are ``helper``'s.
     """
 
     name = "obstore"
@@ -184,6 +185,26 @@ class ObstoreEngine(BotoControl):
     def upload_part(self, **params: Any) -> dict[str, Any]:
         return self._helper.upload_part(**params)
 
+    # ---------------------------------------------------------------- control calls: helper's
+
+    def head_object(self, **params: Any) -> dict[str, Any]:
+        return self._helper.head_object(**params)
+
+    def head_bucket(self, **params: Any) -> dict[str, Any]:
+        return self._helper.head_bucket(**params)
+
+    def delete_object(self, **params: Any) -> dict[str, Any]:
+        return self._helper.delete_object(**params)
+
+    def create_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return self._helper.create_multipart_upload(**params)
+
+    def complete_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return self._helper.complete_multipart_upload(**params)
+
+    def abort_multipart_upload(self, **params: Any) -> dict[str, Any]:
+        return self._helper.abort_multipart_upload(**params)
+
     def get_object(
         self,
         *,
@@ -242,13 +263,13 @@ class ObstoreEngine(BotoControl):
             "PutObject", lambda: self._obs.put(store, Key, Body.data, **kwargs)
         )
         etag = str(result.get("e_tag") or "")
-        md5 = Body.digests()[0]
+        md5 = Body.md5()
         stored = etag.strip('"').lower()
         if _HEX_ETAG.fullmatch(stored) and stored != md5 and not self._encrypted(Bucket, Key):
             # A store that did not verify the signed SHA-256 stored other bytes than were sent:
             # they are removed (as a store that verifies would never have kept them).
             with contextlib.suppress(ClientError, BotoCoreError):
-                self.boto.delete_object(Bucket=Bucket, Key=Key)
+                self._helper.delete_object(Bucket=Bucket, Key=Key)
             raise ClientError(
                 {
                     "Error": {
@@ -266,7 +287,7 @@ class ObstoreEngine(BotoControl):
         """Whether the object is stored with SSE-KMS or SSE-C, whose ETag is not the MD5 of the
         bytes (a store that encrypts so is AWS-like: it verified the signed SHA-256)."""
         try:
-            head = self.boto.head_object(Bucket=bucket, Key=key)
+            head = self._helper.head_object(Bucket=bucket, Key=key)
         except (ClientError, BotoCoreError):
             return False
         sse = str(head.get("ServerSideEncryption") or "AES256").upper()

@@ -204,7 +204,7 @@ def _put(
         try:
             # Read once: the manifest's SHA-256 and the upload's checksums are of the bytes sent.
             body = Payload(data=_read(local, 0, local.size, shown, last=True))
-            md5, sha256, _ = body.digests()
+            md5, sha256 = body.md5(), body.sha256()
             response = job.call(job.s3.put_object, Bucket=job.bucket, Key=key, Body=body)
             del body
         finally:
