@@ -173,6 +173,33 @@ def test_output_equal_to_input_is_refused(s3_server, s3, bucket, tmp_path) -> No
     assert keys(s3, bucket) == ["data/example.data"]
 
 
+def test_an_input_beside_the_output_in_one_bucket_is_listed_once(
+    s3_server, s3, bucket, tmp_path
+) -> None:
+    # Only the input's objects under the output prefix can be replaced by an output, and the
+    # output's own listing holds them: a second listing of the whole input (100,000 keys in the
+    # bench's shared bucket) is not needed to protect it.
+    from fault_proxy import FaultProxy
+
+    for n in range(3):
+        s3.put_object(Bucket=bucket, Key=f"in/f{n}.data", Body=b"abc")
+    with FaultProxy(upstream=s3_server.endpoint_url) as proxy:
+        server = type(
+            "S",
+            (),
+            {
+                "endpoint_url": proxy.endpoint_url,
+                "access_key": s3_server.access_key,
+                "secret_key": s3_server.secret_key,
+            },
+        )
+        result = run(env_for(server, bucket, tmp_path / "w", "in/", "out/run"))
+    assert result.exit_code == ExitCode.COMPLETED, result.status_message
+    listed = [s.target for s in proxy.sent if s.method == "GET" and "list-type=2" in s.target]
+    assert len([t for t in listed if "prefix=in%2F" in t]) == 1, listed
+    assert get(s3, bucket, "out/run/f0.data") == b"ABC"
+
+
 # -- item 1: two runs at once, and a writer that ignores the claim ------------------------------
 
 SLOW = """
