@@ -284,6 +284,60 @@ def test_an_object_this_run_did_not_write_means_no_manifest(
     )
 
 
+def _through_listing_fault(s3_server, bucket, tmp_path, methods):  # type: ignore[no-untyped-def]
+    """Run hello world (in/example.data "abc" -> out/run/example.data "ABC") through a proxy
+    that shows the output's ETag as another one in the answers to ``methods``."""
+    from fault_proxy import FaultProxy, Rule
+
+    with FaultProxy(upstream=s3_server.endpoint_url) as proxy:
+        proxy.add_rule(
+            Rule(
+                fault="sse_kms",  # rewrites the ETag wherever it appears in the answer
+                methods=methods,
+                etag_from=hashlib.md5(b"ABC").hexdigest(),
+                etag_to="f" * 32,
+            )
+        )
+        server = type(
+            "S",
+            (),
+            {
+                "endpoint_url": proxy.endpoint_url,
+                "access_key": s3_server.access_key,
+                "secret_key": s3_server.secret_key,
+            },
+        )
+        return run(env_for(server, bucket, tmp_path / "w", "in/", "out/run"))
+
+
+def test_a_listing_that_lags_behind_the_upload_is_checked_again_by_head(
+    s3_server, s3, bucket, tmp_path
+) -> None:
+    # Seen once on rclone serve s3 under load: the verification's listing showed an object
+    # this run had just written otherwise than written. The HEAD of the object decides.
+    s3.put_object(Bucket=bucket, Key="in/example.data", Body=b"abc")
+    result = _through_listing_fault(s3_server, bucket, tmp_path, "GET")  # listings, not HEAD
+    assert result.exit_code == ExitCode.COMPLETED, result.status_message
+    assert get(s3, bucket, "out/run/example.data") == b"ABC"
+    assert "out/run/_manifest.json" in keys(s3, bucket, "out/run/")
+
+
+def test_an_object_replaced_after_its_upload_is_named_with_both_versions(
+    s3_server, s3, bucket, tmp_path
+) -> None:
+    s3.put_object(Bucket=bucket, Key="in/example.data", Body=b"abc")
+    result = _through_listing_fault(s3_server, bucket, tmp_path, ("GET", "HEAD"))
+    assert result.exit_code == ExitCode.PUBLISH_FAILED
+    md5 = hashlib.md5(b"ABC").hexdigest()
+    assert result.status_message.startswith(
+        f"another run wrote under s3://{bucket}/out/run while this one published: "
+        f"s3://{bucket}/out/run/example.data are not the objects this run uploaded "
+        f"(s3://{bucket}/out/run/example.data holds 3 bytes, ETag {'f' * 32}; this run wrote "
+        f"3 bytes, ETag {md5}); no manifest was written"
+    ), result.status_message
+    assert "out/run/_manifest.json" not in keys(s3, bucket, "out/run/")
+
+
 # -- item 4: a rerun of the same order ----------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ from hook_processor.errors import OptionsError, PublishError
 MANIFEST_NAME = "_manifest.json"
 LEASE_NAME = "_claim.json"
 _PROBE = ".hook-processor-probe-"
+_RECHECKED = 100  # objects a verification asks again by HEAD at most; the others count as listed
 _SHOWN = 5  # keys named in a message
 
 
@@ -101,6 +102,7 @@ class Claim:
         job.phase = "verifying the output"
         lease, manifest = self.key(LEASE_NAME), self.key(MANIFEST_NAME)
         foreign: list[str] = []
+        differs: list[str] = []  # written by this run, listed with another size or ETag
         from hook_processor._s3 import listing
 
         # Page by page: at 100,000 objects a list of the whole listing held ~350 bytes a key.
@@ -108,21 +110,43 @@ class Claim:
             job, self.prefix + "/" if self.prefix else ""
         ):
             key = str(listed)
-            if key in (lease, manifest) or key.endswith("/"):
-                continue
+            if key in (lease, manifest) or key.endswith("/") or _PROBE in key:
+                continue  # (the probe was deleted in the preflight: a lagging listing shows it)
             mine = written.get(key)
             if mine is None:
                 if key not in self.protected and key not in self.unlisted:
                     foreign.append(key)
                 continue
             size, etag = mine
-            if int(listed_size) != size or (etag and str(listed_etag).strip('"') != etag):
+            if not _same(size, etag, int(listed_size), str(listed_etag)):
+                differs.append(key)
+        # A listing may lag behind the writes it follows (rclone's directory cache under load,
+        # an eventually consistent store): an object it shows otherwise than this run wrote is
+        # asked once more by HEAD, which reads the object itself. Another run's object stays
+        # another's: its HEAD shows its own size and ETag.
+        said = ""
+        for n, key in enumerate(differs):
+            size, etag = written[key]
+            if n >= _RECHECKED:
                 foreign.append(key)
+                continue
+            try:
+                head = job.call(job.s3.head_object, Bucket=job.bucket, Key=key)
+            except ClientError:
+                foreign.append(key)
+                continue
+            now = (int(head.get("ContentLength", -1)), str(head.get("ETag", "")))
+            if not _same(size, etag, *now):
+                foreign.append(key)
+                said = said or (
+                    f" ({job.url(key)} holds {now[0]} bytes, ETag {now[1].strip(chr(34))}; "
+                    f"this run wrote {size} bytes, ETag {etag})"
+                )
         if foreign:
             raise PublishError(
                 f"another run wrote under {job.url(self.prefix)} while this one published: "
-                f"{_few(job, foreign)} are not the objects this run uploaded; no manifest was "
-                "written; run again with another s3_prefix"
+                f"{_few(job, foreign)} are not the objects this run uploaded{said}; no manifest "
+                "was written; run again with another s3_prefix"
             )
 
     def release(self) -> None:
@@ -398,6 +422,11 @@ def _whose(record: Mapping[str, Any]) -> str:
     if record.get("order_digest"):
         return f"order digest {str(record['order_digest'])[:12]}"
     return "unknown order"
+
+
+def _same(size: int, etag: str, other_size: int, other_etag: str) -> bool:
+    """Whether an object listed or HEADed as ``other_*`` is the one written as ``size, etag``."""
+    return other_size == size and (not etag or other_etag.strip('"') == etag)
 
 
 def _few(job: _transfer.Job, keys: list[str]) -> str:
