@@ -173,6 +173,12 @@ def test_output_equal_to_input_is_refused(s3_server, s3, bucket, tmp_path) -> No
     assert keys(s3, bucket) == ["data/example.data"]
 
 
+def _via(proxy, s3_server):  # type: ignore[no-untyped-def]
+    """The server as env_for reads it, reached through ``proxy``."""
+    keys = {"access_key": s3_server.access_key, "secret_key": s3_server.secret_key}
+    return type("S", (), {"endpoint_url": proxy.endpoint_url, **keys})
+
+
 def test_an_input_beside_the_output_in_one_bucket_is_listed_once(
     s3_server, s3, bucket, tmp_path
 ) -> None:
@@ -184,15 +190,7 @@ def test_an_input_beside_the_output_in_one_bucket_is_listed_once(
     for n in range(3):
         s3.put_object(Bucket=bucket, Key=f"in/f{n}.data", Body=b"abc")
     with FaultProxy(upstream=s3_server.endpoint_url) as proxy:
-        server = type(
-            "S",
-            (),
-            {
-                "endpoint_url": proxy.endpoint_url,
-                "access_key": s3_server.access_key,
-                "secret_key": s3_server.secret_key,
-            },
-        )
+        server = _via(proxy, s3_server)
         result = run(env_for(server, bucket, tmp_path / "w", "in/", "out/run"))
     assert result.exit_code == ExitCode.COMPLETED, result.status_message
     listed = [s.target for s in proxy.sent if s.method == "GET" and "list-type=2" in s.target]
@@ -298,15 +296,7 @@ def _through_listing_fault(s3_server, bucket, tmp_path, methods):  # type: ignor
                 etag_to="f" * 32,
             )
         )
-        server = type(
-            "S",
-            (),
-            {
-                "endpoint_url": proxy.endpoint_url,
-                "access_key": s3_server.access_key,
-                "secret_key": s3_server.secret_key,
-            },
-        )
+        server = _via(proxy, s3_server)
         return run(env_for(server, bucket, tmp_path / "w", "in/", "out/run"))
 
 

@@ -148,7 +148,8 @@ def test_a_private_round_trip_never_makes_the_boto3_client(
 ) -> None:
     # A large input (its HEAD, ranged GETs) and a large output (a multipart upload), the
     # claim's probe and lease: with endpoint and keys, every call of a PRIVATE run goes by the
-    # engine's own requests, and boto3's ~0.37 s of CPU and ~30 MB (BENCHMARKS.md) are spared.
+    # engine's own requests, and boto3's import and client (~0.37 s of CPU, ~30 MB, measured by
+    # hand) are spared.
     from exec_helpers import private_env
 
     bucket = f"rt-{engine}"

@@ -2,10 +2,10 @@
 
 A run that stages and publishes sends a few of these (one HEAD per large input, the claim's
 probe and lease, a create and a complete per large output). On the boto3 client they cost
-more than the calls themselves: importing boto3 and making its client takes ~0.37 s of CPU
-and ~30 MB of RSS on this machine, mid-transfer when the first large object comes. By hand
-they cost what a GET does, on the same pool, signer and retry policy (lean.py). Answers are
-shaped as boto3's (the fields the runtime reads, ``ResponseMetadata``); errors are
+more than the calls themselves: importing boto3 and making its client took ~0.37 s of CPU and
+~30 MB of RSS on the bench machine (by hand), mid-transfer when the first large object came.
+Signed here, they cost what a GET does, on the same pool, signer and retry policy (lean.py).
+Answers are shaped as boto3's (the fields the runtime reads, ``ResponseMetadata``); errors are
 ClientErrors with the store's code, as botocore's: a HEAD has no body, so its code is the
 status ("404", "412"), as botocore says it too.
 
