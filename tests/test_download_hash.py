@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from hook_processor._s3 import download
-from hook_processor._s3.download import Remote, TempFiles, _BigFile, _WholeCheck
+from hook_processor._s3.download import Remote, TempFiles, _BigFile
+from hook_processor._s3.download_checks import WholeCheck
 
 
 class _Job:
@@ -29,7 +30,7 @@ def _landed_file(tmp_path: Path, size: int, part: int) -> tuple[_BigFile, bytes,
     big = _BigFile(remote, tmp_path / "big.bin", -(-size // part))
     fd = big.open(TempFiles(tmp_path))
     os.pwrite(fd, data, 0)
-    big.check = _WholeCheck("MD5", hashlib.md5(data).hexdigest(), hashlib.md5())
+    big.check = WholeCheck("MD5", hashlib.md5(data).hexdigest(), hashlib.md5())
     big._checked = True  # as the first hasher's HEAD would have decided
     return big, data, list(range(0, size, part))
 

@@ -8,36 +8,38 @@ its final folder, its size checked against the listing, then renamed into place.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import dataclasses
 import hashlib
 import os
-import re
-import secrets
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError, FlexibleChecksumError
+from botocore.exceptions import FlexibleChecksumError
 
+from hook_processor._s3.download_checks import (
+    VALIDATED,
+    WholeCheck,
+    etag_is_no_md5,
+    headers_of,
+    md5_etag,
+    pinned,
+    whole_check,
+)
 from hook_processor._s3.listing import Listing, objects
+from hook_processor._s3.tempfiles import TempFiles
 from hook_processor._s3.transfer import (
     CHUNK,
     READ_CHUNK,
     STREAM_ERRORS,
     Job,
-    http_status,
     ranges,
 )
-from hook_processor._s3.wire import Crc32
 from hook_processor.errors import StagingError
 
-TEMP_MARK = ".hookpart-"
 NAME_MAX = 255  # bytes of one file or folder name (ext4, xfs, btrfs, tmpfs, overlayfs)
-_TEMP_NAME_KEEP = 100  # bytes of the final name kept in a temporary name (with the mark: < 255)
 
 
 # slots: one is made per unit as the pool takes it, not one per key up front
@@ -174,126 +176,11 @@ def _check_conflicts(job: Job, remotes: Remotes) -> None:
                 )
 
 
-class TempFiles:
-    """Temporary files of one stage-in; whatever was not renamed into place is removed."""
-
-    def __init__(self, dest: Path) -> None:
-        self.dest = dest
-        self._real_dest = os.path.realpath(dest)
-        self._open: dict[str, int | None] = {}
-        self._safe_dirs: set[str] = set()
-        self._lock = threading.Lock()
-
-    def create(self, final: Path) -> tuple[str, int]:
-        parent = final.parent
-        if str(parent) not in self._safe_dirs:
-            parent.mkdir(parents=True, exist_ok=True)
-            real = os.path.realpath(parent)
-            if real != self._real_dest and not real.startswith(self._real_dest + os.sep):
-                raise StagingError(
-                    f"refusing to write {final}: a folder on its way is a link out of {self.dest}"
-                )
-            self._safe_dirs.add(str(parent))
-        tmp = str(parent / f".{_name_start(final.name)}{TEMP_MARK}{secrets.token_hex(6)}")
-        # Read and write: the hasher of a large object reads back what the parts wrote.
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        with self._lock:
-            fd = os.open(tmp, flags, 0o666)
-            self._open[tmp] = fd
-        return tmp, fd
-
-    def commit(self, tmp: str, fd: int, final: Path, size: int, url: str) -> None:
-        """Check the size against the listing, close, rename into place."""
-        actual = os.fstat(fd).st_size
-        if actual != size:
-            raise StagingError(
-                f"{url}: wrote {actual} bytes but the listing said {size}; "
-                "the object changed during staging, run again"
-            )
-        with self._lock:
-            self._open[tmp] = None
-        os.close(fd)
-        os.replace(tmp, final)
-        with self._lock:
-            del self._open[tmp]
-
-    def cleanup(self) -> None:
-        with self._lock:
-            leftovers, self._open = self._open, {}
-        for tmp, fd in leftovers.items():
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-
-def _name_start(name: str) -> str:
-    """The first ``_TEMP_NAME_KEEP`` bytes of ``name``, cut between characters: a temporary
-    name is then at most 1 + 100 + 10 + 12 = 123 bytes, whatever the script of the name."""
-    raw = os.fsencode(name)[:_TEMP_NAME_KEEP]
-    return raw.decode("utf-8", errors="ignore")
-
-
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
-
-
-# Response checksums the engines validate on whole-object GETs (with ``when_supported``).
-_VALIDATED = ("x-amz-checksum-crc32", "x-amz-checksum-sha1", "x-amz-checksum-sha256")
-_MD5 = re.compile(r"[0-9a-f]{32}")
-
-
-def md5_etag(etag: str, headers: dict[str, str]) -> str | None:
-    """The object's MD5 when its ETag is one (a single-part upload, no SSE-KMS / SSE-C), else
-    None: a multipart ETag ends in ``-N`` and an encrypted object's is not its MD5."""
-    value = etag.strip('"').lower()
-    if not _MD5.fullmatch(value):
-        return None
-    if headers.get("x-amz-server-side-encryption", "AES256").upper() != "AES256":
-        return None
-    if "x-amz-server-side-encryption-customer-algorithm" in headers:
-        return None
-    return value
-
-
-def _headers(response: dict[str, Any]) -> dict[str, str]:
-    return dict(response.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
-
-
-def _etag_is_no_md5(job: Job, remote: Remote, headers: dict[str, str]) -> bool:
-    """Whether an ETag that the body's MD5 does not match is no MD5 at all (SSE-KMS, SSE-C):
-    said by the GET's headers, or, for an engine that shows none (obstore), by one HEAD of the
-    version listed. Only then is a mismatch not a corrupted body."""
-    if any(h.startswith("x-amz-server-side-encryption") for h in headers):
-        return md5_etag(remote.etag, headers) is None
-    params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key}
-    if remote.etag:
-        params["IfMatch"] = remote.etag
-    try:
-        head = _pinned(job, job.s3.head_object, remote, params)
-    except (ClientError, StagingError):
-        return False  # changed or gone: the retry's pinned GET says which
-    return md5_etag(remote.etag, _headers(head)) is None
-
-
-def _pinned(
-    job: Job, call: Callable[..., dict[str, Any]], remote: Remote, params: dict[str, Any]
-) -> dict[str, Any]:
-    """A GET or HEAD pinned to the listed version (``If-Match`` in ``params``); its 412 is the
-    object changed since the listing, said so."""
-    try:
-        return job.call(call, **params)
-    except ClientError as err:
-        if http_status(err) == 412:
-            raise StagingError(
-                f"{job.url(remote.key)} changed during staging (it is no longer the version "
-                f"the listing named, ETag {remote.etag}); run again"
-            ) from err
-        raise
 
 
 def fetch(
@@ -318,11 +205,11 @@ def fetch(
     attempts = max(1, job.settings.max_attempts)
     for attempt in range(1, attempts + 1):
         job.check()
-        response = _pinned(job, job.s3.get_object, remote, params)
+        response = pinned(job, job.s3.get_object, remote, params)
         body = response["Body"]
-        headers = _headers(response)
+        headers = headers_of(response)
         validated = job.settings.checksum == "when_supported" and any(
-            "-" not in headers.get(h, "-") for h in _VALIDATED
+            "-" not in headers.get(h, "-") for h in VALIDATED
         )
         md5 = None if ranged or validated else md5_etag(remote.etag, headers)
         digest = hashlib.md5(usedforsecurity=False) if md5 else None
@@ -349,7 +236,7 @@ def fetch(
                 digest is not None
                 and got == length
                 and digest.hexdigest() != md5
-                and not _etag_is_no_md5(job, remote, headers)
+                and not etag_is_no_md5(job, remote, headers)
             ):
                 raise FlexibleChecksumError(
                     error_msg=f"the body of {job.url(remote.key)} does not match its MD5 ETag "
@@ -389,7 +276,7 @@ class _BigFile:
         self.lock = threading.Lock()
         self.tmp: str | None = None
         self.fd = -1
-        self.check: _WholeCheck | None = None  # what the bytes must match (None: nothing)
+        self.check: WholeCheck | None = None  # what the bytes must match (None: nothing)
         self._checked = False  # self.check is decided (by the first hasher)
         self._landed: dict[int, int] = {}  # offset -> length: written, not hashed yet
         self._cursor = 0  # bytes hashed (or passed, without a check) from the start
@@ -430,7 +317,7 @@ class _BigFile:
         if not self._checked:
             # The HEAD is the first hasher's, not open()'s: the other parts of the object
             # download meanwhile instead of waiting for it (and for the boto3 client it makes).
-            self.check = _whole_check(job, self.remote)
+            self.check = whole_check(job, self.remote)
             self._checked = True
         buf = bytearray(CHUNK)
         view = memoryview(buf)
@@ -511,72 +398,3 @@ def _part(
             job.file_done()
 
     return run
-
-
-# Full-object checksums we can compute with the standard library (botocore names, digest).
-_WHOLE_CHECKSUMS: tuple[tuple[str, Callable[[], Any]], ...] = (
-    ("ChecksumCRC32", lambda: Crc32()),
-    ("ChecksumSHA256", lambda: hashlib.sha256()),
-    ("ChecksumSHA1", lambda: hashlib.sha1(usedforsecurity=False)),
-)
-
-
-@dataclasses.dataclass
-class _WholeCheck:
-    """The digest a large object's assembled bytes must give: its stored checksum or MD5 ETag."""
-
-    field: str  # "MD5" or a botocore checksum field ("ChecksumCRC32" ...)
-    expected: str  # hex for MD5, base64 for the others (as the store says them)
-    digest: Any
-
-    def verify(self, job: Job, remote: Remote) -> None:
-        d = self.digest
-        got = d.hexdigest() if self.field == "MD5" else base64.b64encode(d.digest()).decode()
-        if got != self.expected:
-            raise StagingError(
-                f"{job.url(remote.key)}: the downloaded bytes do not match the object's stored "
-                f"{self.field.removeprefix('Checksum')} checksum (corrupted in transit); run again"
-            )
-
-
-def _whole_check(job: Job, remote: Remote) -> _WholeCheck | None:
-    """What a large object assembled from ranged GETs is checked against, from one HEAD.
-
-    A ranged GET comes without a checksum (S3 stores one for the whole object), so a byte
-    corrupted in transit would pass the size check. The object's full-object checksum (when it
-    has one of a kind we can compute: not a composite ``...-N`` of a multipart upload), else
-    its MD5 ETag (a single-part upload without SSE-KMS or SSE-C, which the HEAD's headers say
-    whatever the engine), is compared with the assembled file before it is renamed into place;
-    a mismatch fails the staging (no partial file is kept) instead of keeping corrupt data.
-    None: the object has neither (a multipart upload without a full-object checksum).
-    """
-    params: dict[str, Any] = {"Bucket": job.bucket, "Key": remote.key}
-    if job.settings.checksum == "when_supported":  # else the store may not support checksums
-        params["ChecksumMode"] = "ENABLED"
-    if remote.etag:
-        params["IfMatch"] = remote.etag
-    head = _pinned(job, job.s3.head_object, remote, params)
-    if job.settings.checksum == "when_supported":
-        stored = _stored_checksum(head, remote)
-        if stored is not None:
-            return stored
-    md5 = md5_etag(remote.etag, _headers(head))
-    if md5 is None:
-        return None
-    return _WholeCheck("MD5", md5, hashlib.md5(usedforsecurity=False))
-
-
-def _stored_checksum(head: dict[str, Any], remote: Remote) -> _WholeCheck | None:
-    """The object's full-object checksum from its HEAD (with ChecksumMode), or None."""
-    kind = head.get("ChecksumType")
-    if kind is None and "-" in str(head.get("ETag", remote.etag)).strip('"'):
-        # A multipart object whose store does not say the checksum's type (moto 5.2 answers
-        # the value without ChecksumType or a "-N" suffix): not a whole-object checksum.
-        return None
-    if (kind or "FULL_OBJECT") != "FULL_OBJECT":
-        return None
-    usable = [(f, make) for f, make in _WHOLE_CHECKSUMS if "-" not in str(head.get(f) or "-")]
-    if not usable:
-        return None
-    field, make = usable[0]
-    return _WholeCheck(field, str(head[field]), make())
