@@ -40,7 +40,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hook_processor import _option_names
-from hook_processor._option_checks import bucket_problem, prefix_problem
+from hook_processor._option_checks import cross_check
 from hook_processor._option_files import options_file_repeats
 from hook_processor._option_files import parse_cli_options as parse_cli_options  # re-exported
 from hook_processor._option_files import read_options_file as read_options_file  # re-exported
@@ -453,7 +453,7 @@ def load_config(sources: OptionSources, workflow_model: type[Options] | None = N
         workflow = _validated(workflow_model, workflow_init, problems) if workflow_model else None
     context = _order_context(sources.env, order, problems)
     if standard is not None:
-        _cross_check(standard, platform, problems, failed, origins)
+        cross_check(standard, platform, problems, failed, origins)
     unknowns = _unknown(unknown, workflow_fields, sources.env)
     strict = platform is not None and platform.strict_options
     if unknowns and (problems or strict):
@@ -515,83 +515,3 @@ def _validated_standard(
             return StandardOptions(**decoded(StandardOptions, rest)), failed
         except ValidationError:
             return None, failed
-
-
-def _cross_check(
-    std: StandardOptions,
-    platform: PlatformSettings | None,
-    problems: list[str],
-    failed: set[str],
-    origins: Mapping[str, str],
-) -> None:
-    """Rules that involve several options, for the options that passed validation (``failed``
-    are the others: their rules are skipped, not reported twice). ``origins`` names where
-    each value came from, e.g. ``output_s3_path (from the options file)``."""
-    from hook_processor._s3url import parse_s3_url
-
-    for name in ("input_s3_endpoint_url", "s3_endpoint_url"):
-        url = getattr(std, name)
-        if url is not None and not url.startswith(("http://", "https://")):
-            problems.append(f"{name}: must be an http:// or https:// URL")
-    if "input_s3_path" in failed:
-        pass
-    elif not std.input_s3_path:
-        problems.append(
-            "input_s3_path (or source_s3_path): required: the input location, s3://bucket/prefix/"
-        )
-    else:
-        try:
-            bucket, key = parse_s3_url(std.input_s3_path, option="input_s3_path")
-        except OptionsError as exc:
-            problems.append(str(exc))
-        else:
-            _check_location(bucket, key, origins.get("input_s3_path", "input_s3_path"), problems)
-    if (std.input_s3_access_key is None) != (std.input_s3_secret_key is None):
-        problems.append(
-            "input_s3_access_key / input_s3_secret_key: give both or neither (neither: the default "
-            "AWS credential chain)"
-        )
-    if std.s3_bucket:
-        shown = origins.get("s3_bucket", "s3_bucket")
-        problem = bucket_problem(std.s3_bucket)
-        if problem:
-            problems.append(f"{shown}: {problem}")
-    if std.s3_prefix:
-        shown = origins.get("s3_prefix", "s3_prefix")
-        problem = prefix_problem(std.s3_prefix)
-        if problem:
-            problems.append(f"{shown}: {problem}")
-    if std.s3_endpoint_url is None and "s3_endpoint_url" not in failed:
-        std.s3_endpoint_url = std.input_s3_endpoint_url
-    if "output_storage" in failed:
-        pass  # which of the rules below apply is unknown
-    elif std.output_storage == "PRIVATE":
-        if not std.s3_bucket and "s3_bucket" not in failed:
-            problems.append(
-                "s3_bucket (or output_s3_path): required with output_storage=PRIVATE: the bucket "
-                "to publish into (or set output_storage=TEMPORARY)"
-            )
-        keys = (std.s3_access_key, std.s3_secret_key)
-        if None in keys and not {"s3_access_key", "s3_secret_key"} & failed:
-            problems.append(
-                "s3_access_key and s3_secret_key (or output_s3_access_key, output_s3_secret_key): "
-                "required with output_storage=PRIVATE: credentials that can write to the bucket"
-            )
-    elif platform is not None and not (
-        platform.temporary_s3_bucket and platform.temporary_s3_endpoint_url
-    ):
-        problems.append(
-            "output_storage=TEMPORARY needs the platform's temporary storage: set "
-            "HOOK_TEMPORARY_S3_ENDPOINT_URL and HOOK_TEMPORARY_S3_BUCKET (and its keys), or use "
-            "output_storage=PRIVATE with your own bucket"
-        )
-    elif platform is not None and platform.temporary_s3_bucket:
-        problem = bucket_problem(platform.temporary_s3_bucket)
-        if problem:
-            problems.append(f"HOOK_TEMPORARY_S3_BUCKET: {problem}")
-
-
-def _check_location(bucket: str, key: str, shown: str, problems: list[str]) -> None:
-    for problem in (bucket_problem(bucket), key and prefix_problem(key)):
-        if problem:
-            problems.append(f"{shown}: {problem}")
