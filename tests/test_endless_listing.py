@@ -7,13 +7,13 @@ page: the same continuation token forever, or a fresh one forever. It ends the l
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from scripted_server import serving
 
 from hook_processor._s3 import download
 from hook_processor._s3 import listing as s3_listing
@@ -58,14 +58,8 @@ class _FakeS3(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_s3() -> Iterator[tuple[str, type[_FakeS3]]]:
     handler = type("Handler", (_FakeS3,), {"pages": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as endpoint:
+        yield endpoint, handler
 
 
 def _client(endpoint: str, engine: str):  # type: ignore[no-untyped-def]

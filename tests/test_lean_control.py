@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
+from scripted_server import serving
 
 from hook_processor.storage import S3Target, TransferSettings, make_client
 
@@ -56,14 +56,8 @@ def scripted() -> Iterator[tuple[str, Script]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", script
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as endpoint:
+        yield endpoint, script
 
 
 def _complete(endpoint: str) -> dict[str, Any]:
