@@ -72,7 +72,8 @@ def cross_check(
 ) -> None:
     """Rules that involve several options, for the options that passed validation (``failed``
     are the others: their rules are skipped, not reported twice). ``origins`` names where
-    each value came from, e.g. ``output_s3_path (from the options file)``."""
+    each value came from, e.g. ``output_s3_path (from the options file)``. One default is
+    set here too: the output endpoint is the input's unless given."""
     for name in ("input_s3_endpoint_url", "s3_endpoint_url"):
         url = getattr(std, name)
         if url is not None and not url.startswith(("http://", "https://")):

@@ -135,11 +135,12 @@ class Claim:
             except ClientError:
                 foreign.append(key)
                 continue
-            now = (int(head.get("ContentLength", -1)), str(head.get("ETag", "")))
-            if not _same(size, etag, *now):
+            held_size = int(head.get("ContentLength", -1))
+            held_etag = str(head.get("ETag", "")).strip('"')
+            if not _same(size, etag, held_size, held_etag):
                 foreign.append(key)
                 said = said or (
-                    f" ({job.url(key)} holds {now[0]} bytes, ETag {now[1].strip(chr(34))}; "
+                    f" ({job.url(key)} holds {held_size} bytes, ETag {held_etag}; "
                     f"this run wrote {size} bytes, ETag {etag})"
                 )
         if foreign:

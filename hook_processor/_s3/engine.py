@@ -104,11 +104,6 @@ class Payload:
             self._crc32 = zlib.crc32(self.data)
         return self._crc32
 
-    def hashed(self) -> tuple[str, ...]:
-        """The digests computed so far, by name (what a test of the passes over a body asks)."""
-        have = (("md5", self._md5), ("sha256", self._sha256), ("crc32", self._crc32))
-        return tuple(name for name, value in have if value is not None)
-
     def content_md5(self) -> str:
         """The Content-MD5 header: every store verifies it (BadDigest), whatever its checksums."""
         return base64.b64encode(bytes.fromhex(self.md5())).decode()

@@ -214,7 +214,12 @@ class LeanEngine(LeanControl, BotoPresign):
             headers["If-None-Match"] = IfNoneMatch
         if ContentType:
             headers["Content-Type"] = ContentType
-        return self._upload("PutObject", Bucket, Key, {}, Body, headers)
+        # Signed with the body's real SHA-256, which the caller needs anyway (the file's, for the
+        # manifest), and CRC32 where flexible checksums are wanted: what a validated GET checks.
+        if self.checksum:
+            headers["x-amz-checksum-crc32"] = wire.crc32_b64(Body.crc32())
+            headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
+        return self._upload("PutObject", Bucket, Key, {}, Body, headers, Body.sha256())
 
     def upload_part(
         self,
@@ -226,7 +231,10 @@ class LeanEngine(LeanControl, BotoPresign):
         Body: Payload,  # noqa: N803
     ) -> dict[str, Any]:
         query = {"partNumber": str(PartNumber), "uploadId": UploadId}
-        return self._upload("UploadPart", Bucket, Key, query, Body, {})
+        # Content-MD5 only (UNSIGNED-PAYLOAD): a part's flexible checksum would be part of a
+        # composite (``...-N``) that no whole GET can check, and a signed SHA-256 a second pass
+        # over its bytes for a check that Content-MD5 already makes.
+        return self._upload("UploadPart", Bucket, Key, query, Body, {}, None)
 
     def _upload(
         self,
@@ -236,21 +244,11 @@ class LeanEngine(LeanControl, BotoPresign):
         query: dict[str, str],
         body: Payload,
         headers: dict[str, str],
+        payload_sha256: str | None,  # None: UNSIGNED-PAYLOAD (sigv4.py)
     ) -> dict[str, Any]:
         headers["Content-Length"] = str(len(body))
-        # Content-MD5 in both modes, signed: every store verifies it (BadDigest). A PutObject is
-        # also signed with the body's real SHA-256, which the caller needs anyway (the file's,
-        # for the manifest), and carries CRC32 where flexible checksums are wanted: what a
-        # validated GET checks later. A part is not hashed more: its flexible checksum would be
-        # part of a composite (``...-N``) that no whole GET can check, and a signed SHA-256
-        # would be a second pass over its bytes for a check Content-MD5 already makes.
+        # Content-MD5 in both modes, signed: every store verifies it (BadDigest).
         headers["Content-MD5"] = body.content_md5()
-        payload_sha256 = None  # UNSIGNED-PAYLOAD (sigv4.py)
-        if operation == "PutObject":
-            payload_sha256 = body.sha256()
-            if self.checksum:
-                headers["x-amz-checksum-crc32"] = wire.crc32_b64(body.crc32())
-                headers["x-amz-sdk-checksum-algorithm"] = "CRC32"
         response, retries = self._request(
             operation, "PUT", bucket, key, query, headers, body, payload_sha256=payload_sha256
         )
