@@ -59,3 +59,17 @@ def test_an_access_denied_does_not_blame_the_checksums(
     message = publish(proxy, s3_server, bucket, tmp_path)
     assert "AccessDenied" in message
     assert SWITCH not in message
+
+
+@pytest.mark.parametrize("engine", ["lean", "boto3", "obstore"])
+def test_a_bad_digest_says_the_bytes_were_corrupted_not_that_the_checksums_are_unsupported(
+    proxy: FaultProxy, s3_server, bucket: str, tmp_path: Path, engine: str
+) -> None:
+    """BadDigest: the store got other bytes than their checksum says (corrupted on the way).
+    Switching the checksums off would not be the fix; running again is."""
+    proxy.add_rule(Rule(fault="status", status=400, code="BadDigest", methods="PUT"))
+    message = publish(proxy, s3_server, bucket, tmp_path, engine=engine)
+    assert "BadDigest" in message
+    assert SWITCH not in message
+    assert "corrupted on the way" in message
+    assert "run again" in message

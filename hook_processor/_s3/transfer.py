@@ -109,6 +109,10 @@ CHECKSUM_CODES = frozenset(
 )
 
 
+# What a store answers a body whose Content-MD5 or x-amz-checksum-* it computed otherwise.
+DIGEST_MISMATCH_CODES = frozenset({"BadDigest"})
+
+
 class Aborted(Exception):
     """Internal: another unit of the same job failed; stop quietly."""
 
@@ -200,16 +204,26 @@ class Job:
         return error
 
     def _checksum_hint(self, err: BaseException) -> str:
-        """Name the switch when a store may have rejected boto3's default flexible checksums.
+        """Say what to do about a checksum error: BadDigest is bytes corrupted on the way; name
+        the switch when a store may have rejected boto3's default flexible checksums.
 
         Such stores answer 400 (InvalidArgument, XAmzContentSHA256Mismatch, ...), 411
         (MissingContentLength: a body sent aws-chunked for a checksum trailer) or 501
         (NotImplemented), with codes that rarely say "checksum"; the only fix is the switch.
         403 (credentials), 404, 409 and 412 (conditions) have causes of their own.
         """
-        if self.settings.checksum == "when_required" or not isinstance(err, ClientError):
+        if not isinstance(err, ClientError):
             return ""
         status, code = http_status(err), error_code(err)
+        if code in DIGEST_MISMATCH_CODES:
+            # The store computed another checksum than the one sent with the bytes: they were
+            # corrupted on the way (checked in both modes); switching checks off is no fix.
+            return (
+                "; the store received other bytes than their checksum says (corrupted on "
+                "the way, nothing of them was kept): run again"
+            )
+        if self.settings.checksum == "when_required":
+            return ""
         if status not in (400, 411, 501) and code not in CHECKSUM_CODES:
             return ""
         return (
@@ -237,6 +251,10 @@ class Job:
         order, at most ``QUEUED_PER_WORKER`` per thread at a time (not
         all at once: the pool's queue and its futures stay small at any number of files), so a
         FIFO pool starts them in order (``upload._Multipart`` relies on it).
+
+        Of several failures the one raised is the cause: failures are taken in the order of
+        their units (not of the set of futures that ended together), and one that is only a
+        consequence of another (:func:`consequence`) comes after every other.
         """
         todo = iter(units)
         first = next(todo, None)
@@ -248,30 +266,38 @@ class Job:
         workers = max(1, min(self.settings.concurrency, count))
         bound = QUEUED_PER_WORKER * workers
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hook-s3")
-        pending: set[Future[None]] = set()
-        errors: list[BaseException] = []
+        pending: dict[Future[None], int] = {}  # each running unit's place in ``units``
+        failed: list[tuple[int, BaseException]] = []
+        submitted = 0
         try:
             while True:
                 while len(pending) < bound and not self.abort.is_set():
                     unit = next(todo, None)
                     if unit is None:
                         break
-                    pending.add(pool.submit(unit))
+                    pending[pool.submit(unit)] = submitted
+                    submitted += 1
                 if not pending:
                     break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                failed = [e for f in done if not f.cancelled() and (e := f.exception())]
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    if not future.cancelled() and (err := future.exception()):
+                        failed.append((index, err))
                 if failed:
-                    errors += failed
                     self.abort.set()  # the running units stop at their next check
         except BaseException:  # KeyboardInterrupt in the waiting thread: stop the workers too
             self.abort.set()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=self.abort.is_set())
-        errors += [e for f in pending if f.done() and not f.cancelled() and (e := f.exception())]
-        if not errors:
+        for future, index in pending.items():
+            if future.done() and not future.cancelled() and (err := future.exception()):
+                failed.append((index, err))
+        if not failed:
             return
+        failed.sort(key=lambda indexed: (consequence(indexed[1]), indexed[0]))
+        errors = [err for _, err in failed]
         if self.cancel is not None and self.cancel.is_set():
             raise self.cancelled() from next(
                 (e for e in errors if not isinstance(e, Cancelled | Aborted)), None
@@ -372,6 +398,22 @@ def describe(err: BaseException) -> str:
         where = f": {err.filename}" if err.filename else ""
         return f"{err.strerror}{where}"
     return str(err) or type(err).__name__
+
+
+# What a store answers a part of a multipart upload that it (or our abort) has already dropped.
+DROPPED_UPLOAD_CODES = frozenset({"NoSuchUpload"})
+
+
+def consequence(err: BaseException) -> bool:
+    """Is ``err`` only the consequence of another unit's failure?
+
+    A store may drop a multipart upload when one of its parts fails (rclone does, on a part's
+    BadDigest), and our abort drops it too: the parts still in flight are then answered
+    NoSuchUpload, sometimes before the failure that caused it is read. Alone, it is the error.
+    """
+    while err is not None and not isinstance(err, ClientError):
+        err = err.__cause__  # type: ignore[assignment]
+    return err is not None and error_code(err) in DROPPED_UPLOAD_CODES
 
 
 def error_code(err: ClientError) -> str:
