@@ -76,3 +76,25 @@ def test_a_corrupted_part_fails_the_check_with_the_object_named(tmp_path: Path) 
 
     with pytest.raises(download.StagingError, match=r"s3://b/k/big\.bin: the downloaded bytes"):
         big.check.verify(_Named(), big.remote)  # type: ignore[union-attr, arg-type]
+
+
+def test_parts_that_start_inside_a_page_are_hashed_from_their_first_byte(tmp_path: Path) -> None:
+    """The hash maps the file from a page boundary (mmap's offset must be one): a part that
+    starts inside a page is hashed from its own first byte, not the page's."""
+    size, part = 1024 * 1024 + 7, 100_003  # no part but the first starts on a page
+    big, data, offsets = _landed_file(tmp_path, size, part)
+    done = [big.landed(_Job(), o, min(part, size - o)) for o in offsets]
+    assert done[-1] and not any(done[:-1])
+    big.check.verify(_Job(), big.remote)  # type: ignore[union-attr, arg-type]
+    assert big.check.digest.hexdigest() == hashlib.md5(data).hexdigest()  # type: ignore[union-attr]
+
+
+def test_a_file_cut_short_under_the_hasher_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """Reading a mapping past the end of its file kills the process (SIGBUS): a temporary file
+    truncated by someone else is said as a staging error instead."""
+    size, part = 1024 * 1024, 256 * 1024
+    big, _, offsets = _landed_file(tmp_path, size, part)
+    os.ftruncate(big.fd, size // 2)
+    with pytest.raises(download.StagingError, match="could not read back what was written"):
+        for o in offsets:
+            big.landed(_Job(), o, part)
