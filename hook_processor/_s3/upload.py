@@ -79,8 +79,9 @@ class _Multipart:
 
     Each part is read once, into memory; its checksums and the file's SHA-256 (for the
     manifest) are computed from the bytes it sends. SHA-256 cannot be combined out of order, so
-    a sent part waits for its predecessor to be hashed: parts are submitted in order to a FIFO
-    pool, so the earliest part not yet hashed is always running and never waits; no deadlock.
+    a part, once read, waits for its predecessor to be hashed before it is hashed and sent:
+    parts are submitted in order to a FIFO pool, so the earliest part not yet hashed is always
+    running and never waits (nor for room: ``Buffers``' urgent part); no deadlock.
     """
 
     def __init__(self, index: int, local: Local, key: str, part_size: int) -> None:
@@ -237,6 +238,11 @@ def _part(
         job.buffers.take(job, length, urgent=lambda: mp.hashed == number - 1)
         try:
             data = _read(mp.local, offset, length, shown, last=last)  # once: sent, hashed
+            # Hashed before it is sent: the in-order SHA-256 then waits only for the reads of
+            # the parts before this one, and a part gives its room back once it is sent. Hashed
+            # after, a part that was sent held its room until every part before it was sent too:
+            # one slow part stopped the file's others from starting.
+            mp.hash_in_order(job, number, data)
             response = job.call(
                 job.s3.upload_part,
                 Bucket=job.bucket,
@@ -248,7 +254,6 @@ def _part(
             with mp.lock:
                 mp.etags[number] = str(response["ETag"])
             job.arrived(length)
-            mp.hash_in_order(job, number, data)
             del data
         finally:
             job.buffers.give(length)
