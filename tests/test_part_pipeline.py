@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from hook_processor._s3 import upload, walk
