@@ -78,10 +78,13 @@ def test_a_corrupted_part_fails_the_check_with_the_object_named(tmp_path: Path) 
         big.check.verify(_Named(), big.remote)  # type: ignore[union-attr, arg-type]
 
 
-def test_parts_that_start_inside_a_page_are_hashed_from_their_first_byte(tmp_path: Path) -> None:
-    """The hash maps the file from a page boundary (mmap's offset must be one): a part that
-    starts inside a page is hashed from its own first byte, not the page's."""
-    size, part = 1024 * 1024 + 7, 100_003  # no part but the first starts on a page
+@pytest.mark.parametrize("part", [100_003, 5 * 1024 * 1024 + 3])
+def test_parts_that_start_inside_a_page_are_hashed_from_their_first_byte(
+    tmp_path: Path, part: int
+) -> None:
+    """The hash maps the file from a page boundary (mmap's offset must be one), a window at a
+    time: a part that starts inside a page, or spans windows, is hashed byte for byte."""
+    size = 3 * part + 7  # no part but the first starts on a page
     big, data, offsets = _landed_file(tmp_path, size, part)
     done = [big.landed(_Job(), o, min(part, size - o)) for o in offsets]
     assert done[-1] and not any(done[:-1])

@@ -40,9 +40,9 @@ from hook_processor._s3.transfer import (
 from hook_processor.errors import StagingError
 
 NAME_MAX = 255  # bytes of one file or folder name (ext4, xfs, btrfs, tmpfs, overlayfs)
-# Bytes of a large object's file hashed per call: a part (8 MiB by default) at a time, so that a
-# cancellation is seen within ~15 ms of MD5 here.
-HASH_SLICE = 8 * 1024 * 1024
+# Bytes of a large object's file mapped and hashed per call (BigFile._hash): a cancellation is
+# seen within ~3 ms of MD5 here, and the mapping adds at most this much to the RSS per hasher.
+HASH_WINDOW = 2 * 1024 * 1024
 
 
 # slots: one is made per unit as the pool takes it, not one per key up front
@@ -333,24 +333,27 @@ class _BigFile:
 
     def _hash(self, job: Job, check: WholeCheck, start: int, length: int) -> None:
         """Feed bytes ``start .. start + length`` of the file to ``check``, mapped from the page
-        cache, not read into a buffer: no copy, and one call (one release of the GIL) per
-        HASH_SLICE instead of per 1 MiB read. With 1 MiB reads the hash of a 1 GiB object, the
-        end of its stage-in, took the GIL back 1,024 times from 16 downloading threads
-        (BENCHMARKS.md, third pass)."""
+        cache a window of HASH_WINDOW at a time, not read into a buffer: no copy, and one call
+        (one release of the GIL) per window instead of per 1 MiB read.
+
+        The window is small on purpose: mapped pages count in the process's RSS while mapped,
+        and whole 8 MiB parts mapped by the hashers of several large files at once raised the
+        peak RSS of a SAFE-like stage-in from 64 MB to 120 MB (BENCHMARKS.md, third pass).
+        """
         if os.fstat(self.fd).st_size < start + length:  # a mapping past the end is a SIGBUS
             raise StagingError(f"{self.tmp}: could not read back what was written")
-        base = start - start % mmap.ALLOCATIONGRANULARITY  # a mapping starts on a granule
-        with mmap.mmap(self.fd, start + length - base, offset=base, access=mmap.ACCESS_READ) as mm:
-            view = memoryview(mm)
-            try:
-                pos, end = start - base, start - base + length
-                while pos < end:
-                    job.check()
-                    step = min(HASH_SLICE, end - pos)
-                    check.digest.update(view[pos : pos + step])
-                    pos += step
-            finally:
-                view.release()  # else closing the mapping fails: "exported pointers exist"
+        pos, end = start, start + length
+        while pos < end:
+            job.check()
+            base = pos - pos % mmap.ALLOCATIONGRANULARITY  # a mapping starts on a granule
+            step = min(HASH_WINDOW - (pos - base), end - pos)
+            with mmap.mmap(self.fd, pos - base + step, offset=base, access=mmap.ACCESS_READ) as mm:
+                view = memoryview(mm)
+                try:
+                    check.digest.update(view[pos - base :])
+                finally:
+                    view.release()  # else closing the mapping fails: "exported pointers exist"
+            pos += step
 
 
 def _preallocate(fd: int, size: int) -> None:
