@@ -426,8 +426,15 @@ def _whose(record: Mapping[str, Any]) -> str:
 
 
 def _same(size: int, etag: str, other_size: int, other_etag: str) -> bool:
-    """Whether an object listed or HEADed as ``other_*`` is the one written as ``size, etag``."""
-    return other_size == size and (not etag or other_etag.strip('"') == etag)
+    """Whether an object listed or HEADed as ``other_*`` is the one written as ``size, etag``.
+
+    An object the store shows with no ETag at all is judged by its size: the store says nothing
+    against it. ``rclone serve s3`` under load listed and HEADed one of 100,000 objects that an
+    exec had just written with an empty ETag (its MD5 not computed yet), and the run failed
+    as if another run had written it (bench scale, 2026-12-08).
+    """
+    other = other_etag.strip('"')
+    return other_size == size and (not etag or not other or other == etag)
 
 
 def _few(job: _transfer.Job, keys: list[str]) -> str:
