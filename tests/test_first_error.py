@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from botocore.exceptions import ClientError
+from test_part_pipeline import _job as make_job
 
 from hook_processor._s3.engine import TransferSettings
 from hook_processor._s3.transfer import Job
@@ -25,15 +26,9 @@ def _client_error(code: str, status: int) -> ClientError:
 
 
 def _job() -> Job:
-    return Job(
-        # Job.run makes no S3 call of its own; the endpoint is only named in messages.
-        s3=SimpleNamespace(endpoint_url="http://127.0.0.1:9"),  # type: ignore[arg-type]
-        bucket="b",
-        settings=TransferSettings(concurrency=2),
-        error=PublishError,
-        phase="publishing",
-        cancel=None,
-        progress=None,
+    # Job.run makes no S3 call of its own; the endpoint is only named in messages.
+    return make_job(
+        SimpleNamespace(endpoint_url="http://127.0.0.1:9"), TransferSettings(concurrency=2)
     )
 
 
